@@ -1,0 +1,155 @@
+"""The model directory: ``config.json`` + ``model.safetensors``, saved atomically.
+
+A save writes a complete ``<dir>.partial`` and then swaps it in with renames, so a crash at
+any point leaves either the previous model or the new one loadable; ``<dir>.previous``
+exists only between the two renames and is loaded (with a notice) if the swap was cut off.
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import UserError
+from .model import ByteLM, ModelConfig
+from .text import TextOptions
+
+FORMAT_NAME = "sentiment-discovery-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def model_config_dict(model: ByteLM, metadata: dict | None = None) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model": asdict(model.config),
+        "text": asdict(model.text_options),
+        "metadata": metadata or {},
+    }
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_model(
+    model: ByteLM, directory: str | os.PathLike, metadata: dict | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Save ``model`` as a model directory; ``dtype`` (e.g. bfloat16) shrinks the stored weights."""
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + ".partial")
+    previous = directory.with_name(directory.name + ".previous")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
+    save_file(tensors, partial / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
+    if metadata is None:
+        metadata = getattr(model, "metadata", {})
+    config_text = json.dumps(model_config_dict(model, metadata), indent=2, sort_keys=True) + "\n"
+    (partial / CONFIG_FILE).write_text(config_text)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        with open(partial / name, "rb") as handle:
+            os.fsync(handle.fileno())
+    if directory.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(directory, previous)
+    os.replace(partial, directory)
+    _fsync_directory(directory.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+    return directory
+
+
+def resolve_model_directory(path: str | os.PathLike) -> Path:
+    """The directory to load: ``path`` itself, or its ``.previous`` copy after a cut-off save."""
+    path = Path(path)
+    if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
+        path = path.parent
+    if path.is_dir():
+        return path
+    previous = path.with_name(path.name + ".previous")
+    if previous.is_dir():
+        print(f"notice: {path} was being replaced when a save stopped; loading {previous}", file=sys.stderr)
+        return previous
+    if path.is_file():
+        raise UserError(
+            f"{path} is a file, not a model directory (config.json + model.safetensors); "
+            "import published weights with `sentiment-discovery import-openai` or `import-pytorch`"
+        )
+    raise UserError(f"model directory {path} does not exist")
+
+
+def read_model_config(directory: Path) -> dict:
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise UserError(f"{config_path} is missing; a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{config_path} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise UserError(f"{config_path} is not a {FORMAT_NAME} config (its 'format' is {config.get('format')!r})"
+                        if isinstance(config, dict) else f"{config_path} does not hold a JSON object")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{config_path} has format_version {config['format_version']}; this version reads up to {FORMAT_VERSION}")
+    for key in ("model", "text"):
+        if not isinstance(config.get(key), dict):
+            raise UserError(f"{config_path} has no '{key}' section")
+    return config
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ByteLM:
+    """Load a model directory; any problem is one :class:`UserError` naming the file."""
+    directory = resolve_model_directory(path)
+    config = read_model_config(directory)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+        text_options = TextOptions.from_dict(config["text"])
+    except TypeError as error:
+        raise UserError(f"{directory / CONFIG_FILE}: {error}") from None
+    except UserError as error:
+        raise UserError(f"{directory / CONFIG_FILE}: {error}") from None
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise UserError(f"{weights_path} is missing")
+    try:
+        tensors = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{weights_path} is truncated or corrupt ({error})") from None
+    model = ByteLM(model_config, text_options)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:5])}")
+        if unexpected:
+            detail.append(f"unexpected {', '.join(unexpected[:5])}")
+        raise UserError(f"{weights_path} does not match {CONFIG_FILE} ({'; '.join(detail)})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise UserError(
+                f"{weights_path}: tensor {name} has shape {list(tensor.shape)} but {CONFIG_FILE} "
+                f"implies {list(expected[name].shape)}"
+            )
+    model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()})
+    model.metadata = config.get("metadata", {})
+    return model.to(device).eval()

@@ -1,0 +1,66 @@
+"""``sentiment-discovery``: one sub-command per job, each a thin layer over a recipe.
+
+A recipe module defines ``COMMAND_CONFIG`` (a dataclass whose fields are the flags, see
+``options.option``) and ``run(config)``. The CLI turns flags into that config and calls it;
+a :class:`UserError` becomes one ``error:`` line and exit status 2.
+"""
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+from .options import add_config_arguments, config_from_args, flag_reference_markdown
+
+# command -> (recipe module, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "featurize": ("sentiment_discovery.recipes.featurize", "write the features (final cell states) of a text file to .npy"),
+}
+
+
+def recipe(command: str):
+    return importlib.import_module(COMMANDS[command][0])
+
+
+def config_classes() -> dict[str, type]:
+    return {command: recipe(command).COMMAND_CONFIG for command in COMMANDS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentiment-discovery",
+        description="Byte-level mLSTM language models and the sentiment neuron.",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, (_, description) in COMMANDS.items():
+        command_parser = sub.add_parser(command, help=description, description=description, allow_abbrev=False)
+        add_config_arguments(command_parser, recipe(command).COMMAND_CONFIG)
+    sub.add_parser("flags", help="print the flag reference of every command (docs/flags.md)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "flags":
+        sys.stdout.write(flag_reference_markdown(config_classes()))
+        return 0
+    module = recipe(args.command)
+    try:
+        config = config_from_args(module.COMMAND_CONFIG, args, command=args.command)
+        status = module.run(config)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The one featurize loop: texts -> final cell state of a layer, used by every job."""
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .text import preprocess_text
+
+# Long reviews are run in time chunks so memory does not grow with text length.
+CHUNK_LENGTH = 256
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), to waste little padding.
+
+    Callers scatter each batch's results back to these indices, restoring input order.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, not {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def encode_texts(model, texts: Sequence[str | bytes], preprocess: bool = True) -> list[bytes]:
+    """Texts as the byte strings the model reads (bytes are taken as already prepared)."""
+    encoded = []
+    for index, text in enumerate(texts):
+        if isinstance(text, bytes):
+            data = text
+        elif isinstance(text, str):
+            data = preprocess_text(text, model.text_options) if preprocess else text.encode("utf-8")
+        else:
+            raise UserError(f"text {index} is a {type(text).__name__}, not a str or bytes")
+        if not data:
+            raise UserError(f"text {index} is empty; remove it or turn preprocessing on (it pads every text)")
+        encoded.append(data)
+    return encoded
+
+
+def left_padded_batch(byte_strings: Sequence[bytes], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bytes [B, T] left-padded with zeros, and the reset mask marking each text's first byte.
+
+    Resetting the state at the first real byte makes the padding before it irrelevant, so a
+    text gives the same final state in any batch as alone.
+    """
+    width = max(len(b) for b in byte_strings)
+    tokens = np.zeros((len(byte_strings), width), dtype=np.int64)
+    reset = np.zeros((len(byte_strings), width), dtype=bool)
+    for row, data in enumerate(byte_strings):
+        tokens[row, width - len(data) :] = np.frombuffer(data, dtype=np.uint8)
+        reset[row, width - len(data)] = True
+    return torch.from_numpy(tokens).to(device), torch.from_numpy(reset).to(device)
+
+
+def iter_final_states(model, byte_strings: Sequence[bytes], batch_size: int, progress: bool = False) -> Iterator:
+    """Yield (indices, final RNNState) per length-sorted batch, gradients off."""
+    from tqdm.auto import tqdm
+
+    batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
+    bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
+    with torch.no_grad():
+        for indices in batches:
+            tokens, reset = left_padded_batch([byte_strings[i] for i in indices], model.device)
+            state = model.init_state(len(indices))
+            for start in range(0, tokens.shape[1], CHUNK_LENGTH):
+                stop = start + CHUNK_LENGTH
+                state = model.encode(tokens[:, start:stop], state, reset[:, start:stop]).state
+            bar.update(len(indices))
+            yield indices, state
+    bar.close()
+
+
+def featurize(
+    model,
+    texts: Sequence[str | bytes],
+    batch_size: int = 64,
+    preprocess: bool = True,
+    layer: int = -1,
+    progress: bool = False,
+) -> np.ndarray:
+    """Final cell state of ``layer`` after the last byte of each text: float32 [N, rnn_size].
+
+    Texts are prepared with the model's text options (as the published release did)
+    unless ``preprocess`` is false; ``bytes`` items are used as they are.
+    """
+    byte_strings = encode_texts(model, texts, preprocess)
+    features = np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        for indices, state in iter_final_states(model, byte_strings, batch_size, progress):
+            features[indices] = state.cell[layer].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return features

@@ -1,0 +1,174 @@
+"""Command-line flags generated from the recipes' config dataclasses.
+
+Defaults and help text live once, in the dataclass fields; this module turns them into
+argparse flags that accept both the 2017 spellings (``-rnn_size``, ``--optimizer_type=Adam``)
+and modern ones (``--rnn-size``), and renders the flag reference in the docs.
+"""
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any
+
+from .errors import UserError
+
+MISSING = dataclasses.MISSING
+
+
+def option(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    choices: typing.Sequence[Any] | None = None,
+    aliases: typing.Sequence[str] = (),
+    no_op: str | None = None,
+    positional: bool = False,
+    metavar: str | None = None,
+    default_factory: Any = MISSING,
+) -> Any:
+    """A dataclass field that is also a command-line flag.
+
+    aliases: extra names (without dashes) that set the same field, e.g. ``load_model``
+      for ``model``; each gets the same seed and modern spellings.
+    no_op: for flags kept only so that 2017 command lines still run; the text is printed
+      as a one-line notice when the flag is given.
+    """
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "aliases": tuple(aliases),
+        "no_op": no_op,
+        "positional": positional,
+        "metavar": metavar,
+    }
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def spellings(name: str) -> list[str]:
+    """Every accepted spelling of a flag: ``-a_b``, ``--a_b``, ``--a-b``."""
+    forms = [f"-{name}", f"--{name}", f"--{name.replace('_', '-')}"]
+    return list(dict.fromkeys(forms))
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
+    meta = field.metadata
+    base, _ = _unwrap_optional(annotation)
+    kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    if base is bool:
+        kwargs["action"] = "store_true"
+        kwargs.pop("metavar", None)
+        return kwargs
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        kwargs["nargs"] = "+"
+        kwargs["type"] = item
+    else:
+        kwargs["type"] = base
+    if meta.get("choices") is not None:
+        kwargs["choices"] = list(meta["choices"])
+    return kwargs
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """Add one flag per field of ``config_class`` (a dataclass) to ``parser``."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if not field.metadata:
+            continue
+        kwargs = _field_kwargs(field, hints[field.name])
+        if field.metadata.get("positional"):
+            kwargs.pop("action", None)
+            if field.default is MISSING and field.default_factory is MISSING:
+                parser.add_argument(field.name, **kwargs)
+            else:
+                parser.add_argument(field.name, nargs="?", default=argparse.SUPPRESS, **kwargs)
+            continue
+        names = spellings(field.name)
+        for alias in field.metadata.get("aliases", ()):
+            names += spellings(alias)
+        parser.add_argument(*names, dest=field.name, default=argparse.SUPPRESS, **kwargs)
+
+
+def config_from_args(config_class: type, namespace: argparse.Namespace, *, command: str = "") -> Any:
+    """Build the config from parsed flags; flags not given keep the dataclass defaults."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if hasattr(namespace, field.name):
+            values[field.name] = getattr(namespace, field.name)
+            notice = field.metadata.get("no_op") if field.metadata else None
+            if notice:
+                print(f"notice: -{field.name} {notice}", file=sys.stderr)
+    missing = [
+        f.name
+        for f in dataclasses.fields(config_class)
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in values
+    ]
+    if missing:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing)
+        raise UserError(f"{command or 'this command'} needs {flags}")
+    return config_class(**values)
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    if field.default_factory is not MISSING:
+        value = field.default_factory()
+    elif field.default is MISSING:
+        return "(required)"
+    else:
+        value = field.default
+    if isinstance(value, bool):
+        return "off" if not value else "on"
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    return f"`{value}`"
+
+
+def flag_reference_markdown(commands: dict[str, type]) -> str:
+    """The flag reference in ``docs/flags.md``: every flag, both spellings, default, meaning."""
+    lines = [
+        "# Flag reference",
+        "",
+        "Generated from the config dataclasses by `python -m sentiment_discovery.cli flags`;",
+        "a test checks it against the parser. Every flag is accepted in the 2017 spelling",
+        "(`-rnn_size 4096`, `--optimizer_type=Adam`) and the modern one (`--rnn-size 4096`).",
+    ]
+    for command, config_class in commands.items():
+        lines += ["", f"## `sentiment-discovery {command}`", ""]
+        lines += ["| flag | spellings | default | meaning |", "|---|---|---|---|"]
+        for field in dataclasses.fields(config_class):
+            if not field.metadata:
+                continue
+            meta = field.metadata
+            if meta.get("positional"):
+                names = [field.name.upper()]
+            else:
+                names = spellings(field.name)
+                for alias in meta.get("aliases", ()):
+                    names += spellings(alias)
+            meaning = meta.get("help", "")
+            if meta.get("choices") is not None:
+                meaning += " Choices: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
+            if meta.get("no_op"):
+                meaning += f" **No-op:** {meta['no_op']}"
+            spelled = ", ".join(f"`{n}`" for n in names)
+            lines.append(
+                f"| {field.name} | {spelled} | {_default_text(field)} | {meaning.replace('|', '/')} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,41 @@
+"""``sentiment-discovery featurize``: a text file in, a [texts, rnn_size] float32 .npy out."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import load_model
+from ..options import option
+from ..runtime import select_device
+
+
+@dataclasses.dataclass
+class FeaturizeConfig:
+    model: str = option(help="model directory (config.json + model.safetensors)", aliases=["load_model"])
+    input: str = option(help="CSV/TSV/JSON/JSON Lines/text file of texts (optionally .gz)")
+    output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
+    text_key: str = option("sentence", help="column or key holding the text")
+    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
+    batch_size: int = option(64, help="texts per batch (sorted by length)")
+    layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
+    cuda: bool = option(False, help="run on the GPU if there is one")
+
+
+COMMAND_CONFIG = FeaturizeConfig
+
+
+def run(config: FeaturizeConfig) -> None:
+    from ..data.readers import read_texts
+
+    model = load_model(config.model, device=select_device(config.cuda))
+    texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
+    features = model.featurize(
+        texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer, progress=True
+    )
+    output = Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, features)
+    print(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}", file=sys.stderr)

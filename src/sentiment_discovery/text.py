@@ -1,0 +1,66 @@
+"""Text to bytes, as section 4 of the paper and the published release prepared reviews."""
+
+import dataclasses
+import html
+import re
+
+from .errors import UserError
+
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextOptions:
+    """Switches of :func:`preprocess_text`; stored in each model's ``config.json``.
+
+    The defaults are what the published release did before featurizing: unescape HTML
+    entities, turn newlines into spaces, strip, pad to ``"\\n " + text + " "``.
+    """
+
+    strip_tags: bool = False
+    unescape_html: bool = True
+    to_ascii: bool = False
+    newlines_to_spaces: bool = True
+    collapse_whitespace: bool = False
+    front_pad: str = "\n "
+    end_pad: str = " "
+    max_length: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TextOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown text preprocessing option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+# The paper's review cleaning (markup removed, whitespace normalised) on top of the release's.
+PAPER_TEXT_OPTIONS = TextOptions(strip_tags=True, collapse_whitespace=True)
+
+
+def preprocess_text(text: str, options: TextOptions = TextOptions()) -> bytes:
+    """Clean one text and return its UTF-8 bytes, padded as the model saw text in training.
+
+    Tags are removed before entities are unescaped, so an escaped ``&lt;b&gt;`` survives as
+    text. ``max_length`` caps the cleaned text in bytes (before padding) without splitting
+    a UTF-8 character.
+    """
+    if options.strip_tags:
+        text = _TAG.sub(" ", text)
+    if options.unescape_html:
+        text = html.unescape(text)
+    if options.to_ascii:
+        from unidecode import unidecode
+
+        text = unidecode(text)
+    if options.newlines_to_spaces:
+        text = text.replace("\r", " ").replace("\n", " ")
+    if options.collapse_whitespace:
+        text = _WHITESPACE.sub(" ", text)
+    text = text.strip()
+    body = text.encode("utf-8", errors="replace")
+    if options.max_length is not None and len(body) > options.max_length:
+        body = body[: options.max_length].decode("utf-8", errors="ignore").encode("utf-8")
+    return options.front_pad.encode("utf-8") + body + options.end_pad.encode("utf-8")

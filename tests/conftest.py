@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from sentiment_discovery import ByteLM, ModelConfig
+
+SHARED_DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set SENTIMENT_DISCOVERY_DATA)")
+    return SHARED_DATA.resolve()
+
+
+def make_model(seed: int = 0, **overrides) -> ByteLM:
+    torch.manual_seed(seed)
+    values = dict(rnn_type="mlstm", embed_size=8, rnn_size=16, layers=1)
+    values.update(overrides)
+    model = ByteLM(ModelConfig(**values))
+    # Random gains and biases so that weight norm and bias paths really matter.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("_g") or name.endswith(".b"):
+                parameter.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture
+def small_model() -> ByteLM:
+    return make_model()

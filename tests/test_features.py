@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import torch
+
+from sentiment_discovery import UserError, preprocess_text
+from sentiment_discovery.features import length_sorted_batches
+
+from conftest import make_model
+
+TEXTS = ["great movie!", "I hated every minute of this long and boring film.", "ok", "Caf\u00e9 &amp; cr\u00e8me <br />"]
+
+
+@pytest.mark.parametrize("rnn_type", ["mlstm", "lstm"])
+def test_featurize_is_padding_invariant(rnn_type):
+    model = make_model(rnn_type=rnn_type, layers=2)
+    together = model.featurize(TEXTS, batch_size=4)
+    alone = np.stack([model.featurize([text], batch_size=1)[0] for text in TEXTS])
+    assert together.dtype == np.float32 and together.shape == (4, 16)
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_featurize_is_final_cell_state_of_preprocessed_bytes(small_model):
+    text = "Not bad &amp; fun\nat all"
+    data = preprocess_text(text, small_model.text_options)
+    assert data == b"\n Not bad & fun at all "
+    tokens = torch.tensor([list(data)])
+    _, state = small_model(tokens)
+    np.testing.assert_allclose(small_model.featurize([text])[0], state.cell[0][0].detach().numpy(), rtol=1e-6)
+
+
+def test_featurize_restores_order_and_handles_long_texts(small_model):
+    texts = ["a" * 600, "b", "c" * 300, "dd"]
+    features = small_model.featurize(texts, batch_size=2)
+    for index, text in enumerate(texts):
+        np.testing.assert_allclose(features[index], small_model.featurize([text])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_featurize_without_preprocessing_and_errors(small_model):
+    raw = small_model.featurize(["abc"], preprocess=False)
+    np.testing.assert_allclose(raw, small_model.featurize([b"abc"]))
+    with pytest.raises(UserError, match="text 1 is empty"):
+        small_model.featurize(["fine", ""], preprocess=False)
+    with pytest.raises(UserError, match="text 0 is a int"):
+        small_model.featurize([3])
+
+
+def test_length_sorted_batches_cover_every_index_once():
+    batches = length_sorted_batches([5, 1, 9, 3, 7], 2)
+    assert [list(b) for b in batches] == [[2, 4], [0, 3], [1]]
