@@ -28,9 +28,9 @@ COMMAND_CONFIG = FeaturizeConfig
 
 
 def run(config: FeaturizeConfig) -> None:
+    model = load_model(config.model, device=select_device(config.cuda))
     from ..data.readers import read_texts
 
-    model = load_model(config.model, device=select_device(config.cuda))
     texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
     features = model.featurize(
         texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer, progress=True

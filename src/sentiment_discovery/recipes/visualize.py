@@ -1,0 +1,117 @@
+"""``sentiment-discovery visualize``: a heatmap of one unit over a text, optionally continued.
+
+Reads the text (and, with ``-generate``, samples a continuation, optionally with the unit
+held at ``-overwrite``), then writes ``<experiment_dir>/<experiment_name>/heatmaps/<name>.png``
+and a self-contained ``.html`` beside it, the name being the text's first 100 characters.
+"""
+
+import dataclasses
+import sys
+import unicodedata
+
+from .. import visualize
+from ..checkpoint import load_model
+from ..errors import UserError
+from ..options import option
+from ..runtime import seed_everything, select_device
+from .common import ExperimentConfig, resolve_load_model
+
+
+@dataclasses.dataclass(kw_only=True)
+class VisualizeConfig(ExperimentConfig):
+    load_model: str = option(
+        help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/",
+        aliases=["model"],
+    )
+    text: str = option("The meaning of life is ", help="text to visualise; with -generate, the start of the text")
+    neuron: int | None = option(
+        None, help="unit whose cell state is drawn (default: the sentiment unit saved with the model)"
+    )
+    layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
+    generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
+    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation")
+    temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)")
+    overwrite: float | None = option(
+        None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating"
+    )
+    negate: bool = option(False, help="the unit is a negative-sentiment unit: flip its colours and the overwrite value")
+
+
+COMMAND_CONFIG = VisualizeConfig
+
+
+def sentiment_unit(model, config: VisualizeConfig) -> int:
+    """``-neuron``, or the unit that transfer saved in the model's metadata."""
+    if config.neuron is not None:
+        return config.neuron
+    unit = model.metadata.get("sentiment_unit")
+    if unit is None:
+        raise UserError(
+            f"no -neuron given and model {config.load_model} has no sentiment_unit in its metadata; "
+            "pass -neuron N (the transfer results list the top sentiment neurons)"
+        )
+    if isinstance(unit, bool) or not isinstance(unit, int):
+        raise UserError(
+            f"model {config.load_model} has sentiment_unit {unit!r} in its metadata, not a unit index; pass -neuron N"
+        )
+    return unit
+
+
+def print_safely(text: str) -> None:
+    """Print generated text; control bytes are escaped so they cannot drive the terminal."""
+    shown = "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
+        for c in text
+    )
+    encoding = sys.stdout.encoding or "utf-8"
+    # A terminal that cannot show a character gets "?" rather than a crash.
+    print(shown.encode(encoding, errors="replace").decode(encoding))
+
+
+def run(config: VisualizeConfig) -> None:
+    if config.overwrite is not None and not config.generate:
+        raise UserError("-overwrite steers generated text only; add -generate")
+    seed_everything(config.seed)
+    model = load_model(resolve_load_model(config.load_model, config), device=select_device(config.cuda))
+    unit = sentiment_unit(model, config)
+    if config.generate:
+        prompt = visualize.prompt_bytes(model, config.text, generate=True)
+        if config.seq_length <= len(prompt):
+            raise UserError(
+                f"-seq_length {config.seq_length} leaves nothing to generate "
+                f"after the {len(prompt)}-byte prompt; raise it"
+            )
+        overwrite = config.overwrite
+        if overwrite is not None and config.negate:
+            overwrite = -overwrite
+        trace = visualize.generate(
+            model,
+            prompt,
+            unit,
+            config.seq_length - len(prompt),
+            layer=config.layer,
+            temperature=config.temperature,
+            overwrite=overwrite,
+            seed=config.seed,
+            progress=True,
+        )
+        # The front padding is what the model read first, not part of the text the user sees.
+        print_safely(trace.text.lstrip())
+    else:
+        trace = visualize.unit_values(model, config.text, unit, layer=config.layer)
+
+    layer = visualize.layer_index(model, config.layer)
+    caption = f"unit {unit} of layer {layer}, model {config.load_model}"
+    if config.negate:
+        caption += ", colours negated"
+    if config.generate:
+        sampling = "greedy" if config.temperature == 0 else f"temperature {config.temperature}, seed {config.seed}"
+        caption += f"; generated text underlined ({sampling})"
+        if config.overwrite is not None:
+            caption += f", unit held at {overwrite:+g}"
+    stem = visualize.heatmap_file_stem(trace.text)
+    directory = config.experiment_path / "heatmaps"
+    png = visualize.render_png(trace, directory / f"{stem}.png", negate=config.negate)
+    page = visualize.render_html(trace, directory / f"{stem}.html", negate=config.negate, caption=caption)
+    print(f"wrote {png}", file=sys.stderr)
+    print(f"wrote {page}", file=sys.stderr)

@@ -1,0 +1,436 @@
+"""One unit's cell state, byte by byte: reading it, steering generation with it, drawing it.
+
+:func:`unit_values` runs a text through the model and records the chosen unit after every
+byte; :func:`generate` continues a prompt, optionally holding the unit at a fixed value so
+the continuation is steered. Both return a :class:`Trace`, which :func:`render_png` and
+:func:`render_html` draw as a Karpathy-style heatmap: one cell per character, red for
+negative, green for positive, a character coloured by its last byte.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import html
+import re
+import unicodedata
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .features import CHUNK_LENGTH
+from .model import CellOverwrite
+from .text import preprocess_text
+
+# The 2017 heatmaps used this diverging colour map on [-1, 1] and rows of 74 characters.
+COLOUR_MAP = "RdYlGn"
+VALUE_RANGE = (-1.0, 1.0)
+BACKGROUND = (255, 255, 255)
+
+# Characters that have no visible glyph get one, so that every character has a readable cell.
+_VISIBLE = {"\n": "\u21b5", "\t": "\u2192", "\r": "\u2190"}
+# Path separators, characters Windows forbids, control characters and the replacement character.
+_UNSAFE_IN_FILE_NAMES = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|\ufffd]')
+_RESERVED_FILE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{i}" for port in ("COM", "LPT") for i in range(1, 10))}
+FILE_NAME_CHARACTERS = 100
+_MAX_FILE_NAME_BYTES = 200
+
+
+@dataclasses.dataclass(eq=False)
+class Trace:
+    """Bytes the model read, and the unit's cell-state value after reading each of them.
+
+    ``data[:prompt_length]`` came from the caller, the rest was generated.
+    """
+
+    data: bytes
+    values: np.ndarray  # float32 [len(data)]
+    prompt_length: int
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.shape != (len(self.data),):
+            raise ValueError(f"{len(self.data)} bytes but values of shape {self.values.shape}")
+
+    @functools.cached_property
+    def characters(self) -> list[tuple[str, int]]:
+        """``(character, index of its last byte)`` pairs; see :func:`utf8_characters`."""
+        return utf8_characters(self.data)
+
+    @property
+    def text(self) -> str:
+        return "".join(character for character, _ in self.characters)
+
+    @property
+    def generated_text(self) -> str:
+        return "".join(character for character, last in self.characters if last >= self.prompt_length)
+
+    def character_values(self) -> np.ndarray:
+        """The value of each character: the unit after the character's last byte."""
+        return self.values[[last for _, last in self.characters]]
+
+
+def utf8_characters(data: bytes) -> list[tuple[str, int]]:
+    """Split bytes into characters, each with the index of its last byte.
+
+    A byte that does not belong to a valid UTF-8 character (a stray continuation byte, a
+    character cut off by the end of generation) becomes its own U+FFFD, so any bytes at all
+    can be shown.
+    """
+    characters = []
+    start = 0
+    while start < len(data):
+        for length in range(1, 5):
+            try:
+                character = data[start : start + length].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            # The shortest prefix that decodes is exactly one character.
+            characters.append((character, start + length - 1))
+            start += length
+            break
+        else:
+            characters.append(("\ufffd", start))
+            start += 1
+    return characters
+
+
+def prompt_bytes(model, text: str | bytes, generate: bool = False, preprocess: bool = True) -> bytes:
+    """The bytes fed to the model for ``text``; ``bytes`` are taken as already prepared.
+
+    A text is prepared as the model saw text in training (its ``text_options``). A prompt
+    to generate from gets the front padding but not the end padding: the end padding marks
+    where a text stops, and generation continues the text instead.
+    """
+    if isinstance(text, bytes):
+        data = text
+    elif not preprocess:
+        data = text.encode("utf-8")
+    else:
+        options = dataclasses.replace(model.text_options, end_pad="") if generate else model.text_options
+        data = preprocess_text(text, options)
+    if not data:
+        raise UserError("the text is empty; give some text (or turn preprocessing on, which pads it)")
+    return data
+
+
+def layer_index(model, layer: int) -> int:
+    """``layer`` as an index from 0 (``-1`` is the top layer), checked against the model."""
+    layers = model.config.layers
+    if not -layers <= layer < layers:
+        raise UserError(
+            f"-layer {layer} does not exist: the model has {layers} layer(s) (0..{layers - 1}, or -1 for the top)"
+        )
+    return layer % layers
+
+
+def check_unit(model, unit: int) -> int:
+    size = model.config.rnn_size
+    if not 0 <= unit < size:
+        raise UserError(f"-neuron {unit} does not exist: the model has {size} units (0..{size - 1})")
+    return unit
+
+
+@contextlib.contextmanager
+def _inference(model):
+    """Gradients and dropout off for the duration; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _weights_computed_once(model):
+    """Each layer's effective (weight-normed) weights computed once, not at every step.
+
+    Generation calls the model one byte at a time, and recomputing weight norm over a
+    4096-unit layer costs ten times the step itself. Only valid while the weights cannot
+    change, i.e. under :func:`_inference`.
+    """
+    cached = [layer for layer in model.layers if hasattr(layer, "effective_weights")]
+    for layer in cached:
+        layer.effective_weights = functools.cache(layer.effective_weights)
+    try:
+        yield
+    finally:
+        for layer in cached:
+            del layer.effective_weights  # the class's method shows through again
+
+
+def _run(model, data: bytes, layer: int, unit: int, state=None):
+    """Run ``data`` from ``state``; the unit after each byte, and the final state."""
+    tokens = torch.tensor([list(data)], dtype=torch.int64, device=model.device)
+    values = []
+    for start in range(0, tokens.shape[1], CHUNK_LENGTH):
+        encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
+        values.append(encoded.cell_sequences[layer][0, :, unit].float().cpu())
+        state = encoded.state
+    values = torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
+    return values, state
+
+
+def unit_values(model, text: str | bytes, unit: int, layer: int = -1, preprocess: bool = True) -> Trace:
+    """Cell-state value of ``unit`` in ``layer`` after each byte of ``text``.
+
+    ``text`` is prepared with the model's text options (padding included, so the trace
+    shows every byte the model read) unless ``preprocess`` is false; ``bytes`` are used as
+    they are.
+    """
+    layer, unit = layer_index(model, layer), check_unit(model, unit)
+    data = prompt_bytes(model, text, preprocess=preprocess)
+    with _inference(model):
+        values, _ = _run(model, data, layer, unit)
+    return Trace(data, values, len(data))
+
+
+def _next_byte(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+    if temperature == 0:
+        return int(logits.argmax())
+    # Sampled on the CPU so that a seed gives the same text on every device.
+    probabilities = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+    return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+def generate(
+    model,
+    prompt: str | bytes,
+    unit: int,
+    new_bytes: int,
+    *,
+    layer: int = -1,
+    temperature: float = 0.0,
+    overwrite: float | None = None,
+    seed: int | None = None,
+    preprocess: bool = True,
+    progress: bool = False,
+) -> Trace:
+    """Continue ``prompt`` by ``new_bytes`` bytes, recording ``unit`` all along.
+
+    ``temperature`` 0 picks the likeliest byte; above 0 bytes are sampled from the softmax
+    of logits / temperature, reproducibly for a given ``seed``. With ``overwrite`` the
+    unit's cell state is held at that value from the step that reads the prompt's last byte
+    (the step that predicts the first new byte) to the end, so every generated byte is
+    steered and the trace shows the held value there. The prompt is prepared by
+    :func:`prompt_bytes` with ``generate=True`` (no end padding).
+    """
+    from tqdm.auto import tqdm
+
+    layer, unit = layer_index(model, layer), check_unit(model, unit)
+    if new_bytes < 0:
+        raise UserError(f"cannot generate {new_bytes} bytes; ask for 0 or more")
+    if temperature < 0:
+        raise UserError(f"-temperature must be 0 (greedy) or more, not {temperature}")
+    data = prompt_bytes(model, prompt, generate=True, preprocess=preprocess)
+    held = CellOverwrite(layer, unit, float(overwrite)) if overwrite is not None else None
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    text = bytearray(data)
+    with _inference(model), _weights_computed_once(model):
+        values, state = _run(model, data[:-1], layer, unit)
+        values = list(values)
+
+        def read(byte: int) -> torch.Tensor:
+            nonlocal state
+            encoded = model.encode(torch.tensor([[byte]], device=model.device), state, overwrite=held)
+            state = encoded.state
+            values.append(float(state.cell[layer][0, unit]))
+            return model.decode(encoded.hidden[0, -1])
+
+        pending = data[-1]
+        for _ in tqdm(range(new_bytes), unit="byte", desc="generate", disable=not progress):
+            pending = _next_byte(read(pending), temperature, generator)
+            text.append(pending)
+        read(pending)  # the last byte's value, for the heatmap
+    return Trace(bytes(text), np.array(values, dtype=np.float32), len(data))
+
+
+def heatmap_file_stem(text: str) -> str:
+    """The heatmap's file name without extension: the first 100 characters of ``text``.
+
+    Whitespace runs (newlines included) become one space, characters unsafe in file names
+    become ``_``, leading and trailing spaces and dots go, and the name is kept under 200
+    UTF-8 bytes; an empty result is ``heatmap``.
+    """
+    name = " ".join(text.split())[:FILE_NAME_CHARACTERS]
+    name = _UNSAFE_IN_FILE_NAMES.sub("_", name).strip(" .")
+    name = name.encode("utf-8")[:_MAX_FILE_NAME_BYTES].decode("utf-8", errors="ignore").strip(" .")
+    if name.upper() in _RESERVED_FILE_NAMES:
+        name += "_"
+    return name or "heatmap"
+
+
+def display_values(values: np.ndarray, negate: bool = False) -> np.ndarray:
+    """Values as coloured: sign flipped with ``negate``, clipped to [-1, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.clip(-values if negate else values, *VALUE_RANGE)
+
+
+def value_colours(values: np.ndarray, negate: bool = False) -> np.ndarray:
+    """RGB uint8 [N, 3]: red (-1) through yellow (0) to green (+1)."""
+    from matplotlib import colormaps
+
+    position = (display_values(values, negate) - VALUE_RANGE[0]) / (VALUE_RANGE[1] - VALUE_RANGE[0])
+    return np.round(colormaps[COLOUR_MAP](position)[:, :3] * 255).astype(np.uint8)
+
+
+def _text_colour(rgb: Sequence[int]) -> str:
+    # Dark cells at both ends of the colour map need light text to stay readable.
+    luminance = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
+    return "#000000" if luminance > 0.5 else "#ffffff"
+
+
+def _glyph(character: str) -> str:
+    if character in _VISIBLE:
+        return _VISIBLE[character]
+    if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp"):
+        return "\u00b7"
+    return character
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatmapGeometry:
+    """Pixel layout of the PNG: ``columns`` cells a row, a new row after each newline.
+
+    The image is exactly :meth:`image_size` pixels; cell (row, column) covers
+    :meth:`cell_box`, so the colour of any character can be read back at known pixels.
+    """
+
+    columns: int = 74
+    cell_width: int = 12
+    cell_height: int = 20
+    margin: int = 4
+    font_size: float = 14.0  # pixels
+    dpi: int = 100
+
+    def layout(self, characters: Sequence[str]) -> list[tuple[int, int]]:
+        """(row, column) of each character."""
+        positions = []
+        row = column = 0
+        for character in characters:
+            positions.append((row, column))
+            column += 1
+            if character == "\n" or column == self.columns:
+                row, column = row + 1, 0
+        return positions
+
+    def rows(self, characters: Sequence[str]) -> int:
+        positions = self.layout(characters)
+        return positions[-1][0] + 1 if positions else 1
+
+    def image_size(self, rows: int) -> tuple[int, int]:
+        """(width, height) in pixels of an image with ``rows`` rows."""
+        return self.columns * self.cell_width + 2 * self.margin, rows * self.cell_height + 2 * self.margin
+
+    def cell_box(self, row: int, column: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) pixel edges of a cell; right and bottom are exclusive."""
+        left = self.margin + column * self.cell_width
+        top = self.margin + row * self.cell_height
+        return left, top, left + self.cell_width, top + self.cell_height
+
+
+def render_png(
+    trace: Trace, path: str | Path, negate: bool = False, geometry: HeatmapGeometry = HeatmapGeometry()
+) -> Path:
+    """Draw the heatmap of ``trace`` to a PNG at ``path``: coloured cells, monospace characters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    characters = [character for character, _ in trace.characters]
+    colours = value_colours(trace.character_values(), negate)
+    positions = geometry.layout(characters)
+    width, height = geometry.image_size(geometry.rows(characters))
+    # The cells are painted into an image at one array element per pixel, so their colours are exact.
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = BACKGROUND
+    figure = Figure(figsize=(width / geometry.dpi, height / geometry.dpi), dpi=geometry.dpi)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.set_axis_off()
+    font_points = geometry.font_size * 72 / geometry.dpi
+    for character, (row, column), colour in zip(characters, positions, colours):
+        left, top, right, bottom = geometry.cell_box(row, column)
+        image[top:bottom, left:right] = colour
+        axes.text(
+            (left + right) / 2,
+            (top + bottom) / 2,
+            _glyph(character),
+            ha="center",
+            va="center_baseline",
+            fontsize=font_points,
+            family=["DejaVu Sans Mono", "monospace"],
+            color=_text_colour(colour),
+        )
+    axes.imshow(image, extent=(0, width, height, 0), interpolation="nearest", aspect="auto", zorder=0)
+    axes.set_xlim(0, width)
+    axes.set_ylim(height, 0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # Characters the monospace font lacks (e.g. CJK) are drawn as boxes; one warning each is noise.
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
+        figure.savefig(path, dpi=geometry.dpi)
+    return path
+
+
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+pre {{ font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 15px; line-height: 1.45; }}
+pre span {{ padding: 0.1em 0; }}
+pre span.generated {{ text-decoration: underline; }}
+</style>
+</head>
+<body>
+<p>{caption}</p>
+<pre>{cells}</pre>
+</body>
+</html>
+"""
+
+
+def render_html(
+    trace: Trace,
+    path: str | Path,
+    negate: bool = False,
+    caption: str = "",
+    geometry: HeatmapGeometry = HeatmapGeometry(),
+) -> Path:
+    """Write the heatmap as one self-contained HTML page: a coloured span per character.
+
+    Hovering a character shows the unit's value after it; generated characters are
+    underlined; rows break where the PNG's do.
+    """
+    characters = trace.characters
+    values = trace.character_values()
+    colours = value_colours(values, negate)
+    positions = geometry.layout([character for character, _ in characters])
+    parts = []
+    for index, ((character, last), value, colour, (_, column)) in enumerate(
+        zip(characters, values, colours, positions)
+    ):
+        if index and column == 0:
+            parts.append("\n")
+        generated = ' class="generated"' if last >= trace.prompt_length else ""
+        background = "#{:02x}{:02x}{:02x}".format(*colour)
+        parts.append(
+            f'<span{generated} style="background:{background};color:{_text_colour(colour)}" '
+            f'title="{value:+.4f}">{html.escape(_glyph(character))}</span>'
+        )
+    page = _HTML_PAGE.format(
+        title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts)
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
