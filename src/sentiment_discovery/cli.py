@@ -15,6 +15,7 @@ from .options import add_config_arguments, config_from_args, flag_reference_mark
 # command -> (recipe module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "featurize": ("sentiment_discovery.recipes.featurize", "write the features (final cell states) of a text file to .npy"),
+    "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
 }
 
 
