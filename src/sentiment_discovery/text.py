@@ -7,7 +7,9 @@ import re
 from .errors import UserError
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
-_WHITESPACE = re.compile(r"\s+")
+# Collapses every whitespace run to one space, like r"\s+", but skips the single spaces
+# between words (most of a text): the collapse runs about twice as fast.
+_WHITESPACE = re.compile(r"[^\S ]\s*| \s+")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,461 @@
+"""The on-disk byte corpus: preprocessed texts as one flat ``uint8`` file per split, memory-mapped.
+
+A corpus directory holds, for each split (``train``, ``valid``, ``test``)::
+
+    <split>.bytes     every text after preprocessing, concatenated (uint8)
+    <split>.offsets   int64 little-endian, num_texts + 1 entries: text i is bytes[offsets[i]:offsets[i+1]]
+    manifest.json     sources (path, size, sha256), options, counts of texts, bytes and skipped rows
+
+:func:`build_corpus` streams its inputs once, in constant memory. ``split`` deals the
+texts as the 2017 release did: with ``1000,1,1``, of every run of 1002 texts 1000 go to
+``train``, one to ``valid`` and one to ``test`` (the run's first text to train, its second
+to valid, its third to test, so even a tiny input fills every split; ``shuffle`` deals each
+run in a random, seeded order instead). Within a split texts keep their input order.
+Each split is cut into shards, equal runs of consecutive texts: ``num_shards`` (1002, as
+in the release) shared in proportion to the split, so ``1000,1,1`` gives 1000 training
+shards, one validation and one test shard. ``persist_state 1`` resets the recurrent
+state where a shard begins.
+
+:class:`ByteCorpus` memory-maps a split (``numpy.memmap``), so a 40 GB corpus is trained
+on without being read into memory (the release's ``-lazy``).
+"""
+
+import array
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
+from .readers import EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, detect_format, iter_numbered_texts, split_counts
+
+FORMAT_NAME = "sentiment-discovery-corpus"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DEFAULT_SEED = 1234
+# The release dealt every corpus into 1002 shards (1000 train, 1 validation, 1 test).
+DEFAULT_NUM_SHARDS = 1002
+_OFFSETS_DTYPE = np.dtype("<i8")
+_OFFSETS_PER_FLUSH = 1 << 16
+_WRITE_BUFFER = 8 << 20
+
+
+def data_file(split: str) -> str:
+    return f"{split}.bytes"
+
+
+def offsets_file(split: str) -> str:
+    return f"{split}.offsets"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ByteCorpus:
+    """One split of a corpus: ``data`` (uint8) and ``offsets`` (int64, ``num_texts + 1``).
+
+    Opened from disk both are read-only ``numpy.memmap`` arrays; :meth:`from_texts` builds
+    an in-memory one (for tests and small jobs).
+    """
+
+    data: np.ndarray
+    offsets: np.ndarray
+    num_shards: int = 1
+    directory: Path | None = None
+    split: str = "train"
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, split: str = "train") -> "ByteCorpus":
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        splits = manifest["splits"]
+        if split not in splits:
+            raise UserError(f"corpus {directory} has no {split!r} split; it has {', '.join(splits)}")
+        entry = splits[split]
+        data_path, offsets_path = directory / entry["data"], directory / entry["offsets"]
+        for path, size in ((data_path, entry["bytes"]), (offsets_path, (entry["texts"] + 1) * 8)):
+            if not path.is_file() or path.stat().st_size != size:
+                raise UserError(
+                    f"corpus {directory} is damaged: {path.name} should hold {size} bytes; rebuild it with "
+                    f"`sentiment-discovery preprocess`"
+                )
+        offsets = np.memmap(offsets_path, dtype=_OFFSETS_DTYPE, mode="r")
+        # An empty file cannot be memory-mapped; an empty split has no bytes to map anyway.
+        data = np.memmap(data_path, dtype=np.uint8, mode="r") if entry["bytes"] else np.zeros(0, np.uint8)
+        if offsets[0] != 0 or offsets[-1] != entry["bytes"]:
+            raise UserError(f"corpus {directory} is damaged: {offsets_path.name} does not match {data_path.name}")
+        return cls(data=data, offsets=offsets, num_shards=entry["shards"], directory=directory, split=split)
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[bytes], num_shards: int = 1) -> "ByteCorpus":
+        """An in-memory corpus of already prepared byte strings (none may be empty)."""
+        for index, text in enumerate(texts):
+            if not text:
+                raise UserError(f"text {index} is empty; a corpus holds no empty texts")
+        lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        data = np.frombuffer(b"".join(texts), dtype=np.uint8)
+        return cls(data=data, offsets=offsets, num_shards=max(1, num_shards))
+
+    @property
+    def num_texts(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_bytes(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def shard_starts(self) -> np.ndarray:
+        """Index of the first text of each shard (shards are equal runs of consecutive texts)."""
+        return shard_starts(self.num_texts, self.num_shards)
+
+    def text(self, index: int) -> bytes:
+        return bytes(self.data[self.offsets[index] : self.offsets[index + 1]])
+
+    def __len__(self) -> int:
+        return self.num_texts
+
+
+def shard_starts(num_texts: int, num_shards: int) -> np.ndarray:
+    """First text index of each of ``num_shards`` near-equal runs of ``num_texts`` texts (no duplicates)."""
+    if num_texts == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.arange(num_shards, dtype=np.int64) * num_texts // num_shards)
+
+
+def read_manifest(directory: Path) -> dict:
+    path = Path(directory) / MANIFEST_FILE
+    if not Path(directory).is_dir():
+        raise UserError(f"corpus directory {directory} does not exist")
+    if not path.is_file():
+        raise UserError(f"{directory} is not a corpus (no {MANIFEST_FILE}); build one with `sentiment-discovery preprocess`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}); rebuild the corpus") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise UserError(f"{path} is not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path} has format version {manifest.get('format_version')}, this version reads {FORMAT_VERSION}; "
+            f"rebuild the corpus"
+        )
+    return manifest
+
+
+def is_corpus(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / MANIFEST_FILE).is_file()
+
+
+# --------------------------------------------------------------------------- building
+
+
+def deal_order(counts: Sequence[int]) -> np.ndarray:
+    """The split of each text in one run of ``sum(counts)`` texts: one to each split first, then the rest."""
+    firsts = [index for index, count in enumerate(counts) if count > 0]
+    rest = [index for index, count in enumerate(counts) for _ in range(count - (1 if count > 0 else 0))]
+    return np.asarray(firsts + rest, dtype=np.int64)
+
+
+class _SplitWriter:
+    """Appends texts to ``<split>.bytes`` and their end offsets to ``<split>.offsets``."""
+
+    def __init__(self, directory: Path, split: str):
+        self.split = split
+        self.texts = 0
+        self.bytes = 0
+        self._data = open(directory / data_file(split), "wb", buffering=_WRITE_BUFFER)
+        self._offsets = open(directory / offsets_file(split), "wb")
+        self._pending = array.array("q", [0])
+
+    def append(self, text: bytes) -> None:
+        self._data.write(text)
+        self.bytes += len(text)
+        self.texts += 1
+        self._pending.append(self.bytes)
+        if len(self._pending) >= _OFFSETS_PER_FLUSH:
+            self._flush_offsets()
+
+    def _flush_offsets(self) -> None:
+        self._offsets.write(np.asarray(self._pending, dtype=_OFFSETS_DTYPE).tobytes())
+        del self._pending[:]
+
+    def close(self) -> None:
+        self._flush_offsets()
+        for handle in (self._data, self._offsets):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+
+
+class _Meter:
+    """Stands in for a hashlib object: hashes the raw input and moves the progress bar."""
+
+    def __init__(self, bar):
+        self.sha256 = hashlib.sha256()
+        self._bar = bar
+
+    def update(self, data) -> None:
+        self.sha256.update(data)
+        self._bar.update(len(data))
+
+
+def _source_entry(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict) -> dict:
+    if not isinstance(text_options, TextOptions):
+        raise UserError(f"text_options must be a TextOptions, not {type(text_options).__name__}")
+    if num_shards < 1:
+        raise UserError(f"-num_shards must be at least 1, not {num_shards}")
+    counts = split_counts(split)
+    return {
+        "text_key": text_key,
+        "split": list(counts),
+        "num_shards": int(num_shards),
+        "shuffle": bool(shuffle),
+        # The seed only matters when dealing is shuffled; other seeds are the same corpus.
+        "seed": int(seed) if shuffle else None,
+        "text_options": dataclasses.asdict(text_options),
+        "fmt": fmt,
+        "delim": delim,
+        "strict": bool(strict),
+    }
+
+
+def _resolve_inputs(inputs) -> list[Path]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = [Path(path).resolve() for path in inputs]
+    if not paths:
+        raise UserError("preprocess needs at least one input file")
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"input file {path} does not exist" if not path.exists() else f"input {path} is not a file")
+    return paths
+
+
+def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
+    """Whether ``out_dir`` already holds the corpus these sources and options make."""
+    if not is_corpus(out_dir):
+        return False
+    try:
+        manifest = read_manifest(out_dir)
+    except UserError:
+        return False
+    if manifest.get("options") != options or [entry["path"] for entry in manifest["sources"]] != list(map(str, sources)):
+        return False
+    for entry, path in zip(manifest["sources"], sources):
+        now = _source_entry(path)
+        if now["bytes"] != entry["bytes"]:
+            return False
+        # A touched but unchanged file is still the same input: only then is it hashed again.
+        if now["mtime_ns"] != entry["mtime_ns"] and file_sha256(path) != entry["sha256"]:
+            return False
+    return True
+
+
+def build_corpus(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    text_key: str,
+    split: str | float | Sequence[float] = (1.0,),
+    num_shards: int = DEFAULT_NUM_SHARDS,
+    shuffle: bool = False,
+    seed: int = DEFAULT_SEED,
+    text_options: TextOptions = PAPER_TEXT_OPTIONS,
+    fmt: str | None = None,
+    delim: str | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> Path:
+    """Preprocess ``inputs`` (read in order, as one stream of texts) into a corpus at ``out_dir``.
+
+    A no-op when ``out_dir`` already holds the corpus of these unchanged inputs and
+    options; otherwise it is rebuilt (atomically: a crash leaves the old corpus or none).
+    ``report`` receives one-line messages for the console (the no-op, the summary).
+    """
+    out_dir = Path(out_dir)
+    sources = _resolve_inputs(inputs)
+    for source in sources:
+        detect_format(source, fmt)  # an unknown extension fails before anything is written
+    options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
+    say = report or (lambda message: None)
+    if _up_to_date(out_dir, sources, options):
+        say(f"{out_dir} is up to date with its inputs and options: nothing to do")
+        return out_dir
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_corpus(out_dir))):
+        raise UserError(f"{out_dir} exists and is not a corpus; choose another --out or remove it")
+
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    started = time.monotonic()
+    counts = options["split"]
+    shards = apportion(num_shards, counts)
+    names = [SPLIT_NAMES[index] for index, count in enumerate(counts) if count > 0]
+    writers = {index: _SplitWriter(partial, SPLIT_NAMES[index]) for index, count in enumerate(counts) if count > 0}
+    order = deal_order(counts)
+    rng = np.random.default_rng(seed) if shuffle else None
+    pad_length = len(preprocess_text("", text_options))
+    source_entries, per_source = [], []
+    total = ReadStats()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=sum(path.stat().st_size for path in sources),
+        unit="B",
+        unit_scale=True,
+        disable=not progress,
+        desc="preprocess",
+        delay=1.0,  # quick builds and early errors print no bar
+    )
+    dealt = 0
+    finished = False
+    try:
+        for path in sources:
+            entry = _source_entry(path)
+            stats = ReadStats()
+            meter = _Meter(bar)
+            texts = iter_numbered_texts(path, text_key, fmt=fmt, delim=delim, strict=strict, stats=stats, digest=meter)
+            for line, text in texts:
+                prepared = preprocess_text(text, text_options)
+                if len(prepared) <= pad_length:  # nothing left once markup and spaces are gone
+                    if strict:
+                        raise UserError(f"{path}:{line}: the text is empty after preprocessing (-strict stops here)")
+                    stats.skipped[EMPTY_TEXT] += 1
+                    continue
+                slot = dealt % len(order)
+                if slot == 0 and rng is not None:
+                    order = rng.permutation(order)
+                writers[int(order[slot])].append(prepared)
+                dealt += 1
+            entry["sha256"] = meter.sha256.hexdigest()
+            source_entries.append(entry)
+            per_source.append(stats.to_dict())
+            total.add(stats)
+        finished = True
+    finally:
+        bar.close()
+        for writer in writers.values():
+            writer.close()
+        if not finished:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    splits = {}
+    for index, writer in writers.items():
+        name = SPLIT_NAMES[index]
+        splits[name] = {
+            "data": data_file(name),
+            "offsets": offsets_file(name),
+            "texts": writer.texts,
+            "bytes": writer.bytes,
+            "shards": int(shards[index]),
+        }
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "sources": source_entries,
+        "options": options,
+        "splits": splits,
+        "read": total.to_dict(),
+        "read_per_source": per_source,
+        "build_seconds": round(time.monotonic() - started, 3),
+    }
+    _write_json(partial / MANIFEST_FILE, manifest)
+    _swap_in(partial, out_dir)
+    texts = ", ".join(f"{name} {splits[name]['texts']} texts / {splits[name]['bytes']} bytes" for name in names)
+    say(f"{out_dir}: {texts}; read {total.summary()}")
+    return out_dir
+
+
+def _write_json(path: Path, value: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _swap_in(partial: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` (an old corpus or nothing) by the finished ``partial``."""
+    previous = out_dir.with_name(out_dir.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(previous)
+    partial.rename(out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def ensure_corpus(
+    source: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    text_key: str,
+    split: str | float | Sequence[float] = (1.0,),
+    num_shards: int = DEFAULT_NUM_SHARDS,
+    shuffle: bool = False,
+    seed: int = DEFAULT_SEED,
+    text_options: TextOptions = PAPER_TEXT_OPTIONS,
+    fmt: str | None = None,
+    delim: str | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> Path:
+    """A corpus directory for ``source``: itself if it is one, else built once under ``cache_dir``.
+
+    A raw file gets ``<cache_dir>/<file name>.<hash of its path>.corpus``, rebuilt only when
+    the file or the options change. Under DistributedDataParallel call it on one rank and
+    wait at a barrier before the others open the result.
+    """
+    source = Path(source)
+    if source.is_dir():
+        read_manifest(source)  # a directory must already be a corpus
+        return source
+    if not source.exists():
+        raise UserError(f"input file {source} does not exist")
+    key = hashlib.sha256(str(source.resolve()).encode("utf-8")).hexdigest()[:12]
+    out_dir = Path(cache_dir) / f"{source.name}.{key}.corpus"
+    return build_corpus(
+        [source],
+        out_dir,
+        text_key=text_key,
+        split=split,
+        num_shards=num_shards,
+        shuffle=shuffle,
+        seed=seed,
+        text_options=text_options,
+        fmt=fmt,
+        delim=delim,
+        strict=strict,
+        progress=progress,
+        report=report,
+    )
+

@@ -1,0 +1,301 @@
+"""Fetching the standard labelled sets (SST-2, IMDB) into ``<to>/<dataset>/``, verified by sha256.
+
+The layout is the one of the project's shared data folder::
+
+    <to>/sst2/train.csv, dev.csv, test.csv        header label,sentence (label 1 = positive)
+    <to>/imdb/train.csv.gz, test.csv.gz           header id,rating,label,text (gzipped CSV)
+
+SST-2 is the binary, untokenised Stanford Sentiment Treebank as distributed with the
+original "Generating Reviews and Discovering Sentiment" release (its ``data/`` folder
+names the files ``train_binary_sent.csv``, ``dev_binary_sent.csv``,
+``test_binary_sent.csv``); each file is checked against its published sha256.
+
+IMDB is Stanford's ``aclImdb_v1.tar.gz`` (Maas et al., 2011), checked against the
+archive's sha256 and converted: one row per review of ``train``/``test`` ``neg`` then
+``pos``, in increasing id order, ``rating`` from the file name ``<id>_<rating>.txt``,
+label 0 for ``neg`` and 1 for ``pos``, the text unchanged. Gzip output differs from tool
+to tool, so the converted files are verified by the sha256 of their decompressed CSV.
+
+Files already present and verified make a run a no-op. ``mirror`` (a directory or an
+http(s) URL) is searched first for finished files in the same layout
+(``<mirror>/<dataset>/<file>`` or ``<mirror>/<file>``), then for the original source
+files under their original names.
+"""
+
+import csv
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import re
+import shutil
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+from .corpus import file_sha256
+
+TIMEOUT_SECONDS = 60
+_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFile:
+    """A file of ``<to>/<dataset>/``; ``sha256`` is of its bytes, or of its decompressed bytes if gzipped."""
+
+    name: str
+    sha256: str
+    source: str | None = None  # the original file's name, when the file is fetched as it is
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """An original archive that ``convert`` turns into the dataset's files."""
+
+    name: str
+    sha256: str
+    convert: Callable[[Path, Path], None]  # (archive path, dataset directory) -> writes the outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    base_url: str
+    files: tuple[OutputFile, ...]
+    archive: Archive | None = None
+
+
+# --------------------------------------------------------------------------- IMDB conversion
+
+_IMDB_MEMBER = re.compile(r"^(?:\./)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
+IMDB_HEADER = ("id", "rating", "label", "text")
+
+
+def _write_gzipped_csv(path: Path, header, rows) -> None:
+    # mtime=0 and no file name in the header: the same rows always give the same bytes.
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
+        with io.TextIOWrapper(compressed, encoding="utf-8", newline="") as text:
+            writer = csv.writer(text)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def convert_aclimdb(archive: Path, directory: Path) -> None:
+    """Write ``train.csv.gz`` and ``test.csv.gz`` (id,rating,label,text) from ``aclImdb_v1.tar.gz``."""
+    reviews: dict[str, dict[tuple[int, int], tuple[int, str]]] = {"train": {}, "test": {}}
+    try:
+        with tarfile.open(archive, mode="r|gz") as tar:
+            for member in tar:
+                match = _IMDB_MEMBER.match(member.name)
+                if not match or not member.isfile():
+                    continue
+                split, polarity, review_id, rating = match.groups()
+                data = tar.extractfile(member).read()
+                label = 1 if polarity == "pos" else 0
+                reviews[split][(label, int(review_id))] = (int(rating), data.decode("utf-8", errors="replace"))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise UserError(f"{archive}: not a readable aclImdb archive ({error})") from None
+    for split, found in reviews.items():
+        if not found:
+            raise UserError(f"{archive} holds no aclImdb/{split}/neg|pos/<id>_<rating>.txt reviews")
+        rows = ((review_id, rating, label, text) for (label, review_id), (rating, text) in sorted(found.items()))
+        _write_gzipped_csv(directory / f"{split}.csv.gz.partial", IMDB_HEADER, rows)
+
+
+# --------------------------------------------------------------------------- the datasets
+
+SST2 = Dataset(
+    name="sst2",
+    base_url="https://raw.githubusercontent.com/openai/generating-reviews-discovering-sentiment/master/data",
+    files=(
+        OutputFile("train.csv", "6003623bcb35aad3a446a265b8931b7ccab61fcc10f2e9c1fec916ff67c7be35", "train_binary_sent.csv"),
+        OutputFile("dev.csv", "f34c4987fea208fefc2d62a1b42c83a766cbfc7ce58c2a878ef953cf91f01729", "dev_binary_sent.csv"),
+        OutputFile("test.csv", "519cea7ed4d22fe7ec4eccbb3d5ba6d88902a3b15ce129f476aa8364463a9fc7", "test_binary_sent.csv"),
+    ),
+)
+
+IMDB = Dataset(
+    name="imdb",
+    base_url="https://ai.stanford.edu/~amaas/data/sentiment",
+    files=(
+        # sha256 of the decompressed CSV, as staged in the project's shared data folder.
+        OutputFile("train.csv.gz", "96533c22d2e15b7eb733b5125d1ddc379385e23488f5c35ee4e00c77ee96ddea"),
+        OutputFile("test.csv.gz", "fd161758142ee66389e17e9b06a756c95049d461b2e2d6bbe3b4868d085e0aa2"),
+    ),
+    archive=Archive(
+        "aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe", convert_aclimdb
+    ),
+)
+
+DATASETS = {dataset.name: dataset for dataset in (SST2, IMDB)}
+
+
+# --------------------------------------------------------------------------- hashing and fetching
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, decompressed first when it is gzip."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        try:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+        except (OSError, EOFError):
+            return "unreadable gzip"
+    return digest.hexdigest()
+
+
+def _is_url(location: str) -> bool:
+    return urllib.parse.urlparse(location).scheme in ("http", "https")
+
+
+def _join(location: str, *names: str) -> str:
+    if _is_url(location):
+        return location.rstrip("/") + "/" + "/".join(urllib.parse.quote(name) for name in names)
+    return str(Path(location, *names))
+
+
+def _fetch(location: str, destination: Path, progress: bool) -> bool:
+    """Copy a URL or local file to ``destination``; False when it does not exist there."""
+    if not _is_url(location):
+        if not Path(location).is_file():
+            return False
+        shutil.copyfile(location, destination)
+        return True
+    from tqdm.auto import tqdm
+
+    try:
+        response = urllib.request.urlopen(location, timeout=TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return False
+        raise UserError(f"could not download {location}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise UserError(f"could not download {location}: {reason}; without internet access use --mirror DIR") from None
+    with response, open(destination, "wb") as out:
+        total = response.headers.get("Content-Length")
+        bar = tqdm(
+            total=int(total) if total else None,
+            unit="B",
+            unit_scale=True,
+            desc=Path(urllib.parse.urlparse(location).path).name,
+            disable=not progress,
+        )
+        try:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+        except OSError as error:
+            raise UserError(f"download of {location} was cut off ({error}); run the command again") from None
+        finally:
+            bar.close()
+    return True
+
+
+def _verified(path: Path, expected: str) -> bool:
+    return path.is_file() and content_sha256(path) == expected
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def download(
+    name: str,
+    to: str | os.PathLike,
+    *,
+    mirror: str | None = None,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+    datasets: dict[str, Dataset] = DATASETS,
+) -> Path:
+    """Make ``<to>/<name>/`` hold the verified files of dataset ``name``; return that directory."""
+    say = report or (lambda message: None)
+    if name not in datasets:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(datasets)}")
+    dataset = datasets[name]
+    directory = Path(to) / dataset.name
+    missing = [file for file in dataset.files if not _verified(directory / file.name, file.sha256)]
+    if not missing:
+        say(f"{directory}: {', '.join(file.name for file in dataset.files)} already present and verified")
+        return directory
+    for file in missing:
+        if (directory / file.name).exists():
+            say(f"{directory / file.name} does not match its sha256: fetching it again")
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        if mirror is not None and _fetch_finished_files(dataset, missing, mirror, directory, progress):
+            say(f"{directory}: copied {', '.join(file.name for file in missing)} from {mirror}")
+            return directory
+        if dataset.archive is not None:
+            _fetch_and_convert(dataset, mirror, directory, progress)
+        else:
+            _fetch_source_files(dataset, missing, mirror, directory, progress)
+    finally:
+        for partial in directory.glob("*.partial"):
+            partial.unlink()
+    say(f"{directory}: {', '.join(file.name for file in dataset.files)} downloaded and verified")
+    return directory
+
+
+def _install(partial: Path, file: OutputFile, origin: str) -> None:
+    actual = content_sha256(partial)
+    if actual != file.sha256:
+        raise UserError(
+            f"{origin} has sha256 {actual}, expected {file.sha256}: the file is damaged or not the published one"
+        )
+    os.replace(partial, partial.with_name(file.name))
+
+
+def _fetch_finished_files(dataset, files, mirror, directory, progress) -> bool:
+    """Take already converted files from the mirror; False when it has none of them."""
+    found = False
+    for file in files:
+        partial = directory / (file.name + ".partial")
+        for location in (_join(mirror, dataset.name, file.name), _join(mirror, file.name)):
+            if _fetch(location, partial, progress):
+                _install(partial, file, location)
+                found = True
+                break
+        else:
+            if found:
+                raise UserError(f"mirror {mirror} has some {dataset.name} files but not {file.name}")
+            return False
+    return True
+
+
+def _source(dataset, mirror, name: str, destination: Path, progress: bool) -> str:
+    """Fetch an original file from the mirror or the canonical place; return where it came from."""
+    location = _join(mirror if mirror is not None else dataset.base_url, name)
+    if not _fetch(location, destination, progress):
+        raise UserError(f"{location} does not exist" + ("" if mirror is None else " (check --mirror)"))
+    return location
+
+
+def _fetch_source_files(dataset, files, mirror, directory, progress) -> None:
+    for file in files:
+        partial = directory / (file.name + ".partial")
+        location = _source(dataset, mirror, file.source, partial, progress)
+        _install(partial, file, location)
+
+
+def _fetch_and_convert(dataset, mirror, directory, progress) -> None:
+    archive = dataset.archive
+    downloaded = directory / (archive.name + ".partial")
+    location = _source(dataset, mirror, archive.name, downloaded, progress)
+    actual = file_sha256(downloaded)
+    if actual != archive.sha256:
+        raise UserError(f"{location} has sha256 {actual}, expected {archive.sha256}: damaged or not the published archive")
+    archive.convert(downloaded, directory)
+    for file in dataset.files:
+        _install(directory / (file.name + ".partial"), file, f"{file.name} converted from {archive.name}")
+

@@ -1,0 +1,64 @@
+"""``sentiment-discovery preprocess``: review dumps in, an on-disk byte corpus out (the release's ``-lazy``).
+
+Streams the inputs once, cleans each text as in section 4 of the paper, deals them into
+train/validation/test splits and writes each split as one flat byte file plus offsets,
+with a manifest. Unchanged inputs and options make it a no-op.
+"""
+
+import dataclasses
+import sys
+
+from ..data.corpus import DEFAULT_NUM_SHARDS, build_corpus
+from ..data.readers import FORMATS
+from ..options import option
+from ..text import PAPER_TEXT_OPTIONS
+
+
+@dataclasses.dataclass(kw_only=True)
+class PreprocessConfig:
+    inputs: list[str] = option(
+        positional=True, metavar="INPUT", help="CSV/TSV/JSON/JSON Lines/text files (optionally .gz), read in order"
+    )
+    out: str = option(help="corpus directory to write (train/valid/test byte files, offsets, manifest.json)")
+    text_key: str = option("sentence", help="column or key holding the text (ignored for .txt: one text per line)")
+    split: str = option(
+        "1000,1,1", help="train,validation,test proportions (texts dealt in runs of their sum), or a training fraction"
+    )
+    num_shards: int = option(
+        DEFAULT_NUM_SHARDS, help="shards shared among the splits in proportion; -persist_state 1 resets at each"
+    )
+    shuffle: bool = option(False, help="deal each run of texts to the splits in a random order (seeded)")
+    seed: int = option(1234, help="random seed for -shuffle")
+    input_format: str | None = option(None, choices=FORMATS, help="format of every input (default: by extension)")
+    delim: str | None = option(None, help="column delimiter for delimited files (default: ',' or tab for .tsv)")
+    strict: bool = option(False, help="stop at invalid UTF-8, empty texts or records without the text key")
+    keep_markup: bool = option(False, help="keep HTML/markup tags instead of stripping them")
+    to_ascii: bool = option(False, help="transliterate to ASCII (unidecode)")
+    max_length: int | None = option(None, help="keep at most this many bytes of each cleaned text")
+
+
+COMMAND_CONFIG = PreprocessConfig
+
+
+def run(config: PreprocessConfig) -> None:
+    text_options = dataclasses.replace(
+        PAPER_TEXT_OPTIONS,
+        strip_tags=not config.keep_markup,
+        to_ascii=config.to_ascii,
+        max_length=config.max_length,
+    )
+    build_corpus(
+        config.inputs,
+        config.out,
+        text_key=config.text_key,
+        split=config.split,
+        num_shards=config.num_shards,
+        shuffle=config.shuffle,
+        seed=config.seed,
+        text_options=text_options,
+        fmt=config.input_format,
+        delim=config.delim,
+        strict=config.strict,
+        progress=True,
+        report=lambda message: print(message, file=sys.stderr),
+    )
