@@ -6,10 +6,19 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .model import RNNState
 from .text import preprocess_text
 
 # Long reviews are run in time chunks so memory does not grow with text length.
 CHUNK_LENGTH = 256
+# "bf16" runs the matrix products in bfloat16 (autocast); the state and features stay float32.
+PRECISIONS = ("fp32", "bf16")
+
+
+def _products_autocast(precision: str, device: torch.device):
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -54,19 +63,24 @@ def left_padded_batch(byte_strings: Sequence[bytes], device: torch.device) -> tu
     return torch.from_numpy(tokens).to(device), torch.from_numpy(reset).to(device)
 
 
-def iter_final_states(model, byte_strings: Sequence[bytes], batch_size: int, progress: bool = False) -> Iterator:
+def iter_final_states(
+    model, byte_strings: Sequence[bytes], batch_size: int, progress: bool = False, precision: str = "fp32"
+) -> Iterator:
     """Yield (indices, final RNNState) per length-sorted batch, gradients off."""
     from tqdm.auto import tqdm
 
+    autocast = _products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         for indices in batches:
             tokens, reset = left_padded_batch([byte_strings[i] for i in indices], model.device)
             state = model.init_state(len(indices))
             for start in range(0, tokens.shape[1], CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
                 state = model.encode(tokens[:, start:stop], state, reset[:, start:stop]).state
+                if precision != "fp32":  # carry the state between chunks in float32
+                    state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
             bar.update(len(indices))
             yield indices, state
     bar.close()
@@ -79,18 +93,21 @@ def featurize(
     preprocess: bool = True,
     layer: int = -1,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Final cell state of ``layer`` after the last byte of each text: float32 [N, rnn_size].
 
     Texts are prepared with the model's text options (as the published release did)
-    unless ``preprocess`` is false; ``bytes`` items are used as they are.
+    unless ``preprocess`` is false; ``bytes`` items are used as they are. ``precision``
+    "bf16" runs the matrix products in bfloat16 (about twice as fast on CPUs with bf16
+    instructions); the cell state and the features stay float32.
     """
     byte_strings = encode_texts(model, texts, preprocess)
     features = np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:
-        for indices, state in iter_final_states(model, byte_strings, batch_size, progress):
+        for indices, state in iter_final_states(model, byte_strings, batch_size, progress, precision):
             features[indices] = state.cell[layer].float().cpu().numpy()
     finally:
         model.train(was_training)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .fast_mlstm import ByteInput, mlstm_layer_forward
 from .text import TextOptions
 
 VOCAB_SIZE = 256
@@ -172,7 +173,7 @@ class MLSTMLayer(nn.Module):
             self.wh_g = nn.Parameter(torch.ones(h4))
             self.wmx_g = nn.Parameter(torch.ones(rnn_size))
             self.wmh_g = nn.Parameter(torch.ones(rnn_size))
-        self.implementation = "loop"
+        self.implementation = "fast"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -209,7 +210,8 @@ class MLSTMLayer(nn.Module):
     ) -> LayerOutput:
         """Run a sequence ``inputs`` [B, T, in] from state (hidden, cell) [B, H].
 
-        ``reset`` [B, T] (bool): zero the state of a row before it reads step t.
+        ``reset`` [B, T] (bool): zero the state of a row before it reads step t. The "fast"
+        implementation also takes a ``fast_mlstm.ByteInput`` (bytes and their embedding).
         """
         implementation = MLSTM_IMPLEMENTATIONS[self.implementation]
         return implementation(self, inputs, hidden, cell, reset, return_cell_sequence, overwrite)
@@ -268,7 +270,7 @@ def _mlstm_loop(layer, inputs, hidden, cell, reset, return_cell_sequence, overwr
     return _stack(inputs, hidden, cell, hiddens, cells, return_cell_sequence)
 
 
-MLSTM_IMPLEMENTATIONS = {"reference": _mlstm_reference, "loop": _mlstm_loop}
+MLSTM_IMPLEMENTATIONS = {"reference": _mlstm_reference, "loop": _mlstm_loop, "fast": mlstm_layer_forward}
 
 
 class LSTMLayer(nn.Module):
@@ -381,7 +383,12 @@ class ByteLM(nn.Module):
         hiddens, cells, cell_sequences = [], [], []
         for index, layer in enumerate(self.layers):
             layer_overwrite = overwrite if overwrite is not None and overwrite.layer == index else None
-            out = layer(x, state.hidden[index], state.cell[index], reset, return_cell_sequences, layer_overwrite)
+            layer_input = x
+            if index == 0 and getattr(layer, "implementation", None) == "fast":
+                # The fast recurrence takes layer 0's input products from per-byte tables.
+                layer_input = ByteInput(tokens, self.embedding.weight)
+            layer_state = (state.hidden[index], state.cell[index])
+            out = layer(layer_input, *layer_state, reset, return_cell_sequences, layer_overwrite)
             h = self.dropout(out.hidden)
             x = h if index == 0 else x + h
             hiddens.append(out.final_hidden)
