@@ -1,0 +1,560 @@
+"""``sentiment-discovery train``: the byte-level language model trained on a corpus (the seed's
+``text_reconstruction.py``).
+
+Raw review files are cleaned into an on-disk byte corpus once (cached under
+``<experiment_dir>/corpora/``); batches are parallel byte streams whose recurrent state is
+carried from batch to batch. Results go to ``<experiment_dir>/<experiment_name>/``:
+checkpoints ``<model_dir>/e<epoch>`` (each epoch end) and ``<model_dir>/iter<N>`` (every
+``-save_iters``), metric histories ``history/train.csv`` and ``history/eval.csv``, and the
+loss curve ``loss.png``. ``--resume`` continues from the newest checkpoint exactly.
+
+One process, or one per GPU under DistributedDataParallel: ``torchrun --nproc_per_node N
+-m sentiment_discovery train ...``, or ``-distributed -num_gpus N`` to start them here.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import training
+from ..checkpoint import load_model, read_model_config
+from ..data.batching import PERSIST_STATE_CHOICES, TransposedBatcher
+from ..data.corpus import ByteCorpus, ensure_corpus, read_manifest
+from ..errors import UserError
+from ..model import RNN_TYPES, ByteLM, ModelConfig
+from ..options import option
+from ..runtime import seed_everything
+from ..text import PAPER_TEXT_OPTIONS, TextOptions
+from .common import ExperimentConfig, resolve_load_model
+
+CORPUS_CACHE = "corpora"
+HISTORY_DIR = "history"
+LOSS_PLOT = "loss.png"
+MODEL_FLAGS = ("rnn_type", "embed_size", "rnn_size", "layers", "dropout", "weight_norm", "lstm_only")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainConfig(ExperimentConfig):
+    # ---- data
+    train: str = option(
+        help="training data: a CSV/TSV/JSON/JSON Lines/text file (optionally .gz), cleaned into a cached byte "
+        "corpus on first use, or a corpus directory made by `preprocess`"
+    )
+    valid: str | None = option(
+        None,
+        help="validation data (file or corpus directory); the training file itself means the training corpus's "
+        "valid split, which is also used when -valid is not given",
+    )
+    test: str | None = option(None, help="test data, like -valid; evaluated at the end of the run")
+    text_key: str = option("sentence", help="column or key holding the text in CSV/JSON files")
+    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
+    split: str = option(
+        "1000,1,1",
+        help="how a raw -train file is dealt into train,valid,test (runs of their sum, as the 2017 release), "
+        "or a training fraction such as 1.",
+    )
+    shuffle: bool = option(False, help="concatenate the texts in a new seeded order every epoch")
+    persist_state: int = option(
+        0,
+        choices=PERSIST_STATE_CHOICES,
+        help="reset the recurrent state at each text (0), each shard (1) or never (-1)",
+    )
+    no_wrap: bool = option(
+        False, help="drop the bytes left over at the end of an epoch instead of wrapping streams around the corpus"
+    )
+    seq_length: int = option(256, help="bytes per stream per update (truncated backpropagation through time)")
+    batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes")
+    eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)")
+    eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)")
+    lazy: bool = option(False, no_op="the corpus is always memory-mapped from disk, never read into memory.")
+    preprocess: bool = option(
+        False, no_op="raw files are always cleaned as in section 4 of the paper when their corpus is built (once)."
+    )
+    data_set_type: str = option("unsupervised", no_op="training always reads an unsupervised byte corpus.")
+    transpose: bool = option(False, no_op="batches are always parallel byte streams (the transposed layout).")
+    cache: bool = option(False, no_op="the memory-mapped corpus is cached by the operating system.")
+    data_size: int = option(256, no_op="the model always reads bytes, 256 values.")
+    # ---- model
+    load_model: str | None = option(
+        None,
+        help="start from this model directory (or a checkpoint name such as e0.pt in <model_dir>/); the "
+        "optimizer starts afresh (see --resume)",
+    )
+    rnn_type: str = option("mlstm", choices=RNN_TYPES, help="recurrent layer type")
+    embed_size: int = option(64, help="byte embedding size")
+    rnn_size: int = option(4096, help="units per recurrent layer")
+    layers: int = option(1, help="stacked recurrent layers")
+    dropout: float = option(0.0, help="dropout on each layer's output")
+    weight_norm: bool = option(False, help="weight normalisation of the recurrent (and output) weights")
+    lstm_only: bool = option(False, help="with -weight_norm, only the recurrent weights (as the paper)")
+    # ---- optimisation
+    lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)")
+    optimizer_type: str = option("Adam", help="class name of a torch.optim optimizer (Adam, SGD, RMSprop, ...)")
+    lr_scheduler: str = option(
+        "LinearLR",
+        choices=training.SCHEDULES,
+        help="LinearLR: linear decay to 0 over the run, per iteration; ExponentialLR: times -lr_factor each epoch",
+    )
+    lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch")
+    clip: float = option(1.0, help="clip the gradient norm to this (0: no clipping)")
+    epochs: int = option(1, help="epochs to train for")
+    max_iters: int = option(0, help="total iterations to train for; takes precedence over -epochs (0 or -1: off)")
+    start_epoch: int = option(0, help="epoch to start at (for a run continued with -load_model)")
+    start_iter: int = option(
+        0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)"
+    )
+    precision: str = option(
+        "fp32", choices=training.PRECISIONS, help="matrix products in fp32, or autocast to bf16 / fp16 (loss scaling)"
+    )
+    no_loss: bool = option(False, help="do not write the metric history and the loss curve")
+    # ---- checkpoints and metrics
+    save_iters: int = option(5000, help="save a checkpoint iter<N> every this many iterations (0: only epoch ends)")
+    keep_iters: int = option(2, help="keep the newest this many iter<N> checkpoints (0: all); epoch ones stay")
+    log_iters: int = option(100, help="write a row of training metrics every this many iterations")
+    resume: bool = option(False, help="continue exactly from the newest complete checkpoint in <model_dir>/")
+    should_test: bool = option(
+        False, help="do not train: report the bits per byte of -load_model (or the newest checkpoint) on valid/test"
+    )
+    # ---- devices and processes
+    benchmark: bool = option(False, help="let cuDNN pick the fastest kernels (GPU only)")
+    num_gpus: int = option(1, help="processes to start on this machine (one per GPU; Gloo processes on the CPU)")
+    distributed: bool = option(False, help="train with DistributedDataParallel, one process per -num_gpus")
+    rank: int = option(-1, help="this process's rank when started by hand (torchrun sets RANK instead)")
+    world_size: int = option(0, help="processes in all when started by hand with -rank (torchrun sets WORLD_SIZE)")
+    verbose: int = option(1, choices=(0, 1, 2), help="0: quiet; 1: the first process prints; 2: every process prints")
+
+
+COMMAND_CONFIG = TrainConfig
+
+
+def check_config(config: TrainConfig) -> None:
+    positive = ("seq_length", "batch_size", "epochs", "num_gpus", "log_iters")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise UserError(f"-{name} must be at least 1, not {getattr(config, name)}")
+    for name in ("eval_batch_size", "eval_seq_length", "save_iters", "keep_iters", "start_epoch", "start_iter"):
+        if getattr(config, name) < 0:
+            raise UserError(f"-{name} must not be negative, not {getattr(config, name)}")
+    if config.lr < 0:
+        raise UserError(f"-lr must not be negative, not {config.lr}")
+    if config.rank >= 0 and config.world_size < 1:
+        raise UserError("-rank needs -world_size (the number of processes in all)")
+    if config.rank >= config.world_size > 0:
+        raise UserError(f"-rank {config.rank} is not below -world_size {config.world_size}")
+    training.optimizer_class(config.optimizer_type)
+    ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
+
+
+def processes_to_start(config: TrainConfig) -> int:
+    """How many processes ``run`` starts itself: 1 under a launcher or -rank, else -num_gpus."""
+    if training.launched_world_size() > 0 or config.rank >= 0:
+        return 1
+    return config.num_gpus if (config.distributed or config.num_gpus > 1) else 1
+
+
+def run(config: TrainConfig) -> int:
+    check_config(config)
+    if config.rank >= 0 and training.launched_world_size() == 0:
+        os.environ.update(RANK=str(config.rank), WORLD_SIZE=str(config.world_size))
+        os.environ.setdefault("LOCAL_RANK", str(config.rank % max(1, config.num_gpus)))
+    processes = processes_to_start(config)
+    if processes > 1:
+        if config.cuda and torch.cuda.is_available() and processes > torch.cuda.device_count():
+            raise UserError(f"-num_gpus {processes} but this machine has {torch.cuda.device_count()} GPU(s)")
+        # Build the corpora once, here, before the workers start: they then only open them.
+        prepare_corpora(config, training.DistributedContext(), say=_printer(config, is_main=True))
+        return training.launch_local_processes(processes, _worker, config)
+    try:
+        return train_process(config)
+    except UserError:
+        if _quiet_rank(config):
+            return 2  # rank 0 reports it; eight copies of one message help nobody
+        raise
+
+
+def _quiet_rank(config: TrainConfig) -> bool:
+    return training.launched_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0 and config.verbose < 2
+
+
+def _worker(config: TrainConfig) -> int:
+    """A process started by ``-distributed -num_gpus N``: reports its own errors (no CLI above it)."""
+    try:
+        return train_process(config)
+    except UserError as error:
+        if not _quiet_rank(config):
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 128 + 2
+
+
+def _printer(config: TrainConfig, is_main: bool, rank: int = 0):
+    from tqdm.auto import tqdm
+
+    prints = config.verbose >= 2 or (config.verbose == 1 and is_main)
+    prefix = f"[rank {rank}] " if config.verbose >= 2 and training.launched_world_size() > 1 else ""
+
+    def say(message: str) -> None:
+        if prints:
+            tqdm.write(prefix + message, file=sys.stderr)
+
+    return say
+
+
+def train_process(config: TrainConfig) -> int:
+    """The whole run in this process (one of several under DDP)."""
+    warnings = []
+    ctx = training.init_distributed(config.cuda, warn=warnings.append)
+    try:
+        say = _printer(config, ctx.is_main, ctx.rank)
+        for warning in warnings:
+            say(warning)
+        return _train(config, ctx, say)
+    finally:
+        training.shutdown_distributed()
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class Corpora:
+    train: ByteCorpus
+    valid: ByteCorpus | None
+    test: ByteCorpus | None
+    text_options: TextOptions
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def prepare_corpora(config: TrainConfig, ctx: training.DistributedContext, say) -> Corpora:
+    """Open (building them first on rank 0 when needed) the train, valid and test corpora."""
+    cache = Path(config.experiment_dir) / CORPUS_CACHE
+
+    def ensure(source: str, split) -> Path:
+        return ensure_corpus(
+            source,
+            cache,
+            text_key=config.text_key,
+            split=split,
+            delim=config.delim,
+            progress=ctx.is_main and config.verbose >= 1,
+            report=say if ctx.is_main else None,
+        )
+
+    def build_all() -> dict[str, Path]:
+        directories = {"train": ensure(config.train, config.split)}
+        for role in ("valid", "test"):
+            source = getattr(config, role)
+            if source is not None and not _same_file(source, config.train):
+                directories[role] = ensure(source, (1.0,))
+        return directories
+
+    if ctx.is_main:
+        directories = build_all()
+    ctx.barrier()
+    if not ctx.is_main:
+        directories = build_all()
+
+    train_dir = directories["train"]
+    manifest = read_manifest(train_dir)
+    corpora = {"train": ByteCorpus.open(train_dir, "train")}
+    for role in ("valid", "test"):
+        source = getattr(config, role)
+        if source is None or _same_file(source, config.train):
+            splits = manifest["splits"]
+            if role in splits and splits[role]["texts"] > 0:
+                corpora[role] = ByteCorpus.open(train_dir, role)
+            elif source is not None:
+                raise UserError(
+                    f"-{role} is the training data, which means its corpus's {role!r} split, but {train_dir} has "
+                    f"none; give -split 1000,1,1 (or a {role} file)"
+                )
+            else:
+                corpora[role] = None
+        else:
+            directory = directories[role]
+            splits = read_manifest(directory)["splits"]
+            corpora[role] = ByteCorpus.open(directory, role if role in splits else "train")
+    text_values = manifest.get("options", {}).get("text_options")
+    text_options = TextOptions.from_dict(text_values) if isinstance(text_values, dict) else PAPER_TEXT_OPTIONS
+    return Corpora(corpora["train"], corpora["valid"], corpora["test"], text_options)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _model_config(config: TrainConfig) -> ModelConfig:
+    return ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
+
+
+def _differences(model_config: ModelConfig, config: TrainConfig) -> list[str]:
+    saved = dataclasses.asdict(model_config)
+    return [
+        f"-{name} {getattr(config, name)!r} (saved: {saved[name]!r})"
+        for name in MODEL_FLAGS
+        if saved[name] != getattr(config, name)
+    ]
+
+
+def _starting_point(config: TrainConfig, say) -> tuple[Path | None, Path | None]:
+    """(checkpoint to resume, model directory to start from); refuses to overwrite an earlier run."""
+    model_path = config.model_path
+    checkpoints = training.list_checkpoints(model_path)
+    if config.resume and checkpoints:
+        if config.load_model:
+            say(f"notice: --resume continues {checkpoints[-1][1]}; -load_model {config.load_model} is ignored")
+        return checkpoints[-1][1], None
+    if config.load_model:
+        return None, resolve_load_model(config.load_model, config)
+    existing = training.model_directories(model_path)
+    if existing and not config.should_test:
+        names = ", ".join(p.name for p in existing[-3:])
+        if config.resume:
+            raise UserError(f"{model_path} holds models ({names}) but no complete training checkpoint to resume")
+        raise UserError(
+            f"{model_path} already holds checkpoints of a run ({names}); pass --resume to continue it, or "
+            "choose another -experiment_name"
+        )
+    if config.resume:
+        say(f"notice: no checkpoint in {model_path} yet: starting a new run")
+    return None, None
+
+
+def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
+    if resume_dir is not None:
+        model_config = ModelConfig.from_dict(read_model_config(resume_dir)["model"])
+        differences = _differences(model_config, config)
+        if differences:
+            raise UserError(f"{resume_dir} was trained with other model flags: {'; '.join(differences)}")
+        return ByteLM(model_config, text_options)
+    if start_dir is not None:
+        model = load_model(start_dir)
+        differences = _differences(model.config, config)
+        if differences:
+            say(f"notice: the architecture comes from {start_dir}; ignoring {'; '.join(differences)}")
+        return model
+    return ByteLM(_model_config(config), text_options)
+
+
+def _total_iterations(config: TrainConfig, batches_per_epoch: int) -> int:
+    return config.max_iters if config.max_iters > 0 else config.epochs * batches_per_epoch
+
+
+def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
+    if config.benchmark:
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        else:
+            say("notice: -benchmark has no effect on the CPU")
+    corpora = prepare_corpora(config, ctx, say)
+    resume_dir, start_dir = _starting_point(config, say)
+
+    seed_everything(config.seed)  # the same initial weights in every process
+    model = _build_model(config, resume_dir, start_dir, corpora.text_options, say).to(ctx.device).train()
+    torch.manual_seed(config.seed + ctx.rank)  # but each process its own dropout masks
+    precision = training.Precision(config.precision, ctx.device.type)
+    batcher = TransposedBatcher(
+        corpora.train,
+        config.batch_size,
+        config.seq_length,
+        persist_state=config.persist_state,
+        wrap=not config.no_wrap,
+        shuffle=config.shuffle,
+        seed=config.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    total = _total_iterations(config, batcher.batches_per_epoch)
+    writes_history = ctx.is_main and not (config.no_loss or config.should_test)
+    history_dir = config.experiment_path / HISTORY_DIR if writes_history else None
+    state = training.TrainingState(
+        model=model,
+        optimizer=training.make_optimizer(config.optimizer_type, model.parameters(), config.lr),
+        schedule=training.make_schedule(config.lr_scheduler, config.lr, total_iters=total, factor=config.lr_factor),
+        batcher=batcher,
+        scaler=precision.grad_scaler(),
+        history=training.MetricsHistory(directory=history_dir),
+    )
+    if resume_dir is not None:
+        info = state.restore(resume_dir, ctx, say)
+        say(f"resumed {resume_dir} at iteration {state.iteration} (epoch {state.epoch})")
+        saved_total = info.get("schedule", {}).get("total_iters")
+        if config.lr_scheduler == "LinearLR" and saved_total not in (None, total):
+            say(f"notice: the learning rate now decays to 0 over {total} iterations (the checkpoint's: {saved_total})")
+    else:
+        state.iteration = config.start_iter or config.start_epoch * batcher.batches_per_epoch
+        if config.start_epoch:
+            batcher.load_state_dict({**batcher.state_dict(), "epoch": config.start_epoch, "step": 0})
+    trainer = training.Trainer(state, ctx, precision=precision, clip=config.clip)
+
+    if config.should_test:
+        return _report_evaluations(config, trainer, corpora, say, resume_dir or start_dir)
+
+    if ctx.is_main:
+        config.model_path.mkdir(parents=True, exist_ok=True)
+        state.history.rewrite()
+    if state.iteration >= total:
+        say(f"nothing to do: the run is at iteration {state.iteration} of {total}")
+        return 0
+    return _loop(config, ctx, trainer, corpora, total, say)
+
+
+def _evaluate(config, trainer: training.Trainer, corpus: ByteCorpus, split: str) -> training.EvalResult:
+    result = trainer.evaluate(
+        corpus,
+        config.eval_batch_size or config.batch_size,
+        config.eval_seq_length or config.seq_length,
+        config.persist_state,
+    )
+    state = trainer.state
+    state.history.add_eval(
+        iteration=state.iteration,
+        epoch=state.epoch,
+        split=split,
+        loss=result.loss,
+        bits_per_byte=result.bits_per_byte,
+        bytes=result.bytes,
+    )
+    return result
+
+
+def _report_evaluations(config, trainer, corpora: Corpora, say, source) -> int:
+    if source is None:
+        raise UserError("-should_test evaluates a trained model: give -load_model, or --resume with a checkpoint")
+    if corpora.valid is None and corpora.test is None:
+        raise UserError("-should_test needs evaluation data: give -valid or -test (or a -split with those parts)")
+    for split in ("valid", "test"):
+        corpus = getattr(corpora, split)
+        if corpus is not None:
+            result = _evaluate(config, trainer, corpus, split)
+            say(f"{source}: {split} {result.bits_per_byte:.4f} bits per byte over {result.bytes} bytes")
+    return 0
+
+
+class _Window:
+    """Sums of the updates since the last history row."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.updates = self.skipped = 0
+        self.loss_sum = self.grad_norm_sum = 0.0
+        self.started = time.perf_counter()
+
+    def add(self, result: training.StepResult) -> None:
+        self.updates += 1
+        if result.skipped:
+            self.skipped += 1
+        else:
+            self.loss_sum += result.loss
+            self.grad_norm_sum += result.grad_norm
+
+
+def _loop(config: TrainConfig, ctx, trainer: training.Trainer, corpora: Corpora, total: int, say) -> int:
+    from tqdm.auto import tqdm
+
+    state = trainer.state
+    global_batch_bytes = config.batch_size * config.seq_length * ctx.world_size
+    bar = tqdm(
+        total=total,
+        initial=state.iteration,
+        desc="train",
+        unit="it",
+        disable=not (ctx.is_main and config.verbose >= 1),
+        dynamic_ncols=True,
+    )
+    window = _Window()
+    run_started = time.perf_counter() - state.elapsed_s
+
+    def log_row(last: training.StepResult) -> None:
+        now = time.perf_counter()
+        state.elapsed_s = now - run_started
+        seconds = max(now - window.started, 1e-9)
+        good = window.updates - window.skipped
+        loss = window.loss_sum / good if good else float("nan")
+        chars_per_s = window.updates * global_batch_bytes / seconds
+        state.history.add_train(
+            iteration=state.iteration,
+            epoch=state.epoch,
+            loss=loss,
+            bits_per_byte=training.bits_per_byte(loss),
+            learning_rate=last.learning_rate,
+            grad_norm=window.grad_norm_sum / good if good else float("nan"),
+            chars_per_s=chars_per_s,
+            skipped_updates=window.skipped,
+            elapsed_s=state.elapsed_s,
+        )
+        postfix = {
+            "loss": f"{loss:.4f}",
+            "bpb": f"{training.bits_per_byte(loss):.3f}",
+            "lr": f"{last.learning_rate:.3g}",
+            "gnorm": f"{window.grad_norm_sum / max(good, 1):.3g}",
+            "chars/s": f"{chars_per_s:,.0f}",
+        }
+        bar.set_postfix(ordered_dict=postfix, refresh=False)
+        window.reset()
+
+    def save(name: str, evaluate: bool, final: bool = False) -> None:
+        if window.updates:
+            log_row(last)  # a row ends at every checkpoint, so a resumed run writes the same rows
+        started = time.perf_counter()
+        if evaluate:
+            for split in ("valid", "test") if final else ("valid",):
+                corpus = getattr(corpora, split)
+                if corpus is not None:
+                    result = _evaluate(config, trainer, corpus, split)
+                    say(f"iteration {state.iteration}: {split} {result.bits_per_byte:.4f} bits per byte")
+        state.elapsed_s = time.perf_counter() - run_started
+        metadata = dict(state.model.metadata)
+        metadata["training"] = {"iterations": state.iteration, "bytes_seen": state.iteration * global_batch_bytes}
+        last_valid = state.history.last_eval("valid")
+        if last_valid is not None:
+            metadata["training"]["valid_bits_per_byte"] = last_valid["bits_per_byte"]
+        run_info = {"command": "train", "flags": dataclasses.asdict(config)}
+        path = state.save(config.model_path / name, ctx, metadata=metadata, run=run_info)
+        if ctx.is_main:
+            if not config.no_loss:
+                state.history.plot(config.experiment_path / LOSS_PLOT)
+            for removed in training.prune_iteration_checkpoints(config.model_path, config.keep_iters):
+                say(f"removed old checkpoint {removed}")
+        say(f"saved {path}")
+        window.started += time.perf_counter() - started  # chars/s counts training time only
+
+    status = 0
+    last = None
+    with training.StopRequest(say) as stop_request:
+        while True:
+            for batch in state.batcher:
+                last = trainer.step(batch.inputs, batch.targets, batch.reset, stop=stop_request.requested)
+                window.add(last)
+                bar.update(1)
+                if last.skipped and not (config.precision == "fp16" and state.scaler.get_scale() > 1.0):
+                    say(f"warning: iteration {state.iteration}: non-finite loss or gradient; the update was skipped")
+                if state.iteration % config.log_iters == 0:
+                    log_row(last)
+                if last.stop or state.iteration >= total:
+                    break
+                mid_epoch = state.batcher.step < state.batcher.batches_per_epoch
+                if config.save_iters and state.iteration % config.save_iters == 0 and mid_epoch:
+                    save(f"iter{state.iteration}", evaluate=True)
+            epoch_done = state.batcher.step >= state.batcher.batches_per_epoch
+            name = f"e{state.epoch}" if epoch_done else f"iter{state.iteration}"
+            if last is not None and last.stop:
+                save(name, evaluate=False)
+                status = stop_request.exit_status if stop_request.requested else 128 + 15
+                say(f"stopped at iteration {state.iteration}; continue with the same command and --resume")
+                break
+            if epoch_done or state.iteration >= total:
+                save(name, evaluate=True, final=state.iteration >= total)
+            if state.iteration >= total:
+                break
+    bar.close()
+    return status

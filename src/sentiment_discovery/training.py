@@ -1,0 +1,804 @@
+"""Components of language-model training: the training state, its checkpoints, schedules,
+metrics, and the few helpers that let one engine run on one process or many.
+
+The ``train`` recipe (``recipes/train.py``) puts these together; nothing here parses flags.
+
+* :class:`TrainingState` is everything a run needs to continue exactly: the model, the
+  optimizer, the learning-rate schedule, the loss scaler, the batcher's data position,
+  the recurrent state carried between batches, the RNG states and the metric history.
+  It is saved and restored whole (:meth:`TrainingState.save`, :meth:`TrainingState.restore`).
+* A checkpoint is a model directory (``config.json`` + ``model.safetensors``, loadable by
+  :func:`checkpoint.load_model`) that also holds ``training_state.json`` (plain JSON) and
+  ``training_state.pt`` (tensors and plain containers only, read with
+  ``torch.load(weights_only=True)``). The directory is written under another name and renamed
+  into place, so a checkpoint either exists complete or not at all.
+* :class:`Trainer` runs one update (:meth:`Trainer.step`) and evaluations. Under
+  DistributedDataParallel every rank runs the same code; what ranks must agree on (the mean
+  loss, whether to skip an update, whether to stop) comes from one all-reduce per update.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from .data.batching import TransposedBatcher
+from .data.corpus import ByteCorpus
+from .errors import UserError
+from .model import VOCAB_SIZE, ByteLM, RNNState
+
+STATE_FORMAT = "sentiment-discovery-training-state"
+STATE_FORMAT_VERSION = 1
+STATE_JSON = "training_state.json"
+STATE_TENSORS = "training_state.pt"
+CHECKPOINT_NAME = re.compile(r"^(e|iter)(\d+)$")
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("LinearLR", "ExponentialLR")
+# After this many skipped updates in a row the run stops: something is broken, not unlucky.
+MAX_NONFINITE_IN_A_ROW = 100
+LN_2 = math.log(2.0)
+
+
+def bits_per_byte(loss_nats: float) -> float:
+    return loss_nats / LN_2
+
+
+# --------------------------------------------------------------------------- precision
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """``fp32``, or autocast to ``bf16``/``fp16`` (fp16 with loss scaling).
+
+    Only the matrix products run in the low precision; the carried recurrent state, the
+    loss and the weights stay fp32 (the carried state is cast back after every batch).
+    """
+
+    name: str = "fp32"
+    device_type: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.name not in PRECISIONS:
+            raise UserError(f"-precision must be one of {', '.join(PRECISIONS)}, not {self.name!r}")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
+
+
+def fp32_state(state: RNNState) -> RNNState:
+    return RNNState([h.detach().float() for h in state.hidden], [c.detach().float() for c in state.cell])
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearDecay:
+    """The seed's ``LinearLR``: ``base_lr`` decayed linearly to 0 over the run, per iteration.
+
+    Closed form (no state stepped along), so a resumed run or ``-start_iter`` lands on
+    exactly the value an uninterrupted run has.
+    """
+
+    name: ClassVar[str] = "LinearLR"
+    base_lr: float
+    total_iters: int
+
+    def lr(self, iteration: int, epoch: int) -> float:
+        return self.base_lr * max(0.0, 1.0 - iteration / max(1, self.total_iters))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentialDecay:
+    """The seed's ``ExponentialLR``: ``base_lr * factor ** epoch`` (decays once per epoch)."""
+
+    name: ClassVar[str] = "ExponentialLR"
+    base_lr: float
+    factor: float
+
+    def lr(self, iteration: int, epoch: int) -> float:
+        return self.base_lr * self.factor**epoch
+
+
+Schedule = LinearDecay | ExponentialDecay
+
+
+def make_schedule(name: str, base_lr: float, *, total_iters: int, factor: float) -> Schedule:
+    if name == LinearDecay.name:
+        return LinearDecay(base_lr, total_iters)
+    if name == ExponentialDecay.name:
+        if not 0.0 < factor <= 1.0:
+            raise UserError(f"-lr_factor must be in (0, 1] for ExponentialLR, not {factor}")
+        return ExponentialDecay(base_lr, factor)
+    raise UserError(f"-lr_scheduler must be one of {', '.join(SCHEDULES)}, not {name!r}")
+
+
+def schedule_dict(schedule: Schedule) -> dict:
+    return {"name": schedule.name, **dataclasses.asdict(schedule)}
+
+
+# --------------------------------------------------------------------------- optimizer
+
+# Optimizers whose step needs a closure or sparse gradients cannot train this model.
+_UNSUITABLE_OPTIMIZERS = {"LBFGS", "SparseAdam"}
+
+
+def optimizer_classes() -> dict[str, type]:
+    classes = {}
+    for name in dir(torch.optim):
+        candidate = getattr(torch.optim, name)
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, torch.optim.Optimizer)
+            and candidate is not torch.optim.Optimizer
+            and name not in _UNSUITABLE_OPTIMIZERS
+        ):
+            classes[name] = candidate
+    return classes
+
+
+def optimizer_class(name: str) -> type:
+    """``torch.optim.<name>``, the name matched without regard to case (the 2017 docs say RMSProp)."""
+    classes = optimizer_classes()
+    found = {key.lower(): value for key, value in classes.items()}.get(name.lower())
+    if found is None:
+        raise UserError(f"--optimizer_type {name!r} is not usable here; choose one of {', '.join(sorted(classes))}")
+    return found
+
+
+def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    try:
+        return optimizer_class(name)(parameters, lr=lr)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"--optimizer_type {name}: {error}") from None
+
+
+# --------------------------------------------------------------------------- metrics
+
+TRAIN_COLUMNS = (
+    "iteration",
+    "epoch",
+    "loss",
+    "bits_per_byte",
+    "learning_rate",
+    "grad_norm",
+    "chars_per_s",
+    "skipped_updates",
+    "elapsed_s",
+)
+EVAL_COLUMNS = ("iteration", "epoch", "split", "loss", "bits_per_byte", "bytes")
+HISTORY_FILES = {"train": "train.csv", "eval": "eval.csv"}
+
+
+@dataclasses.dataclass
+class MetricsHistory:
+    """Rows of training metrics (one per logging window) and of evaluations.
+
+    With a ``directory`` each row is also appended to ``<directory>/train.csv`` or
+    ``eval.csv`` as it comes; :meth:`rewrite` writes the files afresh (a new run, or a
+    resumed one, whose rows after its checkpoint are dropped).
+    """
+
+    train: list[dict] = dataclasses.field(default_factory=list)
+    eval: list[dict] = dataclasses.field(default_factory=list)
+    directory: Path | None = None
+
+    def add_train(self, **row) -> None:
+        self._add("train", TRAIN_COLUMNS, row)
+
+    def add_eval(self, **row) -> None:
+        self._add("eval", EVAL_COLUMNS, row)
+
+    def _add(self, kind: str, columns: tuple[str, ...], row: dict) -> None:
+        if set(row) != set(columns):
+            raise ValueError(f"{kind} row has columns {sorted(row)}, expected {list(columns)}")
+        row = {column: row[column] for column in columns}
+        getattr(self, kind).append(row)
+        if self.directory is not None:
+            with open(self.directory / HISTORY_FILES[kind], "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=columns).writerow(row)
+
+    def rewrite(self) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for kind, columns in (("train", TRAIN_COLUMNS), ("eval", EVAL_COLUMNS)):
+            path = self.directory / HISTORY_FILES[kind]
+            temporary = path.with_name(path.name + ".partial")
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(getattr(self, kind))
+            os.replace(temporary, path)
+
+    def to_dict(self) -> dict:
+        return {"train": self.train, "eval": self.eval}
+
+    def load_dict(self, values: dict) -> None:
+        self.train = [dict(row) for row in values.get("train", [])]
+        self.eval = [dict(row) for row in values.get("eval", [])]
+
+    def last_eval(self, split: str) -> dict | None:
+        rows = [row for row in self.eval if row["split"] == split]
+        return rows[-1] if rows else None
+
+    def plot(self, path: Path) -> None:
+        """The loss curve (bits per byte against iteration) as a PNG, replaced atomically."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(8, 4.5), dpi=100)
+        axes = figure.add_subplot()
+        if self.train:
+            axes.plot([r["iteration"] for r in self.train], [r["bits_per_byte"] for r in self.train], label="train")
+        for split, marker in (("valid", "o-"), ("test", "s")):
+            rows = [r for r in self.eval if r["split"] == split]
+            if rows:
+                axes.plot([r["iteration"] for r in rows], [r["bits_per_byte"] for r in rows], marker, label=split)
+        axes.set_xlabel("iteration")
+        axes.set_ylabel("bits per byte")
+        axes.grid(True, alpha=0.3)
+        if self.train or self.eval:
+            axes.legend()
+        figure.tight_layout()
+        temporary = path.with_name(path.name + ".partial.png")
+        figure.savefig(temporary)
+        os.replace(temporary, path)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedContext:
+    """Which process this is; the collectives are no-ops in a single process."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            tensor = tensor.clone()
+            dist.all_reduce(tensor)
+        return tensor
+
+    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` stacked along dim 0 in rank order."""
+        if not self.distributed:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    def gather_objects(self, value: Any) -> list:
+        if not self.distributed:
+            return [value]
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def launched_world_size() -> int:
+    """The world size a launcher (``torchrun``, or :func:`launch_local_processes`) set, else 0."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "0"))
+    except ValueError:
+        raise UserError(f"the WORLD_SIZE environment variable is {os.environ['WORLD_SIZE']!r}, not a number") from None
+
+
+def init_distributed(cuda: bool, warn: Callable[[str], None]) -> DistributedContext:
+    """Join the process group described by ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (torchrun's variables).
+
+    One process per GPU with NCCL when ``cuda`` and GPUs are there; Gloo on the CPU otherwise.
+    ``-cuda`` without a GPU is one warning and the CPU.
+    """
+    world_size = max(1, launched_world_size())
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if cuda and not torch.cuda.is_available():
+        warn("warning: -cuda was given but no GPU is available; running on the CPU")
+        cuda = False
+    if cuda:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29500")
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _local_process(index: int, world_size: int, port: int, status, target: Callable, args: tuple) -> None:
+    # The same variables torchrun sets, so that both launches take one code path.
+    os.environ.update(
+        RANK=str(index),
+        LOCAL_RANK=str(index),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    result = int(target(*args) or 0)
+    if result:
+        with status.get_lock():
+            status.value = status.value or result
+    # A stop on a signal is an orderly end (the checkpoint is written); exiting 0 keeps the
+    # launcher from killing processes that are still closing down.
+    if 0 < result < 128:
+        sys.exit(result)
+
+
+def launch_local_processes(world_size: int, target: Callable, *args) -> int:
+    """Run ``target(*args)`` in ``world_size`` new processes on this machine (the seed's
+    ``-distributed -num_gpus N``); returns the first non-zero status they returned, or 0.
+
+    SIGINT and SIGTERM sent to this process are passed on to the workers, which save a
+    checkpoint and stop (see :class:`StopRequest`).
+    """
+    import torch.multiprocessing as mp
+
+    status = mp.get_context("spawn").Value("i", 0)
+    context = mp.start_processes(
+        _local_process,
+        args=(world_size, free_port(), status, target, args),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+
+    def forward(signum, frame):
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as error:
+        return status.value or (int(error.exit_code) if error.exit_code and error.exit_code > 0 else 1)
+    except mp.ProcessRaisedException as error:
+        print(f"error: a training process failed:\n{error}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status.value
+
+
+class StopRequest:
+    """Turns SIGINT (Ctrl-C) and SIGTERM into a request to stop after the current update.
+
+    The training loop then saves a checkpoint and exits with 128 + the signal number. A
+    second signal is expected (a terminal's Ctrl-C reaches every process, and launchers
+    pass signals on), so only the third stops at once, without a checkpoint.
+    """
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.signal: int | None = None
+        self.count = 0
+        self._previous: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signal or 0)
+
+    def request(self, signum: int) -> None:
+        self.count += 1
+        if self.count >= 3:
+            raise KeyboardInterrupt
+        if self.signal is None:
+            self.signal = signum
+            name = signal.Signals(signum).name
+            self.say(f"{name}: stopping after this update and saving a checkpoint (a third signal stops at once)")
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, lambda signum, frame: self.request(signum))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------- RNG
+
+
+def capture_rng_state(device: torch.device) -> dict:
+    """Every RNG a training process draws from, in a form ``torch.load(weights_only=True)`` reads."""
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def restore_rng_state(state: dict, device: torch.device) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+
+
+def read_state_json(directory: Path) -> dict:
+    path = Path(directory) / STATE_JSON
+    if not path.is_file():
+        raise UserError(f"{directory} is a model directory without {STATE_JSON}: not a training checkpoint")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != STATE_FORMAT:
+        raise UserError(f"{path} is not a {STATE_FORMAT} file")
+    if info.get("format_version", 0) > STATE_FORMAT_VERSION:
+        version = info["format_version"]
+        raise UserError(f"{path} has format_version {version}; this version reads up to {STATE_FORMAT_VERSION}")
+    missing = [key for key in ("iteration", "data_position") if key not in info]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: the checkpoint is damaged")
+    return info
+
+
+def list_checkpoints(model_path: Path) -> list[tuple[int, Path]]:
+    """Complete training checkpoints under ``model_path`` as (iteration, directory), oldest first."""
+    found = []
+    if not model_path.is_dir():
+        return found
+    for directory in model_path.iterdir():
+        if not (directory.is_dir() and CHECKPOINT_NAME.match(directory.name)):
+            continue
+        if not all((directory / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_TENSORS, STATE_JSON)):
+            continue
+        try:
+            iteration = int(read_state_json(directory)["iteration"])
+        except (UserError, KeyError, TypeError, ValueError):
+            continue
+        # At equal iterations an epoch checkpoint counts as the newer one.
+        found.append((iteration, directory.name.startswith("e"), directory))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [(iteration, directory) for iteration, _, directory in found]
+
+
+def model_directories(model_path: Path) -> list[Path]:
+    """Every ``e<N>``/``iter<N>`` directory, complete training checkpoint or not."""
+    if not model_path.is_dir():
+        return []
+    return sorted(p for p in model_path.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))
+
+
+def prune_iteration_checkpoints(model_path: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` ``iter<N>`` checkpoints (epoch checkpoints stay)."""
+    if keep <= 0:
+        return []
+    iteration_checkpoints = [d for _, d in list_checkpoints(model_path) if d.name.startswith("iter")]
+    removed = iteration_checkpoints[:-keep]
+    for directory in removed:
+        shutil.rmtree(directory)
+    return removed
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Everything that makes the next update what it would have been without a restart.
+
+    ``carried`` holds this rank's rows of the recurrent state (None before the first batch).
+    """
+
+    model: ByteLM
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    batcher: TransposedBatcher
+    scaler: torch.amp.GradScaler
+    history: MetricsHistory = dataclasses.field(default_factory=MetricsHistory)
+    carried: RNNState | None = None
+    iteration: int = 0
+    elapsed_s: float = 0.0
+    nonfinite_in_a_row: int = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.batcher.epoch
+
+    def save(
+        self, directory: Path, ctx: DistributedContext, metadata: dict | None = None, run: dict | None = None
+    ) -> Path:
+        """Write the checkpoint (collective: every rank calls it, rank 0 writes)."""
+        carried = None
+        if self.carried is not None:
+            carried = {
+                "hidden": [ctx.gather_rows(h).cpu() for h in self.carried.hidden],
+                "cell": [ctx.gather_rows(c).cpu() for c in self.carried.cell],
+            }
+        rng = ctx.gather_objects(capture_rng_state(ctx.device))
+        directory = Path(directory)
+        if ctx.is_main:
+            staging = directory.with_name(directory.name + ".saving")
+            shutil.rmtree(staging, ignore_errors=True)
+            save_model(self.model, staging, metadata=metadata)
+            tensors = {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "carried_state": carried,
+                "rng": rng,
+            }
+            torch.save(tensors, staging / STATE_TENSORS)
+            info = {
+                "format": STATE_FORMAT,
+                "format_version": STATE_FORMAT_VERSION,
+                "iteration": self.iteration,
+                "epoch": self.epoch,
+                "world_size": ctx.world_size,
+                "data_position": self.batcher.state_dict(),
+                "schedule": schedule_dict(self.schedule),
+                "elapsed_s": self.elapsed_s,
+                "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                "history": self.history.to_dict(),
+                "run": run or {},
+            }
+            _write_json(staging / STATE_JSON, info)
+            for name in (STATE_TENSORS, STATE_JSON):
+                _fsync(staging / name)
+            _swap_in(staging, directory)
+        ctx.barrier()
+        return directory
+
+    def restore(self, directory: Path, ctx: DistributedContext, say: Callable[[str], None] = lambda m: None) -> dict:
+        """Load a checkpoint written by :meth:`save` into this state; returns its JSON record."""
+        directory = Path(directory)
+        info = read_state_json(directory)
+        tensors_path = directory / STATE_TENSORS
+        try:
+            tensors = torch.load(tensors_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+            raise UserError(f"{tensors_path} is truncated or corrupt ({type(error).__name__}: {error})") from None
+        saved = load_model(directory)
+        if dataclasses.asdict(saved.config) != dataclasses.asdict(self.model.config):
+            raise UserError(f"{directory / CONFIG_FILE} describes another architecture than the model being trained")
+        with torch.no_grad():
+            self.model.load_state_dict(saved.state_dict())
+        self.model.metadata = dict(saved.metadata)
+        try:
+            self.optimizer.load_state_dict(tensors["optimizer"])
+        except (KeyError, ValueError) as error:
+            raise UserError(
+                f"{tensors_path}: the optimizer state does not fit --optimizer_type's optimizer ({error})"
+            ) from None
+        if self.scaler.is_enabled() and tensors.get("scaler"):
+            self.scaler.load_state_dict(tensors["scaler"])
+        self.batcher.load_state_dict(info["data_position"])
+        carried = tensors.get("carried_state")
+        if carried is None:
+            self.carried = None
+        else:
+            rows = slice(ctx.rank * self.batcher.batch_size, (ctx.rank + 1) * self.batcher.batch_size)
+            self.carried = RNNState(
+                [h[rows].to(ctx.device) for h in carried["hidden"]], [c[rows].to(ctx.device) for c in carried["cell"]]
+            )
+        rng = tensors.get("rng") or []
+        if len(rng) == ctx.world_size:
+            restore_rng_state(rng[ctx.rank], ctx.device)
+        else:
+            say(
+                f"notice: {tensors_path} holds RNG states of {len(rng)} processes, not {ctx.world_size}; "
+                "dropout masks will differ from an uninterrupted run"
+            )
+        self.history.load_dict(info.get("history", {}))
+        self.iteration = int(info["iteration"])
+        self.elapsed_s = float(info.get("elapsed_s", 0.0))
+        self.nonfinite_in_a_row = int(info.get("nonfinite_in_a_row", 0))
+        return info
+
+
+def _swap_in(staging: Path, directory: Path) -> None:
+    """Put the finished ``staging`` directory at ``directory`` (the layout of :mod:`.checkpoint`)."""
+    previous = directory.with_name(directory.name + ".previous")
+    if directory.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(directory, previous)
+    os.replace(staging, directory)
+    _fsync(directory.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- updates
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    loss: float  # mean cross-entropy over the global batch, in nats
+    grad_norm: float  # before clipping
+    learning_rate: float
+    skipped: bool  # non-finite loss or gradient: the weights were not changed
+    stop: bool  # some rank was asked to stop
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    loss: float  # nats per byte
+    bytes: int
+
+    @property
+    def bits_per_byte(self) -> float:
+        return bits_per_byte(self.loss)
+
+
+class Trainer:
+    """Runs updates and evaluations on a :class:`TrainingState`, on one process or under DDP."""
+
+    def __init__(
+        self,
+        state: TrainingState,
+        ctx: DistributedContext,
+        *,
+        precision: Precision,
+        clip: float = 1.0,
+        max_nonfinite_in_a_row: int = MAX_NONFINITE_IN_A_ROW,
+    ):
+        self.state = state
+        self.ctx = ctx
+        self.precision = precision
+        self.clip = clip
+        self.max_nonfinite_in_a_row = max_nonfinite_in_a_row
+        self.model = state.model
+        self.network: nn.Module = state.model
+        if ctx.distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.network = nn.parallel.DistributedDataParallel(state.model, device_ids=device_ids)
+        self.parameters = [p for p in state.model.parameters() if p.requires_grad]
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, reset: torch.Tensor, stop: bool = False) -> StepResult:
+        """One update on one batch ([B, T] each, this rank's rows)."""
+        state, device = self.state, self.ctx.device
+        learning_rate = state.schedule.lr(state.iteration, state.epoch)
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate
+        inputs, targets, reset = (t.to(device, non_blocking=True) for t in (inputs, targets, reset))
+        if state.carried is None:
+            state.carried = self.model.init_state(inputs.shape[0], device)
+        self.model.train()
+        state.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            logits, final_state = self.network(inputs, state.carried, reset)
+        loss = nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB_SIZE), targets.reshape(-1))
+        state.carried = fp32_state(final_state)
+        state.scaler.scale(loss).backward()
+        state.scaler.unscale_(state.optimizer)
+        grad_norm = nn.utils.clip_grad_norm_(self.parameters, self.clip if self.clip > 0 else math.inf)
+        # The numbers every rank must agree on, in one collective.
+        shared = self.ctx.all_reduce_sum(torch.stack([loss.detach().float(), torch.tensor(float(stop), device=device)]))
+        mean_loss = shared[0].item() / self.ctx.world_size
+        stop = shared[1].item() > 0
+        grad_norm = grad_norm.item()
+        skipped = not (math.isfinite(mean_loss) and math.isfinite(grad_norm))
+        if skipped:
+            state.optimizer.zero_grad(set_to_none=True)
+            state.nonfinite_in_a_row += 1
+            if not all(torch.isfinite(t).all() for t in state.carried.hidden + state.carried.cell):
+                state.carried = self.model.init_state(inputs.shape[0], device)
+        else:
+            state.scaler.step(state.optimizer)
+            state.nonfinite_in_a_row = 0
+        state.scaler.update()
+        state.iteration += 1
+        if state.nonfinite_in_a_row >= self.max_nonfinite_in_a_row:
+            raise UserError(
+                f"stopped at iteration {state.iteration}: {state.nonfinite_in_a_row} updates in a row had a "
+                "non-finite loss or gradient (they were skipped, the weights are unchanged); lower -lr, keep "
+                "-clip on, or use -precision fp32, then continue from the last checkpoint with --resume"
+            )
+        return StepResult(mean_loss, grad_norm, learning_rate, skipped, stop)
+
+    @torch.no_grad()
+    def evaluate(self, corpus: ByteCorpus, batch_size: int, seq_length: int, persist_state: int) -> EvalResult:
+        """Mean loss over one pass of ``corpus`` (every rank reads its streams; sums are reduced)."""
+        batcher = TransposedBatcher(
+            corpus,
+            batch_size,
+            seq_length,
+            persist_state=persist_state,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+        )
+        device = self.ctx.device
+        was_training = self.model.training
+        self.model.eval()
+        recurrent = self.model.init_state(batch_size, device)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for batch in batcher:
+            inputs, targets, reset = (t.to(device, non_blocking=True) for t in batch)
+            with self.precision.autocast():
+                logits, recurrent = self.model(inputs, recurrent, reset)
+            recurrent = fp32_state(recurrent)
+            total += nn.functional.cross_entropy(
+                logits.float().reshape(-1, VOCAB_SIZE), targets.reshape(-1), reduction="sum"
+            ).double()
+        count = torch.tensor(float(batcher.batches_per_epoch * batch_size * seq_length), dtype=torch.float64)
+        count = count.to(device)
+        summed = self.ctx.all_reduce_sum(torch.stack([total, count]))
+        self.model.train(was_training)
+        return EvalResult(loss=summed[0].item() / summed[1].item(), bytes=int(summed[1].item()))
