@@ -1,6 +1,7 @@
 import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -17,19 +18,25 @@ def test_flag_reference_is_up_to_date():
     assert actual == expected, "docs/flags.md is stale: run `sentiment-discovery flags > docs/flags.md`"
 
 
+def example_value(field, config_class) -> str:
+    if field.metadata.get("choices"):
+        return str(field.metadata["choices"][0])
+    hint = str(typing.get_type_hints(config_class)[field.name])
+    return "1" if ("int" in hint or "float" in hint) else "x"
+
+
 def test_every_flag_parses_in_every_spelling():
     parser = cli.build_parser()
     for command, config_class in cli.config_classes().items():
-        for field in dataclasses.fields(config_class):
-            if not field.metadata or field.metadata.get("positional"):
+        fields = [f for f in dataclasses.fields(config_class) if f.metadata]
+        positionals = [example_value(f, config_class) for f in fields if f.metadata.get("positional") and f.default is dataclasses.MISSING]
+        for field in fields:
+            if field.metadata.get("positional"):
                 continue
             for spelling in spellings(field.name):
-                args = [command, spelling]
-                hint = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-                if field.metadata.get("choices"):
-                    args.append(str(field.metadata["choices"][0]))
-                elif "bool" not in str(hint):
-                    args.append("1" if any(t in str(hint) for t in ("int", "float")) else "x")
+                args = [command, *positionals, spelling]
+                if "bool" not in str(typing.get_type_hints(config_class)[field.name]):
+                    args.append(example_value(field, config_class))
                 namespace, _ = parser.parse_known_args(args)
                 assert hasattr(namespace, field.name), (command, spelling)
 

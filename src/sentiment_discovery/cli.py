@@ -14,8 +14,16 @@ from .options import add_config_arguments, config_from_args, flag_reference_mark
 
 # command -> (recipe module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("sentiment_discovery.recipes.train", "train the byte-level language model on a corpus (resumable, mixed precision, DDP)"),
     "featurize": ("sentiment_discovery.recipes.featurize", "write the features (final cell states) of a text file to .npy"),
+    "import-openai": ("sentiment_discovery.recipes.importers", "convert OpenAI's released weights (model/0.npy ... 14.npy) into a model directory"),
+    "import-pytorch": ("sentiment_discovery.recipes.importers", "convert a 2017 PyTorch reproduction checkpoint (.pt) into a model directory"),
+    "preprocess": ("sentiment_discovery.recipes.preprocess", "clean review dumps into an on-disk byte corpus (train/valid/test)"),
+    "download": ("sentiment_discovery.recipes.download", "fetch SST-2 or IMDB from their canonical sources, verified by sha256"),
     "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
+    "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
+    "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
+    "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
 }
 
 

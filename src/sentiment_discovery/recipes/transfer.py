@@ -1,0 +1,328 @@
+"""``sentiment-discovery transfer``: the sentiment neuron, found with an L1 logistic regression.
+
+Featurizes the labelled train/valid/test files (features cached on disk), sweeps the
+regularisation on validation, ranks the units, fits the top unit(s) alone, prints the
+results in the 2017 format and writes everything under
+``<experiment_dir>/<experiment_name>/<dataset>/<model>/``: ``results.json``,
+``classifier.json`` (read by ``classify``), and the figures.
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import transfer
+from ..checkpoint import load_model
+from ..data.readers import FORMATS, parse_split, read_labeled, read_texts, split_indices
+from ..errors import UserError
+from ..options import option
+from ..runtime import seed_everything, select_device
+from .common import ExperimentConfig, resolve_load_model
+
+@dataclasses.dataclass(kw_only=True)
+class FeatureOptions:
+    """Flags shared by ``transfer`` and ``classify``: reading the files and featurizing them."""
+
+    text_key: str = option("sentence", help="column or key holding the text")
+    input_format: str | None = option(
+        None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
+    )
+    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
+    batch_size: int = option(64, help="texts per featurization batch (sorted by length)")
+    feature_cache: str | None = option(
+        None, help="directory of cached features (default: <experiment_dir>/<experiment_name>/feature_cache)"
+    )
+    no_feature_cache: bool = option(False, help="featurize again instead of reading and writing cached features")
+
+    def cache(self, experiment_path: Path) -> "transfer.FeatureCache | None":
+        if self.no_feature_cache:
+            return None
+        return transfer.FeatureCache(self.feature_cache or experiment_path / "feature_cache")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TransferConfig(FeatureOptions, ExperimentConfig):
+    load_model: str = option(
+        help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/",
+        aliases=["model"],
+    )
+    train: str = option(help="labelled training file (CSV/TSV/JSON/JSON Lines, optionally .gz)")
+    valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
+    test: str | None = option(None, help="test file; labelled unless -no_test_eval")
+    label_key: str = option("label", help="column or key holding the 0/1 label")
+    split: float = option(0.9, help="without -valid: the fraction of -train kept for training, the rest validates")
+    drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
+    binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
+    no_test_eval: bool = option(False, help="the test file has no labels: classify it, report no test accuracy")
+    num_neurons: int = option(1, help="how many top units the n_neurons classifier uses")
+    write_results: str | None = option(
+        None, help="CSV of probabilities and top-unit values per test text (train text without -test)"
+    )
+    layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
+    c_grid: list[float] = option(
+        default_factory=lambda: list(transfer.DEFAULT_C_GRID),
+        help="regularization strengths C tried, chosen on validation accuracy",
+    )
+    standardize: bool = option(False, help="scale each unit to mean 0, std 1 on train before the regression")
+    jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)")
+    data_efficiency_seeds: int = option(3, help="random subsets per size in the data-efficiency curve")
+    no_data_efficiency: bool = option(False, help="skip the data-efficiency curve")
+
+
+COMMAND_CONFIG = TransferConfig
+
+
+@dataclasses.dataclass
+class Split:
+    name: str
+    texts: list[str]
+    labels: np.ndarray | None
+    features: np.ndarray | None = None
+
+    def subset(self, name: str, indices: np.ndarray) -> "Split":
+        return Split(name, [self.texts[i] for i in indices], self.labels[indices], self.features[indices])
+
+
+def dataset_name(train_path: str) -> str:
+    """The train file's directory name (``data/sst2/train.csv`` -> ``sst2``); its stem at a filesystem root."""
+    path = Path(train_path).resolve()
+    return path.parent.name or path.name.split(".")[0]
+
+
+def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint: str = "") -> Split:
+    try:
+        data = read_labeled(
+            path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
+            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent,
+        )
+    except UserError as error:
+        # The reader names the label key in every label problem (missing column, missing or odd values).
+        if label_hint and repr(config.label_key) in str(error):
+            raise UserError(f"{error}{label_hint}") from None
+        raise
+    if not data.texts:
+        raise UserError(f"{path} ({name}) holds no labelled texts")
+    return Split(name, data.texts, data.labels)
+
+
+def read_splits(config: TransferConfig) -> dict[str, Split]:
+    """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval."""
+    splits = {"train": read_labeled_split(config, "train", config.train)}
+    transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
+    if config.valid:
+        splits["valid"] = read_labeled_split(config, "valid", config.valid)
+    elif len(parse_split(config.split)) != 2:
+        raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
+    if config.test and config.no_test_eval:
+        texts = read_texts(config.test, config.text_key, fmt=config.input_format, delim=config.delim)
+        if not texts:
+            raise UserError(f"{config.test} (test) holds no texts")
+        splits["test"] = Split("test", texts, None)
+    elif config.test:
+        hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
+        splits["test"] = read_labeled_split(config, "test", config.test, hint)
+    elif config.no_test_eval:
+        print("notice: -no_test_eval without -test does nothing", file=sys.stderr)
+    return splits
+
+
+def hold_out_validation(train: Split, config: TransferConfig) -> tuple[Split, Split]:
+    kept, held_out = split_indices(len(train.texts), config.split, seed=config.seed)
+    if len(kept) == 0 or len(held_out) == 0:
+        raise UserError(f"-split {config.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
+    return train.subset("train", kept), train.subset("valid", held_out)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Accuracies on (train, valid, test); None where a split is missing or unlabelled."""
+
+    all_neurons: list[float | None]
+    n_neurons: list[float | None]
+    single_units: list[dict]
+    lines: list[str]  # the 2017 output, then one threshold-0 line per top unit
+
+
+def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | None]) -> Evaluation:
+    def on_each(score) -> list[float | None]:
+        return [None if s is None or s.labels is None else score(s) for s in splits]
+
+    all_neurons = on_each(lambda s: classifier.all_neurons.accuracy(s.features, s.labels))
+    n_neurons = on_each(lambda s: classifier.n_neurons.accuracy(s.features, s.labels))
+    lines = transfer.seed_result_lines("all_neurons", all_neurons, classifier.all_neurons)
+    lines.append(transfer.top_units_line(classifier.top_units))
+    lines += transfer.seed_result_lines("n_neurons", n_neurons, classifier.n_neurons)
+    single_units = []
+    for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
+        accuracies = on_each(lambda s: transfer.threshold_accuracy(s.features[:, unit], s.labels, sign))
+        lines.append(transfer.threshold_line(unit, sign, accuracies))
+        single_units.append({"unit": unit, "sign": sign, **dict(zip(("train", "valid", "test"), accuracies))})
+    return Evaluation(all_neurons, n_neurons, single_units, lines)
+
+
+def featurize_splits(model, identity, splits: dict[str, Split], config: TransferConfig) -> dict:
+    """Fill in every split's features (from the cache when possible); returns the timings."""
+    cache = config.cache(config.experiment_path)
+    timing = {}
+    for split in splits.values():
+        result = transfer.featurize_cached(model, split.texts, identity, cache, batch_size=config.batch_size)
+        split.features = result.features
+        timing[split.name] = {
+            "texts": len(split.texts),
+            "seconds": round(result.seconds, 3),
+            "cached": result.cached,
+            "texts_per_s": None if result.texts_per_s is None else round(result.texts_per_s, 1),
+        }
+    return timing
+
+
+def check_flags(config: TransferConfig) -> None:
+    if config.data_efficiency_seeds < 1 and not config.no_data_efficiency:
+        raise UserError("-data_efficiency_seeds must be at least 1 (or pass -no_data_efficiency)")
+    if not config.c_grid or any(not (math.isfinite(c) and c > 0) for c in config.c_grid):
+        raise UserError(f"-c_grid values must be positive, not {' '.join(map(str, config.c_grid))}")
+    if config.write_results and not config.write_results.lower().endswith(".csv"):
+        raise UserError(f"-write_results writes CSV; name the file .csv, not {config.write_results}")
+
+
+def print_notices(fit: "transfer.TransferFit") -> None:
+    probe = fit.classifier.all_neurons
+    advice = "" if probe.standardized else " (try -standardize)"
+    if probe.features_used == 0:
+        print(f"notice: the classifier chosen on validation uses no unit at all (C={probe.C:g}), so the top "
+              f"neurons are arbitrary: the features carry no sentiment signal at these C{advice}", file=sys.stderr)
+    unconverged = fit.all_neurons.unconverged + fit.n_neurons.unconverged
+    if unconverged:
+        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+              f"before converging{advice}", file=sys.stderr)
+
+
+def run(config: TransferConfig) -> None:
+    started = time.perf_counter()
+    check_flags(config)
+    seed_everything(config.seed)
+    model_path = resolve_load_model(config.load_model, config)
+    splits = read_splits(config)
+    model = load_model(model_path, device=select_device(config.cuda))
+    identity = transfer.ModelIdentity.of(model, model_path, layer=config.layer, preprocess=not config.no_preprocess)
+    if not 1 <= config.num_neurons <= identity.rnn_size:
+        raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
+    timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
+    if "valid" in splits:
+        train, valid = splits["train"], splits["valid"]
+        validation = f"validation file {config.valid}"
+    else:
+        train, valid = hold_out_validation(splits["train"], config)
+        validation = f"{len(valid.texts)} texts held out of -train (-split {config.split:g}, seed {config.seed})"
+    test = splits.get("test")
+    jobs = config.jobs or transfer.default_jobs()
+
+    fit_start = time.perf_counter()
+    fit = transfer.fit_sentiment_classifier(
+        train.features, train.labels, valid.features, valid.labels, identity,
+        num_neurons=config.num_neurons, c_grid=config.c_grid, standardize=config.standardize,
+        seed=config.seed, jobs=jobs,
+    )
+    timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
+    classifier = fit.classifier
+    evaluation = evaluate(classifier, [train, valid, test])
+    print("\n".join(evaluation.lines), flush=True)
+    print_notices(fit)
+
+    results_dir = config.experiment_path / dataset_name(config.train) / identity.name
+    results_dir.mkdir(parents=True, exist_ok=True)
+    classifier.save(results_dir)
+    figures = write_figures(results_dir, classifier, train, test)
+    curve = None
+    if not config.no_data_efficiency:
+        curve_start = time.perf_counter()
+        curve = data_efficiency(config, classifier, evaluation, train, valid, test, jobs)
+        timing["data_efficiency_seconds"] = round(time.perf_counter() - curve_start, 3)
+        path = results_dir / "data_efficiency.png"
+        figures.append(transfer.plot_data_efficiency(curve["summary"], path, curve["evaluated_on"]))
+    if config.write_results:
+        target = test if test is not None else train
+        written = transfer.write_predictions(
+            config.write_results, target.texts, target.features, classifier,
+            text_key=config.text_key, labels=target.labels, label_key=config.label_key,
+        )
+        print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
+    unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
+    # An empty classifier ranks nothing: its "top unit" is not worth recording.
+    if classifier.all_neurons.features_used and transfer.record_sentiment_unit(model_path, unit, sign, str(results_dir)):
+        print(f"recorded unit {unit} ({'positive' if sign > 0 else 'negative'}) as the sentiment unit in "
+              f"{model_path}/config.json, for `visualize`", file=sys.stderr)
+    timing["total_seconds"] = round(time.perf_counter() - started, 3)
+
+    def probe_report(sweep, accuracies) -> dict:
+        return {
+            **dict(zip(("train_accuracy", "valid_accuracy", "test_accuracy"), accuracies)),
+            "C": sweep.C,
+            "features_used": sweep.probe.features_used,
+            "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in sweep.valid_accuracy.items()],
+            "unconverged_fits": sweep.unconverged,
+        }
+
+    results = {
+        "dataset": dataset_name(config.train),
+        "model": identity.to_dict(),
+        "files": {"train": config.train, "valid": config.valid, "test": config.test},
+        "texts": {"train": len(train.texts), "valid": len(valid.texts), "test": None if test is None else len(test.texts)},
+        "validation": validation,
+        "test_labelled": test is not None and test.labels is not None,
+        "standardize": config.standardize,
+        "c_grid": sorted(config.c_grid),
+        "all_neurons": probe_report(fit.all_neurons, evaluation.all_neurons),
+        "top_units": classifier.top_units,
+        "n_neurons": {**probe_report(fit.n_neurons, evaluation.n_neurons), "units": classifier.top_units[: config.num_neurons]},
+        "single_unit_threshold_0": evaluation.single_units,
+        "data_efficiency": curve,
+        "seed_output": evaluation.lines,
+        "figures": [path.name for path in figures],
+        "timing": timing,
+        "command_config": dataclasses.asdict(config),
+    }
+    transfer.write_json_atomically(results_dir / "results.json", results)
+    print(f"results saved to {results_dir}/", file=sys.stderr)
+
+
+def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
+    """A histogram per top unit (test set, or train when the test set is missing or unlabelled) and the weights."""
+    shown = test if test is not None and test.labels is not None else train
+    paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
+    for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
+        path = directory / f"neuron_{unit}_histogram.png"
+        paths.append(transfer.plot_unit_histogram(shown.features[:, unit], shown.labels, unit, sign, path, shown.name))
+    return paths
+
+
+def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, test, jobs) -> dict:
+    """The curve over subsets of train, on the labelled test set (else validation).
+
+    Its full-size point is the main classifiers' (one run; the single-unit one only when
+    -num_neurons is 1, since otherwise the main top classifier is not a single unit).
+    """
+    evaluated = test if test is not None and test.labels is not None else valid
+    rows = transfer.data_efficiency_curve(
+        train.features, train.labels, valid.features, valid.labels, evaluated.features, evaluated.labels,
+        seeds=config.data_efficiency_seeds, c_grid=config.c_grid, standardize=config.standardize,
+        seed=config.seed, jobs=jobs,
+    )
+    if config.num_neurons == 1:
+        index = 2 if evaluated is test else 1
+        rows.append({
+            "size": len(train.texts), "seed": 0,
+            "all_neurons_accuracy": evaluation.all_neurons[index], "all_neurons_C": classifier.all_neurons.C,
+            "features_used": classifier.all_neurons.features_used, "unit": classifier.top_units[0],
+            "unit_accuracy": evaluation.n_neurons[index], "unit_C": classifier.n_neurons.C,
+        })
+    return {
+        "evaluated_on": "test" if evaluated is test else "validation",
+        "rows": rows,
+        "summary": transfer.summarize_curve(rows),
+    }
