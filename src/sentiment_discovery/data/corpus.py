@@ -258,6 +258,18 @@ def _resolve_inputs(inputs) -> list[Path]:
     return paths
 
 
+def _text_keys_per_source(text_key: str, sources: list[Path]) -> list[str]:
+    """One key for every input, or a comma-separated key per input (IMDB's ``text``, Amazon's ``reviewText``)."""
+    keys = [key.strip() for key in str(text_key).split(",")]
+    if len(keys) == 1:
+        return keys * len(sources)
+    if len(keys) != len(sources) or not all(keys):
+        raise UserError(
+            f"-text_key {text_key!r} names {len(keys)} keys for {len(sources)} inputs: give one key, or one per input"
+        )
+    return keys
+
+
 def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
     """Whether ``out_dir`` already holds the corpus these sources and options make."""
     if not is_corpus(out_dir):
@@ -304,6 +316,7 @@ def build_corpus(
     sources = _resolve_inputs(inputs)
     for source in sources:
         detect_format(source, fmt)  # an unknown extension fails before anything is written
+    text_keys = _text_keys_per_source(text_key, sources)
     options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
     say = report or (lambda message: None)
     if _up_to_date(out_dir, sources, options):
@@ -339,11 +352,11 @@ def build_corpus(
     dealt = 0
     finished = False
     try:
-        for path in sources:
+        for path, source_key in zip(sources, text_keys):
             entry = _source_entry(path)
             stats = ReadStats()
             meter = _Meter(bar)
-            texts = iter_numbered_texts(path, text_key, fmt=fmt, delim=delim, strict=strict, stats=stats, digest=meter)
+            texts = iter_numbered_texts(path, source_key, fmt=fmt, delim=delim, strict=strict, stats=stats, digest=meter)
             for line, text in texts:
                 prepared = preprocess_text(text, text_options)
                 if len(prepared) <= pad_length:  # nothing left once markup and spaces are gone

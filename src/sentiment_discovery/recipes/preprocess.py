@@ -20,7 +20,10 @@ class PreprocessConfig:
         positional=True, metavar="INPUT", help="CSV/TSV/JSON/JSON Lines/text files (optionally .gz), read in order"
     )
     out: str = option(help="corpus directory to write (train/valid/test byte files, offsets, manifest.json)")
-    text_key: str = option("sentence", help="column or key holding the text (ignored for .txt: one text per line)")
+    text_key: str = option(
+        "sentence",
+        help="column or key holding the text (ignored for .txt: one text per line); comma-separated for one key per input"
+    )
     split: str = option(
         "1000,1,1", help="train,validation,test proportions (texts dealt in runs of their sum), or a training fraction"
     )
