@@ -453,3 +453,26 @@ def test_transfer_on_a_slice_of_sst2(shared_data, tmp_path, capsys):
     assert cli.main(args) == 0
     results = json.loads((tmp_path / "exp" / "mlstm" / "sst2" / "e0" / "results.json").read_text())
     assert results["dataset"] == "sst2" and results["texts"] == {"train": 60, "valid": 20, "test": 20}
+
+
+def test_bf16_features_are_recorded_and_reused_by_classify(experiment, capsys):
+    assert cli.main(transfer_args(experiment, "-no_data_efficiency", "-precision", "bf16")) == 0
+    results_dir = experiment / "exp" / "mlstm" / "toy" / "e0"
+    classifier = SentimentClassifier.load(results_dir)
+    assert classifier.model.precision == "bf16"
+    texts = ["never seen before", "what a lovely day"]
+    language_model = load_model(classifier.model.path)
+    bf16 = language_model.featurize(texts, precision="bf16")
+    fp32 = language_model.featurize(texts)
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)
+    # From Python and from the CLI, new texts are featurized in the classifier's precision.
+    np.testing.assert_array_equal(classifier.features(texts), bf16)
+    new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
+    output = experiment / "labels.csv"
+    assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
+                     "-experiment_dir", str(experiment / "exp")]) == 0
+    with open(output, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = classifier.predict_proba(bf16)[:, 1]
+    assert [float(row["probability_all_neurons"]) for row in rows] == expected.tolist()

@@ -72,9 +72,14 @@ class ModelIdentity:
     layer: int  # resolved, never negative
     preprocess: bool
     text_options: dict
+    # "bf16" features differ from fp32 ones in the last digits: a classifier keeps the
+    # precision its features were made in, and new texts are featurized the same way.
+    precision: str = "fp32"
 
     @classmethod
-    def of(cls, model, directory: str | os.PathLike, *, layer: int = -1, preprocess: bool = True) -> "ModelIdentity":
+    def of(
+        cls, model, directory: str | os.PathLike, *, layer: int = -1, preprocess: bool = True, precision: str = "fp32"
+    ) -> "ModelIdentity":
         from .checkpoint import WEIGHTS_FILE, resolve_model_directory
 
         resolved = resolve_model_directory(directory)
@@ -89,6 +94,7 @@ class ModelIdentity:
             layer=layer % layers,
             preprocess=preprocess,
             text_options=dataclasses.asdict(model.text_options),
+            precision=precision,
         )
 
     def feature_key(self, texts: Sequence[str]) -> str:
@@ -98,6 +104,7 @@ class ModelIdentity:
             "layer": self.layer,
             "preprocess": self.preprocess,
             "text_options": self.text_options,
+            "precision": self.precision,
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
@@ -169,7 +176,12 @@ def featurize_cached(
             return FeatureRun(features, 0.0, cached=True)
     start = time.perf_counter()
     features = model.featurize(
-        texts, batch_size=batch_size, preprocess=identity.preprocess, layer=identity.layer, progress=progress
+        texts,
+        batch_size=batch_size,
+        preprocess=identity.preprocess,
+        layer=identity.layer,
+        progress=progress,
+        precision=identity.precision,
     )
     seconds = time.perf_counter() - start
     if cache is not None:
@@ -469,12 +481,17 @@ class SentimentClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: str | os.PathLike | None = None, device: str = "cpu"):
-        """A saved classifier (its results directory or its ``classifier.json``).
+    def load(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, device: str = "cpu"):
+        """A saved classifier (its results directory or its ``classifier.json``); None: the shipped default.
 
         ``model``: the model directory whose features it reads; by default the one it was
-        fitted on. Either way the model must be the same weights (checked by hash).
+        fitted on (a relative model path in the file is relative to the file's directory, as
+        in the shipped default). Either way the model must be the same weights (checked by hash).
         """
+        if path is None:
+            from .defaults import classifier_directory
+
+            path = classifier_directory()
         path = Path(path)
         if path.is_dir():
             path = path / CLASSIFIER_FILE
@@ -498,6 +515,9 @@ class SentimentClassifier:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
+        if not Path(classifier.model.path).is_absolute():
+            located = (path.parent / classifier.model.path).resolve()
+            classifier.model = dataclasses.replace(classifier.model, path=str(located))
         classifier.source, classifier.device = path, device
         if model is not None:
             classifier.attach_model(model)
@@ -519,7 +539,7 @@ class SentimentClassifier:
                 f"but {identity.path} has different weights ({identity.weights_sha256[:12]}...); "
                 "pass the model it was fitted on, or run `transfer` with this one"
             )
-        for name in ("layer", "preprocess", "text_options"):
+        for name in ("layer", "preprocess", "text_options", "precision"):
             if getattr(identity, name) != getattr(self.model, name):
                 raise UserError(
                     f"{source} was fitted on features with {name} {getattr(self.model, name)!r}, "
@@ -531,7 +551,11 @@ class SentimentClassifier:
 
         language_model = load_model(directory, device=self.device)
         identity = ModelIdentity.of(
-            language_model, directory, layer=self.model.layer, preprocess=self.model.preprocess
+            language_model,
+            directory,
+            layer=self.model.layer,
+            preprocess=self.model.preprocess,
+            precision=self.model.precision,
         )
         self.check_model(identity)
         self._language_model = language_model
@@ -541,7 +565,7 @@ class SentimentClassifier:
             self.attach_model(self.model.path)
         return self._language_model.featurize(
             list(texts), batch_size=batch_size, preprocess=self.model.preprocess, layer=self.model.layer,
-            progress=progress,
+            progress=progress, precision=self.model.precision,
         )
 
     def _as_features(self, texts_or_features) -> np.ndarray:
