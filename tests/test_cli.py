@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sentiment_discovery import cli
-from sentiment_discovery.options import flag_reference_markdown, spellings
+from sentiment_discovery.options import flag_name, flag_reference_markdown, spellings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_every_flag_parses_in_every_spelling():
         for field in fields:
             if field.metadata.get("positional"):
                 continue
-            for spelling in spellings(field.name):
+            for spelling in spellings(flag_name(field)):
                 args = [command, *positionals, spelling]
                 if "bool" not in str(typing.get_type_hints(config_class)[field.name]):
                     args.append(example_value(field, config_class))

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
     "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
     "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
+    "export-default": ("sentiment_discovery.recipes.export_default", "install a model and its classifier as the default model shipped in the package"),
     "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
 }
 
@@ -35,8 +36,16 @@ def config_classes() -> dict[str, type]:
     return {command: recipe(command).COMMAND_CONFIG for command in COMMANDS}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported like every other error: one
+    ``error:`` line and exit status 2 (not the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentiment-discovery",
         description="Byte-level mLSTM language models and the sentiment neuron.",
         allow_abbrev=False,
@@ -51,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit as stop:  # --help (0), or a bad flag value, already reported in one line (2)
+        return stop.code if isinstance(stop.code, int) else 2
+    if unknown:
+        where = f"{parser.prog} {args.command}" if args.command else parser.prog
+        print(f"error: unrecognized arguments: {' '.join(unknown)} (see `{where} --help`)", file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_help()
         return 2

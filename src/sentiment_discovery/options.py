@@ -25,15 +25,21 @@ def option(
     aliases: typing.Sequence[str] = (),
     no_op: str | None = None,
     positional: bool = False,
+    flag: str | None = None,
     metavar: str | None = None,
     default_factory: Any = MISSING,
+    repeatable: bool = False,
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
     aliases: extra names (without dashes) that set the same field, e.g. ``load_model``
       for ``model``; each gets the same seed and modern spellings.
-    no_op: for flags kept only so that 2017 command lines still run; the text is printed
-      as a one-line notice when the flag is given.
+    flag: the flag's name where it cannot be the field's (a field named like a method).
+    no_op: for flags kept only so that 2017 command lines still run; the text says why the
+      flag does nothing, printed as ``notice: -flag has no effect: TEXT`` when it is given
+      (one line per reason, naming every such flag given).
+    repeatable: for a list field, one value per flag, the flag given as often as needed
+      (``--text a --text b``) instead of several values after one flag.
     """
     metadata = {
         "help": help,
@@ -41,11 +47,18 @@ def option(
         "aliases": tuple(aliases),
         "no_op": no_op,
         "positional": positional,
+        "flag": flag,
         "metavar": metavar,
+        "repeatable": repeatable,
     }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """The name a field's flags are spelled from: the field's, unless ``option(flag=...)`` says otherwise."""
+    return field.metadata.get("flag") or field.name
 
 
 def spellings(name: str) -> list[str]:
@@ -67,6 +80,8 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     meta = field.metadata
     base, _ = _unwrap_optional(annotation)
     kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+    if meta.get("no_op"):
+        kwargs["help"] = argparse.SUPPRESS  # accepted, but not worth a line in --help (docs/flags.md lists them)
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     if base is bool:
@@ -75,7 +90,10 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
         return kwargs
     if typing.get_origin(base) is list:
         (item,) = typing.get_args(base)
-        kwargs["nargs"] = "+"
+        if meta.get("repeatable"):
+            kwargs["action"] = "append"
+        else:
+            kwargs["nargs"] = "+"
         kwargs["type"] = item
     else:
         kwargs["type"] = base
@@ -98,7 +116,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             else:
                 parser.add_argument(field.name, nargs="?", default=argparse.SUPPRESS, **kwargs)
             continue
-        names = spellings(field.name)
+        names = spellings(flag_name(field))
         for alias in field.metadata.get("aliases", ()):
             names += spellings(alias)
         parser.add_argument(*names, dest=field.name, default=argparse.SUPPRESS, **kwargs)
@@ -107,12 +125,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
 def config_from_args(config_class: type, namespace: argparse.Namespace, *, command: str = "") -> Any:
     """Build the config from parsed flags; flags not given keep the dataclass defaults."""
     values = {}
+    ignored: dict[str, list[str]] = {}  # reason -> the no-op flags given for it
     for field in dataclasses.fields(config_class):
         if hasattr(namespace, field.name):
             values[field.name] = getattr(namespace, field.name)
-            notice = field.metadata.get("no_op") if field.metadata else None
-            if notice:
-                print(f"notice: -{field.name} {notice}", file=sys.stderr)
+            reason = field.metadata.get("no_op") if field.metadata else None
+            if reason:
+                ignored.setdefault(reason, []).append(f"-{flag_name(field)}")
+    for reason, flags in ignored.items():
+        print(f"notice: {', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}", file=sys.stderr)
     missing = [
         f.name
         for f in dataclasses.fields(config_class)
@@ -148,27 +169,43 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
         "Generated from the config dataclasses by `python -m sentiment_discovery.cli flags`;",
         "a test checks it against the parser. Every flag is accepted in the 2017 spelling",
         "(`-rnn_size 4096`, `--optimizer_type=Adam`) and the modern one (`--rnn-size 4096`).",
+        "Flags of the 2017 scripts that no longer do anything are still accepted, so that 2017",
+        "command lines run unchanged: each command lists them after its own flags, and giving one",
+        "prints a one-line notice (see [seed.md](seed.md)).",
     ]
     for command, config_class in commands.items():
         lines += ["", f"## `sentiment-discovery {command}`", ""]
         lines += ["| flag | spellings | default | meaning |", "|---|---|---|---|"]
+        no_ops = []
         for field in dataclasses.fields(config_class):
             if not field.metadata:
                 continue
             meta = field.metadata
-            if meta.get("positional"):
-                names = [field.name.upper()]
-            else:
-                names = spellings(field.name)
-                for alias in meta.get("aliases", ()):
-                    names += spellings(alias)
+            if meta.get("no_op"):
+                no_ops.append(field)
+                continue
             meaning = meta.get("help", "")
             if meta.get("choices") is not None:
                 meaning += " Choices: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
-            if meta.get("no_op"):
-                meaning += f" **No-op:** {meta['no_op']}"
-            spelled = ", ".join(f"`{n}`" for n in names)
+            if meta.get("repeatable"):
+                meaning += " Repeatable."
             lines.append(
-                f"| {field.name} | {spelled} | {_default_text(field)} | {meaning.replace('|', '/')} |"
+                f"| {flag_name(field)} | {_spelled(field)} | {_default_text(field)} | {meaning.replace('|', '/')} |"
             )
+        if no_ops:
+            lines += ["", "2017 flags accepted as no-ops:", ""]
+            lines += ["| flag | spellings | why it has no effect |", "|---|---|---|"]
+            for field in no_ops:
+                lines.append(f"| {flag_name(field)} | {_spelled(field)} | {field.metadata['no_op'].replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def _spelled(field: dataclasses.Field) -> str:
+    """The flag's spellings for the reference table (a positional argument: its name in capitals)."""
+    meta = field.metadata
+    if meta.get("positional"):
+        return f"`{field.name.upper()}`"
+    names = spellings(flag_name(field))
+    for alias in meta.get("aliases", ()):
+        names += spellings(alias)
+    return ", ".join(f"`{n}`" for n in names)

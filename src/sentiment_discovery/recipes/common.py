@@ -3,9 +3,15 @@
 Results go to ``<experiment_dir>/<experiment_name>/...``: model checkpoints under
 ``<model_dir>/``, metric histories under ``history/``, heatmaps under ``heatmaps/``,
 transfer results under ``<dataset>/<model>/``.
+
+The 2017 scripts shared one set of flags (model, data, device and process flags); the
+``Seed*Flags`` mixins keep the ones that mean nothing to a command accepted there as no-ops,
+so that every 2017 command line still runs (docs/seed.md).
 """
 
 import dataclasses
+import re
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -29,12 +35,106 @@ class ExperimentConfig:
         return self.experiment_path / self.model_dir
 
 
-def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
+# ---------------------------------------------------------------- 2017 flags kept as no-ops
+
+
+def seed_no_op(default, why: str, flag: str | None = None):
+    """A 2017 flag that this command accepts and ignores; ``why`` is the notice it prints."""
+    return option(default, no_op=why, flag=flag)
+
+
+ARCHITECTURE = "the architecture is read from the model directory (config.json)."
+ONE_PROCESS = "this command runs in one process, on the CPU or (-cuda) one GPU."
+
+
+@dataclasses.dataclass(kw_only=True)
+class SeedModelFlags:
+    """The 2017 model flags, which every script took; a model directory now says what it is."""
+
+    should_test: bool = seed_no_op(False, "this command does not train.")
+    rnn_type: str = seed_no_op("mlstm", ARCHITECTURE)
+    embed_size: int = seed_no_op(64, ARCHITECTURE)
+    rnn_size: int = seed_no_op(4096, ARCHITECTURE)
+    layers: int = seed_no_op(1, ARCHITECTURE)
+    dropout: float = seed_no_op(0.0, ARCHITECTURE)
+    weight_norm: bool = seed_no_op(False, ARCHITECTURE)
+    lstm_only: bool = seed_no_op(False, ARCHITECTURE)
+    data_size: int = seed_no_op(256, "the model always reads bytes, 256 values.")
+
+
+@dataclasses.dataclass(kw_only=True)
+class SeedProcessFlags:
+    """The 2017 device and process flags, which only training uses now."""
+
+    num_gpus: int = seed_no_op(1, ONE_PROCESS)
+    benchmark: bool = seed_no_op(False, "only training lets cuDNN pick its kernels.")
+    distributed: bool = seed_no_op(False, ONE_PROCESS)
+    rank: int = seed_no_op(-1, ONE_PROCESS)
+    world_size: int = seed_no_op(0, ONE_PROCESS)
+    verbose: int = seed_no_op(1, ONE_PROCESS)
+
+
+WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
+
+
+@dataclasses.dataclass(kw_only=True)
+class SeedTransferFlags(SeedProcessFlags, SeedModelFlags):
+    """2017 flags that ``sentiment_transfer.py`` took and ``transfer`` ignores."""
+
+    seq_length: int = seed_no_op(256, WHOLE_TEXTS)
+    persist_state: int = seed_no_op(0, WHOLE_TEXTS)
+    transpose: bool = seed_no_op(False, WHOLE_TEXTS)
+    no_wrap: bool = seed_no_op(False, WHOLE_TEXTS)
+    shuffle: bool = seed_no_op(False, "texts are featurized in file order (-split holds out a part drawn with -seed).")
+    lazy: bool = seed_no_op(False, "the labelled files are read whole; the features are cached on disk.")
+    # (a field named ``cache`` would hide FeatureOptions.cache())
+    seed_cache: bool = seed_no_op(
+        False, "the features are cached on disk instead (-feature_cache, -no_feature_cache).", flag="cache"
+    )
+    preprocess: bool = seed_no_op(
+        False, "texts are always prepared as the model read text in training (-no_preprocess turns that off)."
+    )
+
+
+ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."
+
+
+@dataclasses.dataclass(kw_only=True)
+class SeedVisualizeFlags(SeedProcessFlags, SeedModelFlags):
+    """2017 flags that ``visualize.py`` took and ``visualize`` ignores: it reads no data files."""
+
+    train: str | None = seed_no_op(None, ONLY_TEXT)
+    valid: str | None = seed_no_op(None, ONLY_TEXT)
+    test: str | None = seed_no_op(None, ONLY_TEXT)
+    split: str | None = seed_no_op(None, ONLY_TEXT)
+    text_key: str | None = seed_no_op(None, ONLY_TEXT)
+    label_key: str | None = seed_no_op(None, ONLY_TEXT)
+    delim: str | None = seed_no_op(None, ONLY_TEXT)
+    drop_unlabeled: bool = seed_no_op(False, ONLY_TEXT)
+    binarize_sent: bool = seed_no_op(False, ONLY_TEXT)
+    data_set_type: str | None = seed_no_op(None, ONLY_TEXT)
+    lazy: bool = seed_no_op(False, ONLY_TEXT)
+    preprocess: bool = seed_no_op(False, ONLY_TEXT)
+    shuffle: bool = seed_no_op(False, ONLY_TEXT)
+    cache: bool = seed_no_op(False, ONLY_TEXT)
+    batch_size: int = seed_no_op(1, "one text is read (or generated) at a time.")
+    persist_state: int = seed_no_op(0, "the text is read from a fresh state.")
+    transpose: bool = seed_no_op(False, "the text is read from a fresh state.")
+    no_wrap: bool = seed_no_op(False, "the text is read from a fresh state.")
+
+
+# ---------------------------------------------------------------- -load_model
+
+
+def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     """The model directory that ``-load_model NAME`` means.
 
     NAME is a model directory, or (as in the 2017 commands) a checkpoint name such as
     ``e0.pt`` looked up in ``<experiment_dir>/<experiment_name>/<model_dir>/``, where it
-    names the model directory ``e0``.
+    names the model directory ``e0``. As in 2017, where ``e<K>.pt`` was saved when epoch K's
+    loop ended, early (-max_iters, a stop) or not, ``e<K>.pt`` of an epoch that never
+    finished is that epoch's newest checkpoint (``iter<N>``), with a notice (to ``say``,
+    default stderr).
     """
     path = Path(name)
     if path.is_dir():
@@ -49,4 +149,35 @@ def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
             f"{path} is a PyTorch file, not a model directory; convert it once with "
             f"`sentiment-discovery import-pytorch {path} DEST` and pass DEST"
         )
-    raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist")
+    epoch = re.fullmatch(r"e(\d+)", stem) if path.name.endswith(".pt") and path.parent == Path(".") else None
+    if epoch:
+        unfinished = _newest_checkpoint_of_epoch(config.model_path, int(epoch.group(1)))
+        if unfinished is not None:
+            (say or _to_stderr)(
+                f"notice: -load_model {name}: epoch {epoch.group(1)} did not finish (no {candidates[0]}); "
+                f"using its newest checkpoint, {unfinished}"
+            )
+            return unfinished
+    held = _checkpoint_names(config.model_path)
+    there = f"; {config.model_path} holds {held}" if held else ""
+    raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist{there}")
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _checkpoint_names(model_path: Path) -> str:
+    from ..training import model_directories
+
+    names = [directory.name for directory in model_directories(model_path)]
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
+    from ..training import list_checkpoints, read_state_json
+
+    for _, directory in reversed(list_checkpoints(model_path)):
+        if directory.name.startswith("iter") and read_state_json(directory).get("epoch") == epoch:
+            return directory
+    return None
