@@ -115,8 +115,16 @@ def read_model_config(directory: Path) -> dict:
     return config
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ByteLM:
-    """Load a model directory; any problem is one :class:`UserError` naming the file."""
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> ByteLM:
+    """Load a model directory; any problem is one :class:`UserError` naming the file.
+
+    Without ``path``, the default model shipped in the package (or the one that
+    ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names); see ``docs/default_model.md``.
+    """
+    if path is None:
+        from .defaults import model_directory
+
+        path = model_directory()
     directory = resolve_model_directory(path)
     config = read_model_config(directory)
     try:

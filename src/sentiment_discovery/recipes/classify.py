@@ -1,11 +1,15 @@
 """``sentiment-discovery classify``: label new, unlabelled texts with a classifier that ``transfer`` saved.
 
-Writes one CSV row per input text, in input order: the text, the predicted label, the
-probabilities of the full and top-unit classifiers, and the top units' values.
+Texts come from ``-text`` (repeatable) and/or an ``-input`` file. With ``-output`` it writes
+one CSV row per text, in input order: the text, the predicted label, the probabilities of
+the full and top-unit classifiers, and the top units' values; without it, it prints one line
+per text: the probability positive (4 decimals), the label, the text, tab-separated. Without
+``-classifier`` it uses the default model and classifier shipped with the package.
 """
 
 import dataclasses
 import sys
+import unicodedata
 
 from .. import transfer
 from ..checkpoint import load_model
@@ -16,12 +20,25 @@ from ..runtime import select_device
 from .common import ExperimentConfig, resolve_load_model
 from .transfer import FeatureOptions
 
+LABELS = ("negative", "positive")
+
 
 @dataclasses.dataclass(kw_only=True)
 class ClassifyConfig(FeatureOptions, ExperimentConfig):
-    classifier: str = option(help="results directory written by transfer (or the classifier.json in it)")
-    input: str = option(help="file of texts to label (CSV/TSV/JSON/JSON Lines/text, optionally .gz)")
-    output: str = option(help="CSV to write: text, prediction, probabilities, top unit values")
+    classifier: str | None = option(
+        None,
+        help="results directory written by transfer (or the classifier.json in it); "
+        "default: the classifier shipped with the package, on its default model",
+    )
+    text: list[str] | None = option(
+        None, help="a text to label (before any -input texts)", repeatable=True, metavar="TEXT"
+    )
+    input: str | None = option(None, help="file of texts to label (CSV/TSV/JSON/JSON Lines/text, optionally .gz)")
+    output: str | None = option(
+        None,
+        help="CSV to write: text, prediction, probabilities, top unit values; without it, one line per text is "
+        "printed: probability positive, label, text (tab-separated)",
+    )
     model: str | None = option(
         None,
         help="model directory or checkpoint name such as e0.pt (default: the model the classifier was fitted on)",
@@ -32,22 +49,54 @@ class ClassifyConfig(FeatureOptions, ExperimentConfig):
 COMMAND_CONFIG = ClassifyConfig
 
 
+def one_line(text: str) -> str:
+    """The text on one line: control characters (newlines, tabs, ...) escaped."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c for c in text
+    )
+
+
+def prediction_line(probability: float, label: int, text: str) -> str:
+    """``0.9731<TAB>positive<TAB>the text``: probability of label 1 (positive), the predicted label, the text."""
+    return f"{probability:.4f}\t{LABELS[label]}\t{one_line(text)}"
+
+
+def print_line(line: str) -> None:
+    encoding = sys.stdout.encoding or "utf-8"
+    # A terminal that cannot show a character gets "?" rather than a crash.
+    print(line.encode(encoding, errors="replace").decode(encoding))
+
+
 def run(config: ClassifyConfig) -> None:
-    if not config.output.lower().endswith(".csv"):
+    if config.output is not None and not config.output.lower().endswith(".csv"):
         raise UserError(f"-output writes CSV; name the file .csv, not {config.output}")
+    if not config.text and config.input is None:
+        raise UserError('classify needs texts: pass --text "..." (repeatable) or --input FILE')
     classifier = transfer.SentimentClassifier.load(config.classifier)
     model_path = resolve_load_model(config.model, config) if config.model else classifier.model.path
-    texts = read_texts(config.input, config.text_key, fmt=config.input_format, delim=config.delim)
-    if not texts:
-        raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
+    texts = list(config.text or [])
+    if config.input is not None:
+        read = read_texts(config.input, config.text_key, fmt=config.input_format, delim=config.delim)
+        if not read:
+            raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
+        texts += read
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
-        model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess
+        model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess,
+        precision=classifier.model.precision,
     )
     classifier.check_model(identity)
+    # A few texts from the command line are quick to featurize: no cache files for them.
+    cache = config.cache(config.experiment_path) if config.input is not None else None
     features = transfer.featurize_cached(
-        model, texts, identity, config.cache(config.experiment_path), batch_size=config.batch_size
+        model, texts, identity, cache, batch_size=config.batch_size, progress=config.input is not None
     ).features
+    if config.output is None:
+        probabilities = classifier.all_neurons.predict_proba(features)
+        labels = classifier.all_neurons.predict(features)
+        for probability, label, text in zip(probabilities, labels, texts):
+            print_line(prediction_line(float(probability), int(label), text))
+        return
     written = transfer.write_predictions(config.output, texts, features, classifier, text_key=config.text_key)
     positive = int(classifier.predict(features).sum())
     print(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}", file=sys.stderr)

@@ -3,29 +3,36 @@
 Reads the text (and, with ``-generate``, samples a continuation, optionally with the unit
 held at ``-overwrite``), then writes ``<experiment_dir>/<experiment_name>/heatmaps/<name>.png``
 and a self-contained ``.html`` beside it, the name being the text's first 100 characters.
+Without ``-load_model`` it draws the default model shipped with the package, and without
+``-neuron`` its sentiment unit (``sentiment_unit.json``: unit, layer, and sign, a negative
+one negating the colours).
 """
 
 import dataclasses
 import sys
 import unicodedata
 
-from .. import visualize
+from .. import defaults, visualize
 from ..checkpoint import load_model
 from ..errors import UserError
 from ..options import option
 from ..runtime import seed_everything, select_device
-from .common import ExperimentConfig, resolve_load_model
+from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
 
 
 @dataclasses.dataclass(kw_only=True)
-class VisualizeConfig(ExperimentConfig):
-    load_model: str = option(
-        help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/",
+class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
+    load_model: str | None = option(
+        None,
+        help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/ "
+        "(default: the model shipped with the package)",
         aliases=["model"],
     )
     text: str = option("The meaning of life is ", help="text to visualise; with -generate, the start of the text")
     neuron: int | None = option(
-        None, help="unit whose cell state is drawn (default: the sentiment unit saved with the model)"
+        None,
+        help="unit whose cell state is drawn (default: the sentiment unit saved with the model; "
+        "a negative one is drawn negated)",
     )
     layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
     generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
@@ -34,7 +41,11 @@ class VisualizeConfig(ExperimentConfig):
     overwrite: float | None = option(
         None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating"
     )
-    negate: bool = option(False, help="the unit is a negative-sentiment unit: flip its colours and the overwrite value")
+    negate: bool = option(
+        False,
+        help="the unit is a negative-sentiment unit: flip its colours and the overwrite value "
+        "(automatic for a saved sentiment unit of sign -1)",
+    )
 
 
 COMMAND_CONFIG = VisualizeConfig
@@ -57,6 +68,39 @@ def sentiment_unit(model, config: VisualizeConfig) -> int:
     return unit
 
 
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """What is drawn: which unit of which layer, negated or not, and how the model is named."""
+
+    unit: int
+    layer: int
+    negate: bool
+    model_name: str
+
+
+def default_model_directory(config: VisualizeConfig):
+    """The shipped model and, without -neuron, its sentiment unit; one error naming what is missing."""
+    parts = [defaults.MODEL_PART] + ([defaults.SENTIMENT_UNIT_FILE] if config.neuron is None else [])
+    hint = f"pass -load_model DIR ({defaults.GET_A_MODEL}), {defaults.INSTALL}"
+    if config.neuron is None and (defaults.default_directory() / defaults.MODEL_PART).is_file():
+        hint = f"pass -neuron N, {defaults.INSTALL} again"
+    root = defaults.require(parts, hint)
+    unit = None if config.neuron is not None else defaults.read_sentiment_unit(root / defaults.SENTIMENT_UNIT_FILE)
+    return root / defaults.MODEL_SUBDIR, unit
+
+
+def choose_unit(model, config: VisualizeConfig, shipped: "defaults.SentimentUnit | None") -> Drawn:
+    if config.load_model is None:
+        name = "the default model"
+        if shipped is not None:
+            layer = config.layer if config.layer != -1 else shipped.layer
+            return Drawn(shipped.unit, layer, config.negate or shipped.negate, name)
+        return Drawn(config.neuron, config.layer, config.negate, name)
+    unit = sentiment_unit(model, config)
+    recorded_negative = config.neuron is None and model.metadata.get("sentiment_unit_sign") == -1
+    return Drawn(unit, config.layer, config.negate or recorded_negative, f"model {config.load_model}")
+
+
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
     shown = "".join(
@@ -72,8 +116,14 @@ def run(config: VisualizeConfig) -> None:
     if config.overwrite is not None and not config.generate:
         raise UserError("-overwrite steers generated text only; add -generate")
     seed_everything(config.seed)
-    model = load_model(resolve_load_model(config.load_model, config), device=select_device(config.cuda))
-    unit = sentiment_unit(model, config)
+    shipped = None
+    if config.load_model is None:
+        model_path, shipped = default_model_directory(config)
+    else:
+        model_path = resolve_load_model(config.load_model, config)
+    model = load_model(model_path, device=select_device(config.cuda))
+    drawn = choose_unit(model, config, shipped)
+    unit, negate = drawn.unit, drawn.negate
     if config.generate:
         prompt = visualize.prompt_bytes(model, config.text, generate=True)
         if config.seq_length <= len(prompt):
@@ -82,14 +132,14 @@ def run(config: VisualizeConfig) -> None:
                 f"after the {len(prompt)}-byte prompt; raise it"
             )
         overwrite = config.overwrite
-        if overwrite is not None and config.negate:
+        if overwrite is not None and negate:
             overwrite = -overwrite
         trace = visualize.generate(
             model,
             prompt,
             unit,
             config.seq_length - len(prompt),
-            layer=config.layer,
+            layer=drawn.layer,
             temperature=config.temperature,
             overwrite=overwrite,
             seed=config.seed,
@@ -98,11 +148,11 @@ def run(config: VisualizeConfig) -> None:
         # The front padding is what the model read first, not part of the text the user sees.
         print_safely(trace.text.lstrip())
     else:
-        trace = visualize.unit_values(model, config.text, unit, layer=config.layer)
+        trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer)
 
-    layer = visualize.layer_index(model, config.layer)
-    caption = f"unit {unit} of layer {layer}, model {config.load_model}"
-    if config.negate:
+    layer = visualize.layer_index(model, drawn.layer)
+    caption = f"unit {unit} of layer {layer}, {drawn.model_name}"
+    if negate:
         caption += ", colours negated"
     if config.generate:
         sampling = "greedy" if config.temperature == 0 else f"temperature {config.temperature}, seed {config.seed}"
@@ -111,7 +161,7 @@ def run(config: VisualizeConfig) -> None:
             caption += f", unit held at {overwrite:+g}"
     stem = visualize.heatmap_file_stem(trace.text)
     directory = config.experiment_path / "heatmaps"
-    png = visualize.render_png(trace, directory / f"{stem}.png", negate=config.negate)
-    page = visualize.render_html(trace, directory / f"{stem}.html", negate=config.negate, caption=caption)
+    png = visualize.render_png(trace, directory / f"{stem}.png", negate=negate)
+    page = visualize.render_html(trace, directory / f"{stem}.html", negate=negate, caption=caption)
     print(f"wrote {png}", file=sys.stderr)
     print(f"wrote {page}", file=sys.stderr)

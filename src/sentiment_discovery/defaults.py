@@ -1,0 +1,315 @@
+"""The default model shipped inside the package: where it lives, reading it, installing it.
+
+The package data directory ``sentiment_discovery/default_model/`` holds
+
+- ``model/``: a model directory (``config.json`` + ``model.safetensors``);
+- ``classifier/``: the ``classifier.json`` (and results) that ``transfer`` wrote, whose
+  model path is ``../model``, relative to itself, and whose weights sha256 is that of
+  ``model/model.safetensors``;
+- ``sentiment_unit.json``: the sentiment unit (the classifier's top unit), its sign and layer;
+- ``MODEL_CARD.md``: what the model is, how it was made, how well it does.
+
+``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names another directory of the same layout to use
+instead. :func:`export_default_model` (``sentiment-discovery export-default``) fills one in.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+ENV_VAR = "SENTIMENT_DISCOVERY_DEFAULT_MODEL"
+PACKAGE_DIRECTORY = Path(__file__).resolve().parent / "default_model"
+MODEL_SUBDIR = "model"
+CLASSIFIER_SUBDIR = "classifier"
+SENTIMENT_UNIT_FILE = "sentiment_unit.json"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+SENTIMENT_UNIT_FORMAT = "sentiment-discovery-sentiment-unit"
+SENTIMENT_UNIT_FORMAT_VERSION = 1
+# The classifier's reference to the model, relative to the classifier's directory.
+RELATIVE_MODEL_PATH = f"../{MODEL_SUBDIR}"
+# The package test's limit on the shipped model's size on disk.
+SIZE_LIMIT_BYTES = 25_000_000
+# The results files of a transfer run copied beside classifier.json (figures and results.json).
+RESULTS_PATTERNS = ("results.json", "*.png")
+# A few short reviews to compare the exported classifier's probabilities with the original's.
+CHECK_TEXTS = (
+    "This is one of the best films I have seen in years.",
+    "A dull, lifeless script and wooden acting.",
+    "It was fine, I guess.",
+    "I loved every minute of it and can't wait to watch it again!",
+    "The worst purchase I have ever made. It broke after two days.",
+    "Great value for the money, works exactly as described.",
+    "Not bad at all.",
+    "I wanted to like this, but it was a boring mess.",
+)
+
+GET_A_MODEL = (
+    "train one with `sentiment-discovery train` or convert published weights with "
+    "`sentiment-discovery import-openai`"
+)
+INSTALL = "or install a default model with `sentiment-discovery export-default`"
+
+
+def default_directory() -> Path:
+    """``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` if set, else the package's ``default_model/``."""
+    value = os.environ.get(ENV_VAR)
+    return Path(value).expanduser() if value else PACKAGE_DIRECTORY
+
+
+def _describe(root: Path) -> str:
+    return f"{root} (${ENV_VAR})" if os.environ.get(ENV_VAR) else str(root)
+
+
+def require(parts: Sequence[str], hint: str) -> Path:
+    """The default directory, or one ``UserError`` naming the parts of it that are missing.
+
+    ``parts`` are paths relative to the default directory, e.g. ``model/config.json``.
+    """
+    root = default_directory()
+    missing = [part for part in parts if not (root / part).is_file()]
+    if missing:
+        raise UserError(f"no default model installed: {_describe(root)} lacks {' and '.join(missing)}; {hint}")
+    return root
+
+
+MODEL_PART = f"{MODEL_SUBDIR}/config.json"
+CLASSIFIER_PART = f"{CLASSIFIER_SUBDIR}/classifier.json"
+
+
+def model_directory(hint: str | None = None) -> Path:
+    """The default model directory; ``hint`` ends the error when it is missing."""
+    hint = hint or f"pass a model directory ({GET_A_MODEL}), {INSTALL}"
+    return require([MODEL_PART], hint) / MODEL_SUBDIR
+
+
+def classifier_directory(hint: str | None = None) -> Path:
+    """The default classifier's directory (with the model it needs)."""
+    hint = hint or f"pass a classifier (the results directory `sentiment-discovery transfer` writes), {INSTALL}"
+    return require([MODEL_PART, CLASSIFIER_PART], hint) / CLASSIFIER_SUBDIR
+
+
+@dataclasses.dataclass(frozen=True)
+class SentimentUnit:
+    """The unit that carries sentiment: positive texts drive it up (sign +1) or down (sign -1)."""
+
+    unit: int
+    sign: int
+    layer: int
+
+    @property
+    def negate(self) -> bool:
+        return self.sign < 0
+
+    def to_dict(self) -> dict:
+        return {
+            "format": SENTIMENT_UNIT_FORMAT,
+            "format_version": SENTIMENT_UNIT_FORMAT_VERSION,
+            "unit": self.unit,
+            "sign": self.sign,
+            "layer": self.layer,
+            "negate": self.negate,
+        }
+
+
+def read_sentiment_unit(path: str | os.PathLike) -> SentimentUnit:
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is unreadable ({error})") from None
+    if not isinstance(values, dict) or values.get("format") != SENTIMENT_UNIT_FORMAT:
+        raise UserError(f"{path} is not a {SENTIMENT_UNIT_FORMAT} file")
+    unit, sign, layer = values.get("unit"), values.get("sign"), values.get("layer")
+    valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (unit, sign, layer))
+    if not valid or unit < 0 or layer < 0 or sign not in (1, -1):
+        raise UserError(f"{path} needs a unit index, a sign of 1 or -1 and a layer index; it has {values!r}")
+    return SentimentUnit(unit, sign, layer)
+
+
+def sentiment_unit(hint: str | None = None) -> SentimentUnit:
+    """The default model's sentiment unit (``sentiment_unit.json``)."""
+    hint = hint or f"pass -load_model DIR and -neuron N, {INSTALL}"
+    root = require([MODEL_PART, SENTIMENT_UNIT_FILE], hint)
+    return read_sentiment_unit(root / SENTIMENT_UNIT_FILE)
+
+
+def shipped_files(root: str | os.PathLike | None = None) -> list[Path]:
+    """Every file of the default model directory that a package must carry."""
+    root = Path(root) if root is not None else PACKAGE_DIRECTORY
+    return sorted(path for path in root.rglob("*") if path.is_file() and not any(
+        part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts
+    ))
+
+
+# --------------------------------------------------------------------------- exporting
+
+
+@dataclasses.dataclass
+class ExportReport:
+    directory: Path
+    model_bytes: int
+    weights_sha256: str
+    storage: str  # "bfloat16" or "as fitted"
+    unit: SentimentUnit
+    check_texts: int
+    max_probability_change: float
+    labels_agree: int
+    results: dict | None  # the transfer run's results.json, when it was beside the classifier
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in Path(directory).iterdir() if path.is_file())
+
+
+def _read_results(classifier_source: Path) -> dict | None:
+    path = classifier_source.parent / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def _threshold_accuracy(results: dict | None, unit: int) -> dict | None:
+    for row in (results or {}).get("single_unit_threshold_0") or []:
+        if isinstance(row, dict) and row.get("unit") == unit:
+            return {split: row.get(split) for split in ("train", "valid", "test")}
+    return None
+
+
+def export_default_model(
+    model: str | os.PathLike,
+    classifier: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    bf16: bool = False,
+    say: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> ExportReport:
+    """Install ``model`` and the ``classifier`` fitted on it as a default model directory.
+
+    Copies ``config.json`` and ``model.safetensors`` (with ``bf16``, the weights are stored
+    in bfloat16: half the size, each weight rounded to 8 significant bits), the classifier
+    with its model reference rewritten to ``../model`` and the copied weights' sha256, the
+    transfer results and figures, and writes ``sentiment_unit.json``. Everything is staged
+    in ``<out>/.export.partial/`` and verified (the staged classifier must find and accept
+    the staged model) before it replaces what ``out`` held; ``MODEL_CARD.md`` is left alone.
+    """
+    import torch
+
+    from . import transfer
+    from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_directory, save_model
+
+    source_dir = resolve_model_directory(model)
+    fitted = transfer.SentimentClassifier.load(classifier)
+    fitted.attach_model(source_dir)  # the classifier must have been fitted on this very model
+    if fitted.all_neurons.features_used == 0:
+        raise UserError(
+            f"{fitted.source} uses no unit at all, so its top unit is arbitrary, not a sentiment unit; "
+            "fit a classifier that uses the features (e.g. transfer -standardize) before shipping it"
+        )
+    unit = SentimentUnit(int(fitted.top_units[0]), int(fitted.top_unit_signs[0]), int(fitted.model.layer))
+    results = _read_results(fitted.source)
+
+    out = Path(out) if out is not None else default_directory()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / ".export.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        # The model: verbatim (same weights, same hash), or re-saved with bfloat16 storage.
+        staged_model = staging / MODEL_SUBDIR
+        if bf16:
+            language_model = load_model(source_dir)
+            save_model(language_model, staged_model, metadata=dict(language_model.metadata), dtype=torch.bfloat16)
+        else:
+            staged_model.mkdir()
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copyfile(source_dir / name, staged_model / name)
+        storage = "bfloat16" if bf16 else "as fitted"
+        _update_metadata(staged_model, unit, storage, fitted.model.weights_sha256)
+        weights_sha256 = transfer.file_sha256(staged_model / WEIGHTS_FILE)
+
+        # The classifier, pointing at the staged model by relative location and hash.
+        staged_identity = dataclasses.replace(
+            fitted.model, name=MODEL_SUBDIR, path=str(staged_model.resolve()), weights_sha256=weights_sha256
+        )
+        probe = dataclasses.replace(fitted, model=staged_identity, source=None)
+        before = fitted.predict_proba(list(CHECK_TEXTS))[:, 1]
+        after = probe.predict_proba(list(CHECK_TEXTS))[:, 1]
+        change = float(abs(after - before).max())
+        agree = int(((before > 0.5) == (after > 0.5)).sum())
+        values = fitted.to_dict()
+        values["model"] = dataclasses.replace(staged_identity, path=RELATIVE_MODEL_PATH).to_dict()
+        values["export"] = {
+            "fitted_on": {"path": fitted.model.path, "weights_sha256": fitted.model.weights_sha256},
+            "weights_storage": storage,
+            "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
+        }
+        staged_classifier = staging / CLASSIFIER_SUBDIR
+        transfer.write_json_atomically(staged_classifier / transfer.CLASSIFIER_FILE, values)
+        for pattern in RESULTS_PATTERNS:
+            for path in sorted(fitted.source.parent.glob(pattern)):
+                shutil.copyfile(path, staged_classifier / path.name)
+
+        unit_values = unit.to_dict()
+        unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
+        threshold = _threshold_accuracy(results, unit.unit)
+        if threshold is not None:
+            unit_values["threshold_0_accuracy"] = threshold
+        if results and results.get("dataset"):
+            unit_values["dataset"] = results["dataset"]
+        transfer.write_json_atomically(staging / SENTIMENT_UNIT_FILE, unit_values)
+
+        for path in staging.rglob("*"):  # readable by everyone who can import the package
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+        # Verify the staged directory exactly as the default loaders will read it.
+        check = transfer.SentimentClassifier.load(staged_classifier)
+        check.attach_model(check.model.path)
+        if read_sentiment_unit(staging / SENTIMENT_UNIT_FILE) != unit:
+            raise UserError(f"{staging / SENTIMENT_UNIT_FILE} did not read back as written")
+
+        _swap_in(staging, out, [MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    model_bytes = directory_bytes(out / MODEL_SUBDIR)
+    if model_bytes > SIZE_LIMIT_BYTES:
+        say(f"notice: the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
+            "a shipped default may take (tests/test_default_model.py); export with --bf16")
+    return ExportReport(out, model_bytes, weights_sha256, storage, unit, len(CHECK_TEXTS), change, agree, results)
+
+
+def _update_metadata(model_dir: Path, unit: SentimentUnit, storage: str, fitted_sha256: str) -> None:
+    """Record the sentiment unit (for ``visualize -load_model``) and the export in ``config.json``."""
+    from .checkpoint import CONFIG_FILE, read_model_config
+
+    config = read_model_config(model_dir)
+    metadata = dict(config.get("metadata") or {})
+    metadata.update(
+        sentiment_unit=unit.unit,
+        sentiment_unit_sign=unit.sign,
+        sentiment_unit_source=f"default model {CLASSIFIER_SUBDIR}/",
+        default_model={"weights_storage": storage, "fitted_on_weights_sha256": fitted_sha256},
+    )
+    config["metadata"] = metadata
+    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _swap_in(staging: Path, out: Path, names: Sequence[str]) -> None:
+    previous = out / ".export.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for name in names:
+        if (out / name).exists():
+            os.replace(out / name, previous / name)
+        os.replace(staging / name, out / name)
+    shutil.rmtree(previous, ignore_errors=True)
