@@ -221,3 +221,18 @@ def test_real_imdb_and_amazon_corpora(shared_data, tmp_path):
     assert corpus.num_texts == 8000 and corpus.text(0) == preprocess_text(first, PAPER_TEXT_OPTIONS)
     batch = next(iter(TransposedBatcher(corpus, batch_size=4, seq_length=64)))
     assert batch.inputs.shape == (4, 64) and bytes(batch.inputs[0, :5].tolist()) == b"\n Sph"
+
+
+def test_one_text_key_per_input(tmp_path, capsys):
+    amazon_like = tmp_path / "amazon.jsonl"
+    amazon_like.write_text('{"reviewText": "Great blender."}\n{"reviewText": "Broke in a week."}\n')
+    out = build_corpus([FIXTURES / "reviews.tsv", amazon_like], tmp_path / "corpus", text_key="review,reviewText")
+    texts = corpus_texts(out, "train")
+    tsv_texts = corpus_texts(build_corpus(FIXTURES / "reviews.tsv", tmp_path / "tsv", text_key="review"), "train")
+    assert texts[: len(tsv_texts)] == tsv_texts
+    assert texts[len(tsv_texts):] == [b"\n Great blender. ", b"\n Broke in a week. "]
+    argv = ["preprocess", str(FIXTURES / "reviews.tsv"), str(amazon_like), "-text_key", "a,b,c", "-out", str(tmp_path / "x")]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: -text_key 'a,b,c' names 3 keys for 2 inputs: give one key, or one per input"
+    )
