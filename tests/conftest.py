@@ -1,3 +1,4 @@
+import csv
 import os
 from pathlib import Path
 
@@ -32,3 +33,25 @@ def make_model(seed: int = 0, **overrides) -> ByteLM:
 @pytest.fixture
 def small_model() -> ByteLM:
     return make_model()
+
+
+POSITIVE = ["a wonderful, moving film", "great fun and warm", "I loved it", "superb acting", "a delight"]
+NEGATIVE = ["a dull, tedious mess", "boring and long", "I hated it", "awful script", "a chore"]
+
+
+def write_csv(path: Path, rows: list[tuple], header=("label", "sentence")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def labelled(count: int, offset: int = 0) -> list[tuple]:
+    """``count`` toy (label, sentence) rows, labels alternating, sentences made unique."""
+    rows = []
+    for index in range(count):
+        label = (index + offset) % 2
+        pool = POSITIVE if label else NEGATIVE
+        rows.append((label, f"{pool[(index + offset) % 5]} #{index + offset}"))
+    return rows

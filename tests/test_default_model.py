@@ -19,32 +19,15 @@ from sentiment_discovery import UserError, cli, defaults, load_model, save_model
 from sentiment_discovery.transfer import SentimentClassifier
 from sentiment_discovery.visualize import heatmap_file_stem, unit_values
 
-from conftest import make_model
+from conftest import NEGATIVE, POSITIVE, labelled, make_model, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-POSITIVE = ["a wonderful, moving film", "great fun and warm", "I loved it", "superb acting", "a delight"]
-NEGATIVE = ["a dull, tedious mess", "boring and long", "I hated it", "awful script", "a chore"]
 INSTALL_HINT = "or install a default model with `sentiment-discovery export-default`"
 GET_A_MODEL = (
     "train one with `sentiment-discovery train` or convert published weights with `sentiment-discovery import-openai`"
 )
 
 
-def write_csv(path: Path, rows: list[tuple], header=("label", "sentence")) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def labelled(count: int, offset: int = 0) -> list[tuple]:
-    rows = []
-    for index in range(count):
-        label = (index + offset) % 2
-        pool = POSITIVE if label else NEGATIVE
-        rows.append((label, f"{pool[(index + offset) % 5]} #{index + offset}"))
-    return rows
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from sentiment_discovery.transfer import (
     top_units_line,
 )
 
-from conftest import make_model
+from conftest import labelled, make_model, write_csv
 
 IDENTITY = ModelIdentity(
     name="m", path="/nowhere/m", weights_sha256="0" * 64, rnn_size=12, layer=0, preprocess=True, text_options={}
@@ -284,25 +284,8 @@ def test_data_efficiency_curve_learns_the_planted_unit():
 
 # --------------------------------------------------------------------------- the commands
 
-POSITIVE = ["a wonderful, moving film", "great fun and warm", "I loved it", "superb acting", "a delight"]
-NEGATIVE = ["a dull, tedious mess", "boring and long", "I hated it", "awful script", "a chore"]
 
 
-def write_csv(path: Path, rows: list[tuple], header=("label", "sentence")) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def labelled(count: int, offset: int = 0) -> list[tuple]:
-    rows = []
-    for index in range(count):
-        label = (index + offset) % 2
-        pool = POSITIVE if label else NEGATIVE
-        rows.append((label, f"{pool[(index + offset) % 5]} #{index + offset}"))
-    return rows
 
 
 @pytest.fixture
