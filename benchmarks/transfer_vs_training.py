@@ -43,6 +43,8 @@ def parse_args(argv):
     parser.add_argument("--history", default=None,
                         help="the run's eval.csv (default: <checkpoints>/../history/eval.csv)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="featurizing products")
+    parser.add_argument("--pooling", choices=("final", "mean"), default="final",
+                        help="feature: the cell state after the last byte (final) or its mean over the text")
     parser.add_argument("--seed", type=int, default=1234, help="as transfer's -seed (default 1234, transfer's too)")
     parser.add_argument("--jobs", type=int, default=1, help="regressions fitted in parallel (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per featurization batch")
@@ -139,6 +141,10 @@ def transfer_config(args, model_path: Path):
         values["precision"] = args.precision
     elif args.precision != "fp32":
         raise SystemExit("error: this version of transfer featurizes in fp32 only; pass --precision fp32")
+    if "pooling" in {field.name for field in dataclasses.fields(TransferConfig)}:
+        values["pooling"] = args.pooling
+    elif args.pooling != "final":
+        raise SystemExit("error: this version of transfer has no -pooling; pass --pooling final")
     return TransferConfig(**values)
 
 
@@ -155,6 +161,7 @@ def settings(args) -> dict:
     return {
         "data_sha256": {name: sha256(data / name) for name in ("train.csv", "dev.csv", "test.csv")},
         "precision": args.precision,
+        "pooling": args.pooling,
         "seed": args.seed,
         "c_grid": list(DEFAULT_C_GRID),
         "num_neurons": 1,
@@ -174,7 +181,7 @@ def evaluate_checkpoint(directory: Path, splits: dict, args) -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     model = load_model(directory)
-    options = {"precision": args.precision} if hasattr(config, "precision") else {}
+    options = {name: getattr(args, name) for name in ("precision", "pooling") if hasattr(config, name)}
     identity = transfer.ModelIdentity.of(model, directory, layer=config.layer, **options)
     featurize = featurize_splits(model, identity, splits, config)
     train, valid, test = splits["train"], splits["valid"], splits["test"]

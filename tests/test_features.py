@@ -5,7 +5,7 @@ import torch
 from sentiment_discovery import UserError, preprocess_text
 from sentiment_discovery.features import length_sorted_batches
 
-from conftest import make_model
+from conftest import make_model, write_csv
 
 TEXTS = ["great movie!", "I hated every minute of this long and boring film.", "ok", "Caf\u00e9 &amp; cr\u00e8me <br />"]
 
@@ -47,3 +47,40 @@ def test_featurize_without_preprocessing_and_errors(small_model):
 def test_length_sorted_batches_cover_every_index_once():
     batches = length_sorted_batches([5, 1, 9, 3, 7], 2)
     assert [list(b) for b in batches] == [[2, 4], [0, 3], [1]]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_mean_pooling_is_the_mean_cell_state_over_the_text_bytes(layers):
+    model = make_model(layers=layers)
+    texts = ["a fine film", "x" * 700, "no"]  # one text spans three featurizing chunks
+    pooled = model.featurize(texts, batch_size=3, pooling="mean")
+    for index, text in enumerate(texts):
+        data = preprocess_text(text, model.text_options)
+        with torch.no_grad():
+            cells = model.encode(torch.tensor([list(data)]), return_cell_sequences=True).cell_sequences[-1]
+        np.testing.assert_allclose(pooled[index], cells[0].mean(dim=0).numpy(), rtol=1e-4, atol=1e-6)
+    # The mean is not the final state, and each text's padding in the batch is excluded.
+    assert not np.allclose(pooled, model.featurize(texts))
+    alone = np.stack([model.featurize([text], pooling="mean")[0] for text in texts])
+    np.testing.assert_allclose(pooled, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_pooling_and_layer_are_refused(small_model):
+    with pytest.raises(UserError, match="pooling must be one of final, mean, not 'max'"):
+        small_model.featurize(["fine"], pooling="max")
+    with pytest.raises(UserError, match="layer 3 does not exist: the model has 1 layer"):
+        small_model.featurize(["fine"], layer=3)
+
+
+def test_featurize_command_writes_the_pooled_features(tmp_path):
+    from sentiment_discovery import cli, save_model
+
+    model = make_model()
+    save_model(model, tmp_path / "model")
+    texts = ["a fine film", "dull, dull, dull"]
+    write_csv(tmp_path / "texts.csv", [(text,) for text in texts], header=("sentence",))
+    for pooling in ("final", "mean"):
+        output = tmp_path / f"{pooling}.npy"
+        assert cli.main(["featurize", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "texts.csv"),
+                         "--output", str(output), "-pooling", pooling]) == 0
+        np.testing.assert_array_equal(np.load(output), model.featurize(texts, pooling=pooling))

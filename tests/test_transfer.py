@@ -459,3 +459,36 @@ def test_bf16_features_are_recorded_and_reused_by_classify(experiment, capsys):
         rows = list(csv.DictReader(handle))
     expected = classifier.predict_proba(bf16)[:, 1]
     assert [float(row["probability_all_neurons"]) for row in rows] == expected.tolist()
+
+
+def test_mean_pooling_is_recorded_checked_and_reused_by_classify(experiment, capsys):
+    assert cli.main(transfer_args(experiment, "-no_data_efficiency", "-pooling", "mean")) == 0
+    results_dir = experiment / "exp" / "mlstm" / "toy" / "e0"
+    classifier = SentimentClassifier.load(results_dir)
+    assert classifier.model.pooling == "mean"
+    texts = ["never seen before", "what a lovely day"]
+    language_model = load_model(classifier.model.path)
+    mean = language_model.featurize(texts, pooling="mean")
+    np.testing.assert_array_equal(classifier.features(texts), mean)
+    new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
+    output = experiment / "labels.csv"
+    assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
+                     "-experiment_dir", str(experiment / "exp")]) == 0
+    with open(output, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["probability_all_neurons"]) for row in rows] == classifier.predict_proba(mean)[:, 1].tolist()
+    # Features pooled another way are refused, by name.
+    final = ModelIdentity.of(language_model, classifier.model.path)
+    with pytest.raises(UserError, match="fitted on features with pooling 'mean', not 'final'"):
+        classifier.check_model(final)
+    with pytest.raises(UserError, match="-pooling must be one of final, mean, not 'last'"):
+        ModelIdentity.of(language_model, classifier.model.path, pooling="last")
+
+
+def test_classifier_files_without_pooling_mean_final_pooling(experiment):
+    assert cli.main(transfer_args(experiment, "-no_data_efficiency")) == 0
+    path = experiment / "exp" / "mlstm" / "toy" / "e0" / "classifier.json"
+    values = json.loads(path.read_text())
+    assert values["model"].pop("pooling") == "final"
+    path.write_text(json.dumps(values))
+    assert SentimentClassifier.load(path).model.pooling == "final"

@@ -1,4 +1,4 @@
-"""The one featurize loop: texts -> final cell state of a layer, used by every job."""
+"""The one featurize loop: texts -> the (final or mean) cell state of a layer, used by every job."""
 
 from collections.abc import Iterator, Sequence
 
@@ -13,6 +13,8 @@ from .text import preprocess_text
 CHUNK_LENGTH = 256
 # "bf16" runs the matrix products in bfloat16 (autocast); the state and features stay float32.
 PRECISIONS = ("fp32", "bf16")
+# How a text's sequence of cell states becomes one feature vector (see featurize).
+POOLINGS = ("final", "mean")
 
 
 def _products_autocast(precision: str, device: torch.device):
@@ -63,26 +65,48 @@ def left_padded_batch(byte_strings: Sequence[bytes], device: torch.device) -> tu
     return torch.from_numpy(tokens).to(device), torch.from_numpy(reset).to(device)
 
 
-def iter_final_states(
-    model, byte_strings: Sequence[bytes], batch_size: int, progress: bool = False, precision: str = "fp32"
-) -> Iterator:
-    """Yield (indices, final RNNState) per length-sorted batch, gradients off."""
+def iter_pooled_cells(
+    model,
+    byte_strings: Sequence[bytes],
+    batch_size: int,
+    *,
+    layer: int = -1,
+    pooling: str = "final",
+    progress: bool = False,
+    precision: str = "fp32",
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield (indices, pooled cell state of ``layer`` [B, rnn_size] float32) per length-sorted batch.
+
+    The mean is taken over each text's own bytes only (the left padding is excluded), and is
+    accumulated chunk by chunk, so memory stays flat however long a text is.
+    """
     from tqdm.auto import tqdm
 
+    if pooling not in POOLINGS:
+        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     autocast = _products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
     with torch.no_grad(), autocast:
         for indices in batches:
-            tokens, reset = left_padded_batch([byte_strings[i] for i in indices], model.device)
+            batch = [byte_strings[i] for i in indices]
+            tokens, reset = left_padded_batch(batch, model.device)
+            lengths = torch.tensor([len(b) for b in batch], device=model.device)
+            is_text = torch.arange(tokens.shape[1], device=model.device) >= (tokens.shape[1] - lengths)[:, None]
             state = model.init_state(len(indices))
+            cell_sum = torch.zeros(len(indices), model.config.rnn_size, device=model.device)
             for start in range(0, tokens.shape[1], CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
-                state = model.encode(tokens[:, start:stop], state, reset[:, start:stop]).state
+                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling == "mean")
+                state = encoded.state
                 if precision != "fp32":  # carry the state between chunks in float32
                     state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
+                if pooling == "mean":
+                    cells = encoded.cell_sequences[layer].float()
+                    cell_sum += (cells * is_text[:, start:stop, None]).sum(dim=1)
+            pooled = state.cell[layer].float() if pooling == "final" else cell_sum / lengths[:, None]
             bar.update(len(indices))
-            yield indices, state
+            yield indices, pooled
     bar.close()
 
 
@@ -94,21 +118,29 @@ def featurize(
     layer: int = -1,
     progress: bool = False,
     precision: str = "fp32",
+    pooling: str = "final",
 ) -> np.ndarray:
-    """Final cell state of ``layer`` after the last byte of each text: float32 [N, rnn_size].
+    """The cell state of ``layer`` for each text: float32 [N, rnn_size].
 
+    ``pooling`` "final" is the state after the last byte (the paper's feature); "mean" is
+    its average over the text's bytes, which transfers much better from small or briefly
+    trained models (docs/results.md), since the final state mostly remembers the last words.
     Texts are prepared with the model's text options (as the published release did)
     unless ``preprocess`` is false; ``bytes`` items are used as they are. ``precision``
     "bf16" runs the matrix products in bfloat16 (about twice as fast on CPUs with bf16
     instructions); the cell state and the features stay float32.
     """
     byte_strings = encode_texts(model, texts, preprocess)
+    if not -model.config.layers <= layer < model.config.layers:
+        raise UserError(f"layer {layer} does not exist: the model has {model.config.layers} layer(s)")
     features = np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:
-        for indices, state in iter_final_states(model, byte_strings, batch_size, progress, precision):
-            features[indices] = state.cell[layer].float().cpu().numpy()
+        for indices, pooled in iter_pooled_cells(
+            model, byte_strings, batch_size, layer=layer, pooling=pooling, progress=progress, precision=precision
+        ):
+            features[indices] = pooled.cpu().numpy()
     finally:
         model.train(was_training)
     return features

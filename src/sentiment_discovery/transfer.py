@@ -75,17 +75,29 @@ class ModelIdentity:
     # "bf16" features differ from fp32 ones in the last digits: a classifier keeps the
     # precision its features were made in, and new texts are featurized the same way.
     precision: str = "fp32"
+    # "final" (the cell state after the last byte, the paper's feature) or "mean" (over the bytes).
+    pooling: str = "final"
 
     @classmethod
     def of(
-        cls, model, directory: str | os.PathLike, *, layer: int = -1, preprocess: bool = True, precision: str = "fp32"
+        cls,
+        model,
+        directory: str | os.PathLike,
+        *,
+        layer: int = -1,
+        preprocess: bool = True,
+        precision: str = "fp32",
+        pooling: str = "final",
     ) -> "ModelIdentity":
+        from .features import POOLINGS
         from .checkpoint import WEIGHTS_FILE, resolve_model_directory
 
         resolved = resolve_model_directory(directory)
         layers = model.config.layers
         if not -layers <= layer < layers:
             raise UserError(f"-layer {layer} does not exist: the model has {layers} layer(s)")
+        if pooling not in POOLINGS:
+            raise UserError(f"-pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         return cls(
             name=resolved.name.removesuffix(".previous"),
             path=str(resolved.resolve()),
@@ -95,6 +107,7 @@ class ModelIdentity:
             preprocess=preprocess,
             text_options=dataclasses.asdict(model.text_options),
             precision=precision,
+            pooling=pooling,
         )
 
     def feature_key(self, texts: Sequence[str]) -> str:
@@ -105,6 +118,7 @@ class ModelIdentity:
             "preprocess": self.preprocess,
             "text_options": self.text_options,
             "precision": self.precision,
+            "pooling": self.pooling,
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
@@ -182,6 +196,7 @@ def featurize_cached(
         layer=identity.layer,
         progress=progress,
         precision=identity.precision,
+        pooling=identity.pooling,
     )
     seconds = time.perf_counter() - start
     if cache is not None:
@@ -539,7 +554,7 @@ class SentimentClassifier:
                 f"but {identity.path} has different weights ({identity.weights_sha256[:12]}...); "
                 "pass the model it was fitted on, or run `transfer` with this one"
             )
-        for name in ("layer", "preprocess", "text_options", "precision"):
+        for name in ("layer", "preprocess", "text_options", "precision", "pooling"):
             if getattr(identity, name) != getattr(self.model, name):
                 raise UserError(
                     f"{source} was fitted on features with {name} {getattr(self.model, name)!r}, "
@@ -556,6 +571,7 @@ class SentimentClassifier:
             layer=self.model.layer,
             preprocess=self.model.preprocess,
             precision=self.model.precision,
+            pooling=self.model.pooling,
         )
         self.check_model(identity)
         self._language_model = language_model
@@ -565,7 +581,7 @@ class SentimentClassifier:
             self.attach_model(self.model.path)
         return self._language_model.featurize(
             list(texts), batch_size=batch_size, preprocess=self.model.preprocess, layer=self.model.layer,
-            progress=progress, precision=self.model.precision,
+            progress=progress, precision=self.model.precision, pooling=self.model.pooling,
         )
 
     def _as_features(self, texts_or_features) -> np.ndarray:

@@ -83,7 +83,7 @@ def run(config: ClassifyConfig) -> None:
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess,
-        precision=classifier.model.precision,
+        precision=classifier.model.precision, pooling=classifier.model.pooling,
     )
     classifier.check_model(identity)
     # A few texts from the command line are quick to featurize: no cache files for them.

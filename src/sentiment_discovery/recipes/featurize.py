@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_model
+from ..features import POOLINGS, PRECISIONS
 from ..options import option
 from ..runtime import select_device
 
@@ -20,6 +21,10 @@ class FeaturizeConfig:
     delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
     batch_size: int = option(64, help="texts per batch (sorted by length)")
     layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    pooling: str = option(
+        "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"
+    )
+    precision: str = option("fp32", choices=PRECISIONS, help="precision of the products (bf16: faster on CPUs with bf16 units)")
     no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
     cuda: bool = option(False, help="run on the GPU if there is one")
 
@@ -33,7 +38,8 @@ def run(config: FeaturizeConfig) -> None:
 
     texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
     features = model.featurize(
-        texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer, progress=True
+        texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer, progress=True,
+        pooling=config.pooling, precision=config.precision,
     )
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from .. import transfer
 from ..checkpoint import load_model
 from ..data.readers import FORMATS, parse_split, read_labeled, read_texts, split_indices
 from ..errors import UserError
-from ..features import PRECISIONS
+from ..features import POOLINGS, PRECISIONS
 from ..options import option
 from ..runtime import seed_everything, select_device
 from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
@@ -64,6 +64,12 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
         None, help="CSV of probabilities and top-unit values per test text (train text without -test)"
     )
     layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    pooling: str = option(
+        "final",
+        choices=POOLINGS,
+        help="feature of a text: the cell state after its last byte (final, the paper's) or its mean over "
+        "the text's bytes (mean: far better from small models); the classifier records it",
+    )
     no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
     precision: str = option(
         "fp32",
@@ -217,7 +223,8 @@ def run(config: TransferConfig) -> None:
     splits = read_splits(config)
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
-        model, model_path, layer=config.layer, preprocess=not config.no_preprocess, precision=config.precision
+        model, model_path, layer=config.layer, preprocess=not config.no_preprocess, precision=config.precision,
+        pooling=config.pooling,
     )
     if not 1 <= config.num_neurons <= identity.rnn_size:
         raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
