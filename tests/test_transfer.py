@@ -438,6 +438,16 @@ def test_transfer_on_a_slice_of_sst2(shared_data, tmp_path, capsys):
     assert results["dataset"] == "sst2" and results["texts"] == {"train": 60, "valid": 20, "test": 20}
 
 
+def classify_probabilities(experiment: Path, results_dir: Path, texts: list[str]) -> list[float]:
+    """`classify --input ... --output` on ``texts``: the all-units probabilities it wrote, in order."""
+    new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
+    output = experiment / "labels.csv"
+    assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
+                     "-experiment_dir", str(experiment / "exp")]) == 0
+    with open(output, newline="", encoding="utf-8") as handle:
+        return [float(row["probability_all_neurons"]) for row in csv.DictReader(handle)]
+
+
 def test_bf16_features_are_recorded_and_reused_by_classify(experiment, capsys):
     assert cli.main(transfer_args(experiment, "-no_data_efficiency", "-precision", "bf16")) == 0
     results_dir = experiment / "exp" / "mlstm" / "toy" / "e0"
@@ -451,14 +461,8 @@ def test_bf16_features_are_recorded_and_reused_by_classify(experiment, capsys):
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
     # From Python and from the CLI, new texts are featurized in the classifier's precision.
     np.testing.assert_array_equal(classifier.features(texts), bf16)
-    new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
-    output = experiment / "labels.csv"
-    assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
-                     "-experiment_dir", str(experiment / "exp")]) == 0
-    with open(output, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
     expected = classifier.predict_proba(bf16)[:, 1]
-    assert [float(row["probability_all_neurons"]) for row in rows] == expected.tolist()
+    assert classify_probabilities(experiment, results_dir, texts) == expected.tolist()
 
 
 def test_mean_pooling_is_recorded_checked_and_reused_by_classify(experiment, capsys):
@@ -470,13 +474,7 @@ def test_mean_pooling_is_recorded_checked_and_reused_by_classify(experiment, cap
     language_model = load_model(classifier.model.path)
     mean = language_model.featurize(texts, pooling="mean")
     np.testing.assert_array_equal(classifier.features(texts), mean)
-    new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
-    output = experiment / "labels.csv"
-    assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
-                     "-experiment_dir", str(experiment / "exp")]) == 0
-    with open(output, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [float(row["probability_all_neurons"]) for row in rows] == classifier.predict_proba(mean)[:, 1].tolist()
+    assert classify_probabilities(experiment, results_dir, texts) == classifier.predict_proba(mean)[:, 1].tolist()
     # Features pooled another way are refused, by name.
     final = ModelIdentity.of(language_model, classifier.model.path)
     with pytest.raises(UserError, match="fitted on features with pooling 'mean', not 'final'"):
