@@ -59,3 +59,33 @@ def test_missing_required_flag_names_it(capsys):
     status = cli.main(["featurize", "--input", "x.csv", "--output", "y.npy"])
     assert status == 2
     assert "error: featurize needs --model" in capsys.readouterr().err
+
+
+CHECK_COMMAND = """\
+import sys
+from sentiment_discovery import cli
+from sentiment_discovery.options import config_from_args
+
+parser = cli.build_parser()
+args, unknown = parser.parse_known_args(sys.argv[1:])
+if unknown:
+    sys.exit(f"unrecognized arguments: {unknown}")
+config_from_args(cli.recipe(args.command).COMMAND_CONFIG, args, command=args.command)
+with open(sys.argv[0] + ".log", "a") as log:
+    log.write(args.command + "\\n")
+"""
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "recipes").glob("*.sh")), ids=lambda path: path.name)
+def test_recipe_scripts_use_valid_flags(script, tmp_path):
+    """Every `$SD ...` line of a recipe parses with the real CLI (nothing is run)."""
+    checker = tmp_path / "check.py"
+    checker.write_text(CHECK_COMMAND)
+    environment = {"PATH": "/usr/bin:/bin", "DATA": str(tmp_path), "RUNS": str(tmp_path),
+                   "SD": f"{sys.executable} {checker}"}
+    done = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = [word for line in script.read_text().splitlines() if "$SD " in line and not line.lstrip().startswith("#")
+                for word in [line.split("$SD ", 1)[1].split()[0]]]
+    # A command inside a shell function runs once per call, so compare which commands ran.
+    assert set((tmp_path / "check.py.log").read_text().split()) == set(expected)
