@@ -39,7 +39,8 @@ from torch import nn
 
 from sentiment_discovery import fast_mlstm
 from sentiment_discovery.model import MLSTM_IMPLEMENTATIONS, VOCAB_SIZE, ByteLM, ModelConfig
-from sentiment_discovery.recipes.benchmark import BenchmarkConfig, benchmark, training_step
+from sentiment_discovery.recipes.benchmark import BenchmarkConfig
+from sentiment_discovery.speed import benchmark, training_step
 from sentiment_discovery.text import TextOptions, preprocess_text
 
 ROOT = Path(__file__).resolve().parents[1]

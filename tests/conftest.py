@@ -5,9 +5,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from sentiment_discovery import ByteLM, ModelConfig
+from sentiment_discovery import ByteLM, ModelConfig, precision
 
 SHARED_DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def auto_precision_is_fp32(monkeypatch):
+    """``-precision auto`` depends on the CPU; in the tests (in this process) it is taken as
+    already decided, for fp32, as on a CPU without native bf16. The tests then check the
+    same numbers on every machine, and print no notice; tests/test_precision.py checks the
+    decision itself, and tests that want bf16 ask for it."""
+    monkeypatch.setattr(precision, "_auto_choices", {"cpu": "fp32"})
+    monkeypatch.setattr(precision, "_warned", set())
 
 
 @pytest.fixture

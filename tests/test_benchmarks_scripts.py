@@ -2,10 +2,15 @@
 
 import importlib.util
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sentiment_discovery import cli, load_model
 from sentiment_discovery.transfer import SentimentClassifier
@@ -166,3 +171,28 @@ def test_sentence_embedding_baseline_on_a_slice_of_sst2(tmp_path, monkeypatch):
     again = module.main(["--datasets", "sst2", "--json", str(output), "--cache-dir", str(tmp_path / "cache")])
     assert all(entry["cached"] for entry in again["results"][0]["embedding"].values())
     assert again["results"][0]["test_accuracy"] == row["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: benchmarks/gpu_check.sh runs the real checks")
+    environment = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
+    # The CUDA tests were collected, and skipped.
+    assert re.search(r"SKIPPED \[\d+\] tests/test_cuda.py:\d+: no CUDA device", done.stdout)
+    report = json.loads((tmp_path / "benchmark_cpu.json").read_text())
+    assert report["config"]["precision"] == "auto" and report["precision"] in ("fp32", "bf16")
+    assert report["train_chars_per_s"] > 0 and report["featurize_chars_per_s"] > 0
+
+
+def test_startup_benchmark_times_help_against_import_torch(tmp_path, capsys):
+    report = script("startup").main(["--runs", "1", "--json", str(tmp_path / "startup.json")])
+    commands = [row["command"] for row in report["rows"]]
+    assert commands[:3] == ["python -c pass", 'python -c "import torch"', "sentiment-discovery --help"]
+    assert all(row["median_s"] > 0 for row in report["rows"])
+    assert json.loads((tmp_path / "startup.json").read_text())["rows"] == report["rows"]
+    assert "`--help` target: under 0.5 s" in capsys.readouterr().out

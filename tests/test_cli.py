@@ -49,6 +49,35 @@ def test_help_lists_commands():
         assert command in result.stdout
 
 
+# Imported on first use, never to parse flags: `--help` starts in a fraction of a second.
+HEAVY_MODULES = ("torch", "numpy", "sklearn", "scipy", "matplotlib", "tqdm")
+
+
+def test_help_imports_no_heavy_library():
+    commands = [[], *([command] for command in cli.COMMANDS)]
+    program = (
+        "import sys\n"
+        "from sentiment_discovery.cli import main\n"
+        f"for args in {commands!r}:\n"
+        "    try:\n"
+        "        main(args + ['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print([name for name in {HEAVY_MODULES!r} if name in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+    assert "--rnn-size" in result.stdout and "--precision" in result.stdout
+
+
+def test_mlstm_implementation_names_match_the_model():
+    from sentiment_discovery.choices import MLSTM_IMPLEMENTATION_NAMES
+    from sentiment_discovery.model import MLSTM_IMPLEMENTATIONS
+
+    assert tuple(MLSTM_IMPLEMENTATIONS) == MLSTM_IMPLEMENTATION_NAMES
+
+
 def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
     status = cli.main(["featurize", "--model", str(tmp_path / "missing"), "--input", "x.csv", "--output", "y.npy"])
     err = capsys.readouterr().err

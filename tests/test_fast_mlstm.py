@@ -231,7 +231,7 @@ def test_featurize_in_bf16_returns_float32_close_to_fp32():
     assert approximate.dtype == np.float32
     np.testing.assert_allclose(approximate, exact, atol=0.05)
     assert np.abs(approximate - exact).max() > 0  # the products really ran in bf16
-    with pytest.raises(UserError, match="precision must be one of fp32, bf16, not 'fp8'"):
+    with pytest.raises(UserError, match="-precision must be one of auto, fp32, bf16, fp16, not 'fp8'"):
         model.featurize(texts, precision="fp8")
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment_discovery import ByteLM, UserError, cli, load_model, save_model
+from sentiment_discovery import ByteLM, UserError, cli, load_model, precision, save_model
 from sentiment_discovery import transfer
 from sentiment_discovery.transfer import (
     FeatureCache,
@@ -438,31 +438,48 @@ def test_transfer_on_a_slice_of_sst2(shared_data, tmp_path, capsys):
     assert results["dataset"] == "sst2" and results["texts"] == {"train": 60, "valid": 20, "test": 20}
 
 
-def classify_probabilities(experiment: Path, results_dir: Path, texts: list[str]) -> list[float]:
+def classify_probabilities(experiment: Path, results_dir: Path, texts: list[str], *flags: str) -> list[float]:
     """`classify --input ... --output` on ``texts``: the all-units probabilities it wrote, in order."""
     new = write_csv(experiment / "new.csv", [(text,) for text in texts], header=("sentence",))
     output = experiment / "labels.csv"
     assert cli.main(["classify", "--classifier", str(results_dir), "--input", str(new), "--output", str(output),
-                     "-experiment_dir", str(experiment / "exp")]) == 0
+                     "-experiment_dir", str(experiment / "exp"), *flags]) == 0
     with open(output, newline="", encoding="utf-8") as handle:
         return [float(row["probability_all_neurons"]) for row in csv.DictReader(handle)]
 
 
-def test_bf16_features_are_recorded_and_reused_by_classify(experiment, capsys):
+def test_bf16_features_are_recorded_but_classify_featurizes_in_auto(experiment, capsys):
     assert cli.main(transfer_args(experiment, "-no_data_efficiency", "-precision", "bf16")) == 0
     results_dir = experiment / "exp" / "mlstm" / "toy" / "e0"
     classifier = SentimentClassifier.load(results_dir)
     assert classifier.model.precision == "bf16"
+    results = json.loads((results_dir / "results.json").read_text())
+    assert results["model"]["precision"] == "bf16" and results["command_config"]["precision"] == "bf16"
     texts = ["never seen before", "what a lovely day"]
     language_model = load_model(classifier.model.path)
     bf16 = language_model.featurize(texts, precision="bf16")
-    fp32 = language_model.featurize(texts)
+    fp32 = language_model.featurize(texts, precision="fp32")
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
-    # From Python and from the CLI, new texts are featurized in the classifier's precision.
-    np.testing.assert_array_equal(classifier.features(texts), bf16)
-    expected = classifier.predict_proba(bf16)[:, 1]
-    assert classify_probabilities(experiment, results_dir, texts) == expected.tolist()
+    # The recorded precision is a record, not an order: from Python and from the CLI, new
+    # texts are featurized in "auto" (fp32 in the tests, see conftest) unless told otherwise.
+    assert classifier.precision == "auto"
+    np.testing.assert_array_equal(classifier.features(texts), fp32)
+    np.testing.assert_array_equal(SentimentClassifier.load(results_dir, precision="bf16").features(texts), bf16)
+    assert classify_probabilities(experiment, results_dir, texts) == classifier.predict_proba(fp32)[:, 1].tolist()
+    assert classify_probabilities(experiment, results_dir, texts, "-precision", "bf16") == (
+        classifier.predict_proba(bf16)[:, 1].tolist()
+    )
+
+
+def test_auto_precision_is_resolved_and_recorded(experiment, capsys, monkeypatch):
+    monkeypatch.setattr(precision, "_auto_choices", {"cpu": "bf16"})  # as on a CPU with native bf16
+    assert cli.main(transfer_args(experiment, "-no_data_efficiency")) == 0
+    results_dir = experiment / "exp" / "mlstm" / "toy" / "e0"
+    results = json.loads((results_dir / "results.json").read_text())
+    assert results["command_config"]["precision"] == "auto"  # the request
+    assert results["model"]["precision"] == "bf16"  # what the features were made in
+    assert SentimentClassifier.load(results_dir).model.precision == "bf16"
 
 
 def test_mean_pooling_is_recorded_checked_and_reused_by_classify(experiment, capsys):

@@ -5,22 +5,14 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from .choices import POOLINGS
 from .errors import UserError
 from .model import RNNState
+from .precision import products_autocast, resolve_precision
 from .text import preprocess_text
 
 # Long reviews are run in time chunks so memory does not grow with text length.
 CHUNK_LENGTH = 256
-# "bf16" runs the matrix products in bfloat16 (autocast); the state and features stay float32.
-PRECISIONS = ("fp32", "bf16")
-# How a text's sequence of cell states becomes one feature vector (see featurize).
-POOLINGS = ("final", "mean")
-
-
-def _products_autocast(precision: str, device: torch.device):
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -73,7 +65,7 @@ def iter_pooled_cells(
     layer: int = -1,
     pooling: str = "final",
     progress: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield (indices, pooled cell state of ``layer`` [B, rnn_size] float32) per length-sorted batch.
 
@@ -84,7 +76,8 @@ def iter_pooled_cells(
 
     if pooling not in POOLINGS:
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    autocast = _products_autocast(precision, model.device)
+    precision = resolve_precision(precision, model.device)
+    autocast = products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
     with torch.no_grad(), autocast:
@@ -117,7 +110,7 @@ def featurize(
     preprocess: bool = True,
     layer: int = -1,
     progress: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     pooling: str = "final",
 ) -> np.ndarray:
     """The cell state of ``layer`` for each text: float32 [N, rnn_size].
@@ -127,8 +120,10 @@ def featurize(
     trained models (docs/results.md), since the final state mostly remembers the last words.
     Texts are prepared with the model's text options (as the published release did)
     unless ``preprocess`` is false; ``bytes`` items are used as they are. ``precision``
-    "bf16" runs the matrix products in bfloat16 (about twice as fast on CPUs with bf16
-    instructions); the cell state and the features stay float32.
+    (:data:`sentiment_discovery.precision.PRECISIONS`) is that of the matrix products:
+    "auto" runs them in bfloat16 where the hardware does so natively (about twice as fast
+    on CPUs with bf16 instructions), else in float32; the cell state and the features
+    stay float32.
     """
     byte_strings = encode_texts(model, texts, preprocess)
     if not -model.config.layers <= layer < model.config.layers:

@@ -15,12 +15,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .choices import RNN_TYPES
 from .errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
 from .text import TextOptions
 
 VOCAB_SIZE = 256
-RNN_TYPES = ("mlstm", "lstm")
 
 
 @dataclasses.dataclass

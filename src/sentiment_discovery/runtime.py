@@ -1,10 +1,15 @@
-"""Choosing the device and seeding: the small runtime facts every recipe shares."""
+"""Choosing the device, the thread count and seeding: the small runtime facts every recipe shares."""
 
+import os
 import random
 import sys
+import time
 
 import numpy as np
 import torch
+
+# How long the CPU is watched to count its idle cores (jiffies are 10 ms: 2 cores give 40 samples).
+IDLE_WINDOW_S = 0.2
 
 
 def select_device(cuda: bool) -> torch.device:
@@ -20,3 +25,47 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def idle_cores(window_s: float = IDLE_WINDOW_S) -> float | None:
+    """How many cores sat idle over the next ``window_s`` seconds (Linux ``/proc/stat``), else None."""
+
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user ... steal
+
+    try:
+        idle_before, total_before = idle_and_total()
+        time.sleep(window_s)
+        idle_after, total_after = idle_and_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_after <= total_before:
+        return None
+    return (os.cpu_count() or 1) * (idle_after - idle_before) / (total_after - total_before)
+
+
+def default_threads() -> int:
+    """The cores idle right now, at least one, at most the usable ones.
+
+    An OpenMP thread whose core another job holds stalls every product it shares, so a
+    thread per core is 2-3x slower than one thread once another job takes a core, while
+    on an idle machine it is the fastest (measured in docs/performance.md, "Threads").
+    """
+    idle = idle_cores()
+    if idle is None:
+        return torch.get_num_threads()
+    return max(1, min(usable_cores(), round(idle)))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads: ``threads``, else ``OMP_NUM_THREADS`` when set, else :func:`default_threads`."""
+    if threads is None and "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    torch.set_num_threads(threads if threads is not None else default_threads())
+    return torch.get_num_threads()

@@ -17,7 +17,6 @@ The ``train`` recipe (``recipes/train.py``) puts these together; nothing here pa
   loss, whether to skip an update, whether to stop) comes from one all-reduce per update.
 """
 
-import contextlib
 import csv
 import dataclasses
 import json
@@ -39,10 +38,12 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from .choices import SCHEDULES
 from .data.batching import TransposedBatcher
 from .data.corpus import ByteCorpus
 from .errors import UserError
 from .model import VOCAB_SIZE, ByteLM, RNNState
+from .precision import autocast_dtype, products_autocast, resolve_precision
 
 STATE_FORMAT = "sentiment-discovery-training-state"
 STATE_FORMAT_VERSION = 1
@@ -50,8 +51,6 @@ STATE_JSON = "training_state.json"
 STATE_TENSORS = "training_state.pt"
 CHECKPOINT_NAME = re.compile(r"^(e|iter)(\d+)$")
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("LinearLR", "ExponentialLR")
 # After this many skipped updates in a row the run stops: something is broken, not unlucky.
 MAX_NONFINITE_IN_A_ROW = 100
 LN_2 = math.log(2.0)
@@ -70,23 +69,22 @@ class Precision:
 
     Only the matrix products run in the low precision; the carried recurrent state, the
     loss and the weights stay fp32 (the carried state is cast back after every batch).
+    ``name`` is resolved on construction (``auto`` becomes what this device runs best,
+    see :mod:`sentiment_discovery.precision`).
     """
 
     name: str = "fp32"
     device_type: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.name not in PRECISIONS:
-            raise UserError(f"-precision must be one of {', '.join(PRECISIONS)}, not {self.name!r}")
+        object.__setattr__(self, "name", resolve_precision(self.name, torch.device(self.device_type)))
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+        return autocast_dtype(self.name)
 
     def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+        return products_autocast(self.name, torch.device(self.device_type))
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")

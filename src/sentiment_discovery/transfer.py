@@ -72,8 +72,10 @@ class ModelIdentity:
     layer: int  # resolved, never negative
     preprocess: bool
     text_options: dict
-    # "bf16" features differ from fp32 ones in the last digits: a classifier keeps the
-    # precision its features were made in, and new texts are featurized the same way.
+    # The precision the features were made in ("fp32", "bf16" or "fp16", never "auto"): bf16
+    # features differ from fp32 ones in the last digits, so it is part of the cache key. A
+    # classifier records it, but new texts are featurized in what suits the machine at hand
+    # (docs/transfer.md measures that the labels agree).
     precision: str = "fp32"
     # "final" (the cell state after the last byte, the paper's feature) or "mean" (over the bytes).
     pooling: str = "final"
@@ -86,11 +88,12 @@ class ModelIdentity:
         *,
         layer: int = -1,
         preprocess: bool = True,
-        precision: str = "fp32",
+        precision: str = "auto",
         pooling: str = "final",
     ) -> "ModelIdentity":
-        from .features import POOLINGS
         from .checkpoint import WEIGHTS_FILE, resolve_model_directory
+        from .choices import POOLINGS
+        from .precision import resolve_precision
 
         resolved = resolve_model_directory(directory)
         layers = model.config.layers
@@ -106,7 +109,7 @@ class ModelIdentity:
             layer=layer % layers,
             preprocess=preprocess,
             text_options=dataclasses.asdict(model.text_options),
-            precision=precision,
+            precision=resolve_precision(precision, model.device),
             pooling=pooling,
         )
 
@@ -469,6 +472,8 @@ class SentimentClassifier:
     model: ModelIdentity
     source: Path | None = dataclasses.field(default=None, compare=False)  # the file it was loaded from
     device: str = dataclasses.field(default="cpu", compare=False)
+    # The precision new texts are featurized in (resolved when they are; "auto" suits the machine).
+    precision: str = dataclasses.field(default="auto", compare=False)
     # The language model, loaded on first use by a prediction on texts.
     _language_model: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
@@ -496,12 +501,20 @@ class SentimentClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, device: str = "cpu"):
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        model: str | os.PathLike | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
+    ):
         """A saved classifier (its results directory or its ``classifier.json``); None: the shipped default.
 
         ``model``: the model directory whose features it reads; by default the one it was
         fitted on (a relative model path in the file is relative to the file's directory, as
         in the shipped default). Either way the model must be the same weights (checked by hash).
+        ``precision``: that of the products when it featurizes texts; "auto" (bf16 where the
+        hardware runs it natively, else fp32) whatever precision the classifier was fitted in.
         """
         if path is None:
             from .defaults import classifier_directory
@@ -533,7 +546,7 @@ class SentimentClassifier:
         if not Path(classifier.model.path).is_absolute():
             located = (path.parent / classifier.model.path).resolve()
             classifier.model = dataclasses.replace(classifier.model, path=str(located))
-        classifier.source, classifier.device = path, device
+        classifier.source, classifier.device, classifier.precision = path, device, precision
         if model is not None:
             classifier.attach_model(model)
         return classifier
@@ -554,7 +567,8 @@ class SentimentClassifier:
                 f"but {identity.path} has different weights ({identity.weights_sha256[:12]}...); "
                 "pass the model it was fitted on, or run `transfer` with this one"
             )
-        for name in ("layer", "preprocess", "text_options", "precision", "pooling"):
+        # Not the precision: the recorded one is a record, not an order (see ModelIdentity).
+        for name in ("layer", "preprocess", "text_options", "pooling"):
             if getattr(identity, name) != getattr(self.model, name):
                 raise UserError(
                     f"{source} was fitted on features with {name} {getattr(self.model, name)!r}, "
@@ -570,7 +584,7 @@ class SentimentClassifier:
             directory,
             layer=self.model.layer,
             preprocess=self.model.preprocess,
-            precision=self.model.precision,
+            precision=self.precision,
             pooling=self.model.pooling,
         )
         self.check_model(identity)
@@ -581,7 +595,7 @@ class SentimentClassifier:
             self.attach_model(self.model.path)
         return self._language_model.featurize(
             list(texts), batch_size=batch_size, preprocess=self.model.preprocess, layer=self.model.layer,
-            progress=progress, precision=self.model.precision, pooling=self.model.pooling,
+            progress=progress, precision=self.precision, pooling=self.model.pooling,
         )
 
     def _as_features(self, texts_or_features) -> np.ndarray:

@@ -38,14 +38,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..choices import NEVER_RESET, PERSIST_STATE_CHOICES, RESET_AT_SHARD, RESET_AT_TEXT
 from ..errors import UserError
 from ..features import length_sorted_batches
 from .corpus import ByteCorpus
 
 __all__ = ["LMBatch", "TransposedBatcher", "length_sorted_batches", "PERSIST_STATE_CHOICES"]
-
-NEVER_RESET, RESET_AT_TEXT, RESET_AT_SHARD = -1, 0, 1
-PERSIST_STATE_CHOICES = (RESET_AT_TEXT, RESET_AT_SHARD, NEVER_RESET)
 
 # Settings that fix which bytes every batch holds; a saved position is only valid with the same ones.
 _LAYOUT_KEYS = ("num_bytes", "num_texts", "batch_size", "seq_length", "world_size", "wrap", "shuffle", "seed")

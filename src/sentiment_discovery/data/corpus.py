@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DEFAULT_NUM_SHARDS
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
 from .readers import EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, detect_format, iter_numbered_texts, split_counts
@@ -40,8 +41,6 @@ FORMAT_NAME = "sentiment-discovery-corpus"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DEFAULT_SEED = 1234
-# The release dealt every corpus into 1002 shards (1000 train, 1 validation, 1 test).
-DEFAULT_NUM_SHARDS = 1002
 _OFFSETS_DTYPE = np.dtype("<i8")
 _OFFSETS_PER_FLUSH = 1 << 16
 _WRITE_BUFFER = 8 << 20

@@ -33,13 +33,11 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
-from .corpus import file_sha256
 
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 20
@@ -174,6 +172,8 @@ def _fetch(location: str, destination: Path, progress: bool) -> bool:
     from tqdm.auto import tqdm
 
     try:
+        import urllib.request  # here, not at the top: the CLI imports this module for its flags
+
         response = urllib.request.urlopen(location, timeout=TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
         if error.code == 404:
@@ -292,6 +292,8 @@ def _fetch_and_convert(dataset, mirror, directory, progress) -> None:
     archive = dataset.archive
     downloaded = directory / (archive.name + ".partial")
     location = _source(dataset, mirror, archive.name, downloaded, progress)
+    from .corpus import file_sha256  # lazy: corpus imports numpy, and the CLI imports this module for DATASETS
+
     actual = file_sha256(downloaded)
     if actual != archive.sha256:
         raise UserError(f"{location} has sha256 {actual}, expected {archive.sha256}: damaged or not the published archive")

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import FORMATS
 from ..errors import UserError
 
-FORMATS = ("csv", "tsv", "json", "jsonl", "txt")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK_CHARS = 1 << 20

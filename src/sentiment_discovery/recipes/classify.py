@@ -11,12 +11,8 @@ import dataclasses
 import sys
 import unicodedata
 
-from .. import transfer
-from ..checkpoint import load_model
-from ..data.readers import read_texts
 from ..errors import UserError
 from ..options import option
-from ..runtime import select_device
 from .common import ExperimentConfig, resolve_load_model
 from .transfer import FeatureOptions
 
@@ -68,10 +64,18 @@ def print_line(line: str) -> None:
 
 
 def run(config: ClassifyConfig) -> None:
+    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # `--help` should not wait for torch and numpy (docs/performance.md).
+    from .. import transfer
+    from ..checkpoint import load_model
+    from ..data.readers import read_texts
+    from ..runtime import configure_threads, select_device
+
     if config.output is not None and not config.output.lower().endswith(".csv"):
         raise UserError(f"-output writes CSV; name the file .csv, not {config.output}")
     if not config.text and config.input is None:
         raise UserError('classify needs texts: pass --text "..." (repeatable) or --input FILE')
+    configure_threads()
     classifier = transfer.SentimentClassifier.load(config.classifier)
     model_path = resolve_load_model(config.model, config) if config.model else classifier.model.path
     texts = list(config.text or [])
@@ -83,7 +87,7 @@ def run(config: ClassifyConfig) -> None:
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess,
-        precision=classifier.model.precision, pooling=classifier.model.pooling,
+        precision=config.precision, pooling=classifier.model.pooling,
     )
     classifier.check_model(identity)
     # A few texts from the command line are quick to featurize: no cache files for them.

@@ -4,12 +4,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from ..checkpoint import load_model
-from ..features import POOLINGS, PRECISIONS
+from ..choices import POOLINGS
 from ..options import option
-from ..runtime import select_device
+from ..precision import PRECISIONS
 
 
 @dataclasses.dataclass
@@ -24,7 +21,10 @@ class FeaturizeConfig:
     pooling: str = option(
         "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"
     )
-    precision: str = option("fp32", choices=PRECISIONS, help="precision of the products (bf16: faster on CPUs with bf16 units)")
+    precision: str = option(
+        "auto", choices=PRECISIONS,
+        help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32 (docs/performance.md)",
+    )
     no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
     cuda: bool = option(False, help="run on the GPU if there is one")
 
@@ -33,8 +33,16 @@ COMMAND_CONFIG = FeaturizeConfig
 
 
 def run(config: FeaturizeConfig) -> None:
-    model = load_model(config.model, device=select_device(config.cuda))
+    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # `--help` should not wait for torch and numpy (docs/performance.md).
+    import numpy as np
+
+    from ..checkpoint import load_model
     from ..data.readers import read_texts
+    from ..runtime import configure_threads, select_device
+
+    configure_threads()
+    model = load_model(config.model, device=select_device(config.cuda))
 
     texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
     features = model.featurize(

@@ -8,7 +8,6 @@ either name imports any supported source; the two names are what users look for.
 import dataclasses
 import sys
 
-from ..importers import import_weights
 from ..options import option
 
 
@@ -30,6 +29,8 @@ COMMAND_CONFIG = ImportConfig
 
 
 def run(config: ImportConfig) -> None:
+    from ..importers import import_weights  # here, not at the top: `--help` should not wait for torch
+
     model = import_weights(config.src, config.dest, overwrite=config.overwrite, progress=True)
     cfg = model.config
     parameters = sum(p.numel() for p in model.parameters())

@@ -8,8 +8,7 @@ with a manifest. Unchanged inputs and options make it a no-op.
 import dataclasses
 import sys
 
-from ..data.corpus import DEFAULT_NUM_SHARDS, build_corpus
-from ..data.readers import FORMATS
+from ..choices import DEFAULT_NUM_SHARDS, FORMATS
 from ..options import option
 from ..text import PAPER_TEXT_OPTIONS
 
@@ -44,6 +43,8 @@ COMMAND_CONFIG = PreprocessConfig
 
 
 def run(config: PreprocessConfig) -> None:
+    from ..data.corpus import build_corpus  # here, not at the top: `--help` should not wait for numpy
+
     text_options = dataclasses.replace(
         PAPER_TEXT_OPTIONS,
         strip_tags=not config.keep_markup,

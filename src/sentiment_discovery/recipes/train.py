@@ -12,25 +12,28 @@ One process, or one per GPU under DistributedDataParallel: ``torchrun --nproc_pe
 -m sentiment_discovery train ...``, or ``-distributed -num_gpus N`` to start them here.
 """
 
+from __future__ import annotations  # the annotations name classes of modules imported on first use
+
 import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .. import training
-from ..checkpoint import load_model, read_model_config
-from ..data.batching import PERSIST_STATE_CHOICES, TransposedBatcher
-from ..data.corpus import ByteCorpus, ensure_corpus, read_manifest
+from ..choices import PERSIST_STATE_CHOICES, RNN_TYPES, SCHEDULES
 from ..errors import UserError
-from ..fast_mlstm import reuse_freed_memory
-from ..model import RNN_TYPES, ByteLM, ModelConfig
 from ..options import option
-from ..runtime import seed_everything
+from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import ExperimentConfig, resolve_load_model
+
+# torch and the components that use it are imported in the functions that need them, not
+# here: the CLI imports this module for its flags, and `--help` should not wait for torch.
+if TYPE_CHECKING:
+    from .. import training
+    from ..data.corpus import ByteCorpus
+    from ..model import ByteLM, ModelConfig
 
 CORPUS_CACHE = "corpora"
 HISTORY_DIR = "history"
@@ -100,7 +103,7 @@ class TrainConfig(ExperimentConfig):
     optimizer_type: str = option("Adam", help="class name of a torch.optim optimizer (Adam, SGD, RMSprop, ...)")
     lr_scheduler: str = option(
         "LinearLR",
-        choices=training.SCHEDULES,
+        choices=SCHEDULES,
         help="LinearLR: linear decay to 0 over the run, per iteration; ExponentialLR: times -lr_factor each epoch",
     )
     lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch")
@@ -112,7 +115,10 @@ class TrainConfig(ExperimentConfig):
         0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)"
     )
     precision: str = option(
-        "fp32", choices=training.PRECISIONS, help="matrix products in fp32, or autocast to bf16 / fp16 (loss scaling)"
+        "auto",
+        choices=PRECISIONS,
+        help="matrix products in fp32, or autocast to bf16 / fp16 (loss scaling); auto: bf16 where the hardware "
+        "runs it natively, else fp32",
     )
     no_loss: bool = option(False, help="do not write the metric history and the loss curve")
     # ---- checkpoints and metrics
@@ -136,6 +142,9 @@ COMMAND_CONFIG = TrainConfig
 
 
 def check_config(config: TrainConfig) -> None:
+    from .. import training
+    from ..model import ModelConfig
+
     positive = ("seq_length", "batch_size", "epochs", "num_gpus", "log_iters")
     for name in positive:
         if getattr(config, name) < 1:
@@ -155,12 +164,18 @@ def check_config(config: TrainConfig) -> None:
 
 def processes_to_start(config: TrainConfig) -> int:
     """How many processes ``run`` starts itself: 1 under a launcher or -rank, else -num_gpus."""
+    from .. import training
+
     if training.launched_world_size() > 0 or config.rank >= 0:
         return 1
     return config.num_gpus if (config.distributed or config.num_gpus > 1) else 1
 
 
 def run(config: TrainConfig) -> int:
+    import torch
+
+    from .. import training
+
     check_config(config)
     if config.rank >= 0 and training.launched_world_size() == 0:
         os.environ.update(RANK=str(config.rank), WORLD_SIZE=str(config.world_size))
@@ -171,6 +186,9 @@ def run(config: TrainConfig) -> int:
             raise UserError(f"-num_gpus {processes} but this machine has {torch.cuda.device_count()} GPU(s)")
         # Build the corpora once, here, before the workers start: they then only open them.
         prepare_corpora(config, training.DistributedContext(), say=_printer(config, is_main=True))
+        # "auto" decided once, here, so that every worker runs the same precision.
+        device = torch.device("cuda" if config.cuda and torch.cuda.is_available() else "cpu")
+        config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
         return training.launch_local_processes(processes, _worker, config)
     try:
         return train_process(config)
@@ -181,6 +199,8 @@ def run(config: TrainConfig) -> int:
 
 
 def _quiet_rank(config: TrainConfig) -> bool:
+    from .. import training
+
     return training.launched_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0 and config.verbose < 2
 
 
@@ -199,6 +219,8 @@ def _worker(config: TrainConfig) -> int:
 def _printer(config: TrainConfig, is_main: bool, rank: int = 0):
     from tqdm.auto import tqdm
 
+    from .. import training
+
     prints = config.verbose >= 2 or (config.verbose == 1 and is_main)
     prefix = f"[rank {rank}] " if config.verbose >= 2 and training.launched_world_size() > 1 else ""
 
@@ -211,7 +233,13 @@ def _printer(config: TrainConfig, is_main: bool, rank: int = 0):
 
 def train_process(config: TrainConfig) -> int:
     """The whole run in this process (one of several under DDP)."""
+    from .. import training
+    from ..fast_mlstm import reuse_freed_memory
+    from ..runtime import configure_threads
+
     reuse_freed_memory()  # 7-18 % of training speed on CPU (see docs/performance.md)
+    if training.launched_world_size() <= 1:  # several processes share the cores (launch_local_processes)
+        configure_threads()
     warnings = []
     ctx = training.init_distributed(config.cuda, warn=warnings.append)
     try:
@@ -240,6 +268,8 @@ def _same_file(a: str, b: str) -> bool:
 
 def prepare_corpora(config: TrainConfig, ctx: training.DistributedContext, say) -> Corpora:
     """Open (building them first on rank 0 when needed) the train, valid and test corpora."""
+    from ..data.corpus import ByteCorpus, ensure_corpus, read_manifest
+
     cache = Path(config.experiment_dir) / CORPUS_CACHE
 
     def ensure(source: str, split) -> Path:
@@ -296,6 +326,8 @@ def prepare_corpora(config: TrainConfig, ctx: training.DistributedContext, say) 
 
 
 def _model_config(config: TrainConfig) -> ModelConfig:
+    from ..model import ModelConfig
+
     return ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
 
 
@@ -310,6 +342,8 @@ def _differences(model_config: ModelConfig, config: TrainConfig) -> list[str]:
 
 def _starting_point(config: TrainConfig, say) -> tuple[Path | None, Path | None]:
     """(checkpoint to resume, model directory to start from); refuses to overwrite an earlier run."""
+    from .. import training
+
     model_path = config.model_path
     checkpoints = training.list_checkpoints(model_path)
     if config.resume and checkpoints:
@@ -333,6 +367,9 @@ def _starting_point(config: TrainConfig, say) -> tuple[Path | None, Path | None]
 
 
 def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
+    from ..checkpoint import load_model, read_model_config
+    from ..model import ByteLM, ModelConfig
+
     if resume_dir is not None:
         model_config = ModelConfig.from_dict(read_model_config(resume_dir)["model"])
         differences = _differences(model_config, config)
@@ -353,6 +390,12 @@ def _total_iterations(config: TrainConfig, batches_per_epoch: int) -> int:
 
 
 def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
+    import torch
+
+    from .. import training
+    from ..data.batching import TransposedBatcher
+    from ..runtime import seed_everything
+
     if config.benchmark:
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -364,7 +407,10 @@ def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
     seed_everything(config.seed)  # the same initial weights in every process
     model = _build_model(config, resume_dir, start_dir, corpora.text_options, say).to(ctx.device).train()
     torch.manual_seed(config.seed + ctx.rank)  # but each process its own dropout masks
-    precision = training.Precision(config.precision, ctx.device.type)
+    requested = config.precision
+    if ctx.distributed and requested == "auto":  # started by torchrun: rank 0 decides for every process
+        requested = ctx.gather_objects(resolve_precision(requested, ctx.device) if ctx.is_main else None)[0]
+    precision = training.Precision(requested, ctx.device.type)
     batcher = TransposedBatcher(
         corpora.train,
         config.batch_size,
@@ -466,6 +512,8 @@ class _Window:
 def _loop(config: TrainConfig, ctx, trainer: training.Trainer, corpora: Corpora, total: int, say) -> int:
     from tqdm.auto import tqdm
 
+    from .. import training
+
     state = trainer.state
     global_batch_bytes = config.batch_size * config.seq_length * ctx.world_size
     bar = tqdm(
@@ -523,7 +571,7 @@ def _loop(config: TrainConfig, ctx, trainer: training.Trainer, corpora: Corpora,
         last_valid = state.history.last_eval("valid")
         if last_valid is not None:
             metadata["training"]["valid_bits_per_byte"] = last_valid["bits_per_byte"]
-        run_info = {"command": "train", "flags": dataclasses.asdict(config)}
+        run_info = {"command": "train", "flags": dataclasses.asdict(config), "precision": trainer.precision.name}
         path = state.save(config.model_path / name, ctx, metadata=metadata, run=run_info)
         if ctx.is_main:
             if not config.no_loss:
@@ -541,7 +589,7 @@ def _loop(config: TrainConfig, ctx, trainer: training.Trainer, corpora: Corpora,
                 last = trainer.step(batch.inputs, batch.targets, batch.reset, stop=stop_request.requested)
                 window.add(last)
                 bar.update(1)
-                if last.skipped and not (config.precision == "fp16" and state.scaler.get_scale() > 1.0):
+                if last.skipped and not (trainer.precision.name == "fp16" and state.scaler.get_scale() > 1.0):
                     say(f"warning: iteration {state.iteration}: non-finite loss or gradient; the update was skipped")
                 if state.iteration % config.log_iters == 0:
                     log_row(last)

@@ -12,17 +12,27 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .. import transfer
-from ..checkpoint import load_model
-from ..data.readers import FORMATS, parse_split, read_labeled, read_texts, split_indices
+from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
-from ..features import POOLINGS, PRECISIONS
 from ..options import option
-from ..runtime import seed_everything, select_device
+from ..precision import PRECISIONS
 from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
+
+# numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
+# this module (and classify imports it) for the flags, and `--help` should not wait for them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .. import transfer
+
+
+def _default_c_grid() -> list[float]:
+    from .. import transfer
+
+    return list(transfer.DEFAULT_C_GRID)
+
 
 @dataclasses.dataclass(kw_only=True)
 class FeatureOptions:
@@ -38,10 +48,18 @@ class FeatureOptions:
         None, help="directory of cached features (default: <experiment_dir>/<experiment_name>/feature_cache)"
     )
     no_feature_cache: bool = option(False, help="featurize again instead of reading and writing cached features")
+    precision: str = option(
+        "auto",
+        choices=PRECISIONS,
+        help="precision of the featurizing products; auto: bf16 where the hardware runs it natively (about twice "
+        "as fast as fp32), else fp32; a classifier records the one it was fitted on, classify need not match it",
+    )
 
     def cache(self, experiment_path: Path) -> "transfer.FeatureCache | None":
         if self.no_feature_cache:
             return None
+        from .. import transfer
+
         return transfer.FeatureCache(self.feature_cache or experiment_path / "feature_cache")
 
 
@@ -71,14 +89,8 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
         "the text's bytes (mean: far better from small models); the classifier records it",
     )
     no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
-    precision: str = option(
-        "fp32",
-        choices=PRECISIONS,
-        help="precision of the featurizing products: bf16 is about twice as fast on CPUs with bf16 units; "
-        "the classifier records it and classify featurizes the same way",
-    )
     c_grid: list[float] = option(
-        default_factory=lambda: list(transfer.DEFAULT_C_GRID),
+        default_factory=_default_c_grid,
         help="regularization strengths C tried, chosen on validation accuracy",
     )
     standardize: bool = option(False, help="scale each unit to mean 0, std 1 on train before the regression")
@@ -94,10 +106,10 @@ COMMAND_CONFIG = TransferConfig
 class Split:
     name: str
     texts: list[str]
-    labels: np.ndarray | None
-    features: np.ndarray | None = None
+    labels: "np.ndarray | None"
+    features: "np.ndarray | None" = None
 
-    def subset(self, name: str, indices: np.ndarray) -> "Split":
+    def subset(self, name: str, indices: "np.ndarray") -> "Split":
         return Split(name, [self.texts[i] for i in indices], self.labels[indices], self.features[indices])
 
 
@@ -108,6 +120,8 @@ def dataset_name(train_path: str) -> str:
 
 
 def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint: str = "") -> Split:
+    from ..data.readers import read_labeled
+
     try:
         data = read_labeled(
             path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
@@ -125,6 +139,9 @@ def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint:
 
 def read_splits(config: TransferConfig) -> dict[str, Split]:
     """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval."""
+    from .. import transfer
+    from ..data.readers import parse_split, read_texts
+
     splits = {"train": read_labeled_split(config, "train", config.train)}
     transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
     if config.valid:
@@ -145,6 +162,8 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
 
 
 def hold_out_validation(train: Split, config: TransferConfig) -> tuple[Split, Split]:
+    from ..data.readers import split_indices
+
     kept, held_out = split_indices(len(train.texts), config.split, seed=config.seed)
     if len(kept) == 0 or len(held_out) == 0:
         raise UserError(f"-split {config.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
@@ -162,6 +181,8 @@ class Evaluation:
 
 
 def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | None]) -> Evaluation:
+    from .. import transfer
+
     def on_each(score) -> list[float | None]:
         return [None if s is None or s.labels is None else score(s) for s in splits]
 
@@ -180,6 +201,8 @@ def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | No
 
 def featurize_splits(model, identity, splits: dict[str, Split], config: TransferConfig) -> dict:
     """Fill in every split's features (from the cache when possible); returns the timings."""
+    from .. import transfer
+
     cache = config.cache(config.experiment_path)
     timing = {}
     for split in splits.values():
@@ -204,6 +227,8 @@ def check_flags(config: TransferConfig) -> None:
 
 
 def print_notices(fit: "transfer.TransferFit") -> None:
+    from .. import transfer
+
     probe = fit.classifier.all_neurons
     advice = "" if probe.standardized else " (try -standardize)"
     if probe.features_used == 0:
@@ -216,8 +241,13 @@ def print_notices(fit: "transfer.TransferFit") -> None:
 
 
 def run(config: TransferConfig) -> None:
+    from .. import transfer
+    from ..checkpoint import load_model
+    from ..runtime import configure_threads, seed_everything, select_device
+
     started = time.perf_counter()
     check_flags(config)
+    configure_threads()
     seed_everything(config.seed)
     model_path = resolve_load_model(config.load_model, config)
     splits = read_splits(config)
@@ -309,6 +339,8 @@ def run(config: TransferConfig) -> None:
 
 def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
     """A histogram per top unit (test set, or train when the test set is missing or unlabelled) and the weights."""
+    from .. import transfer
+
     shown = test if test is not None and test.labels is not None else train
     paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
     for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
@@ -323,6 +355,8 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
     Its full-size point is the main classifiers' (one run; the single-unit one only when
     -num_neurons is 1, since otherwise the main top classifier is not a single unit).
     """
+    from .. import transfer
+
     evaluated = test if test is not None and test.labels is not None else valid
     rows = transfer.data_efficiency_curve(
         train.features, train.labels, valid.features, valid.labels, evaluated.features, evaluated.labels,

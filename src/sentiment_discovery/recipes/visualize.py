@@ -12,11 +12,10 @@ import dataclasses
 import sys
 import unicodedata
 
-from .. import defaults, visualize
-from ..checkpoint import load_model
+from .. import defaults
 from ..errors import UserError
 from ..options import option
-from ..runtime import seed_everything, select_device
+from ..precision import PRECISIONS
 from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
 
 
@@ -45,6 +44,10 @@ class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
         False,
         help="the unit is a negative-sentiment unit: flip its colours and the overwrite value "
         "(automatic for a saved sentiment unit of sign -1)",
+    )
+    precision: str = option(
+        "auto", choices=PRECISIONS,
+        help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32",
     )
 
 
@@ -113,8 +116,15 @@ def print_safely(text: str) -> None:
 
 
 def run(config: VisualizeConfig) -> None:
+    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # `--help` should not wait for torch and matplotlib (docs/performance.md).
+    from .. import visualize
+    from ..checkpoint import load_model
+    from ..runtime import configure_threads, seed_everything, select_device
+
     if config.overwrite is not None and not config.generate:
         raise UserError("-overwrite steers generated text only; add -generate")
+    configure_threads()
     seed_everything(config.seed)
     shipped = None
     if config.load_model is None:
@@ -144,11 +154,12 @@ def run(config: VisualizeConfig) -> None:
             overwrite=overwrite,
             seed=config.seed,
             progress=True,
+            precision=config.precision,
         )
         # The front padding is what the model read first, not part of the text the user sees.
         print_safely(trace.text.lstrip())
     else:
-        trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer)
+        trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer, precision=config.precision)
 
     layer = visualize.layer_index(model, drawn.layer)
     caption = f"unit {unit} of layer {layer}, {drawn.model_name}"

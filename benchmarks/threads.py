@@ -1,0 +1,106 @@
+"""Featurizing and training speed at each thread count, on an idle machine and with the other cores busy.
+
+For each load condition ("idle": nothing started by this script; "busy": one `yes > /dev/null`
+process per core but one, started and stopped by this script), each precision and each
+thread count, the shipped model's size (1,024 units) is timed with the `benchmark`
+command's own measurements (``speed.benchmark``), in this one process, thread counts
+interleaved. The table gives chars/s (median of the repeats) and how each count compares
+with one thread; the JSON keeps every number with the machine's load average.
+
+    .venv/bin/python benchmarks/threads.py [--precisions auto,fp32] [--repeats 3] [--json PATH]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sentiment_discovery.recipes.benchmark import BenchmarkConfig
+from sentiment_discovery.runtime import default_threads
+from sentiment_discovery.speed import benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BusyCores:
+    """``count`` processes that each keep a core busy (``yes > /dev/null``) while in the block."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self):
+        for _ in range(self.count):
+            self.processes.append(subprocess.Popen(["yes"], stdout=subprocess.DEVNULL))
+        time.sleep(1.0)  # let the scheduler spread them
+        return self
+
+    def __exit__(self, *exc):
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
+def measure(mode: str, precision: str, threads: int, args) -> float:
+    shapes = {"featurize": (64, 128), "train": (32, 64)}
+    batch_size, seq_length = shapes[mode]
+    config = BenchmarkConfig(
+        rnn_size=1024, batch_size=batch_size, seq_length=seq_length, precision=precision, mode=mode,
+        repeats=args.repeats, warmup=1, threads=threads,
+    )
+    report = benchmark(config)
+    return {"chars_per_s": report[f"{mode}_chars_per_s"], "precision": report["precision"], "seconds": report[mode]["fast"]["seconds"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precisions", default="auto,fp32", help="comma-separated precisions to measure")
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: 1 to the cores)")
+    parser.add_argument("--modes", default="featurize,train")
+    parser.add_argument("--conditions", default="idle,busy")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=ROOT / "experiments" / "benchmarks" / "threads.json")
+    args = parser.parse_args(argv)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    counts = [int(t) for t in args.threads.split(",")] if args.threads else list(range(1, cores + 1))
+    rows = []
+    for condition in args.conditions.split(","):
+        busy = BusyCores(max(cores - 1, 0) if condition == "busy" else 0)
+        with busy:
+            chosen = default_threads()
+            for mode in args.modes.split(","):
+                for precision in args.precisions.split(","):
+                    for threads in counts:
+                        print(f"{condition}: {mode} {precision} {threads} thread(s) ...", file=sys.stderr, flush=True)
+                        result = measure(mode, precision, threads, args)
+                        rows.append({
+                            "condition": condition, "mode": mode, "requested_precision": precision, "threads": threads,
+                            "default_threads": chosen, "load_average": os.getloadavg(), **result,
+                        })
+    one = {(r["condition"], r["mode"], r["requested_precision"]): r["chars_per_s"] for r in rows if r["threads"] == 1}
+    lines = [
+        "| condition | phase | precision | threads | chars/s | vs 1 thread | default threads |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = one.get((r["condition"], r["mode"], r["requested_precision"]))
+        ratio = f"{r['chars_per_s'] / base:.2f}x" if base else ""
+        lines.append(
+            f"| {r['condition']} | {r['mode']} | {r['precision']} | {r['threads']} | {r['chars_per_s']:,.0f} | {ratio} "
+            f"| {r['default_threads']} |"
+        )
+    print("\n".join(lines))
+    report = {"benchmark": "threads", "cores": cores, "torch": torch.__version__, "rows": rows, "table": lines}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

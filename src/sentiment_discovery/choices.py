@@ -1,0 +1,24 @@
+"""The values that flags choose among, and the defaults they need, in a module that imports nothing.
+
+Building the command line imports every command's config dataclass, so everything those
+dataclasses read at class creation lives here, not in the modules that use it (which
+import torch or numpy): ``sentiment-discovery --help`` then starts in a fraction of a
+second (docs/performance.md). Each value is defined here once; the modules that use it
+import it from here.
+"""
+
+# How a text's sequence of cell states becomes one feature vector (features.featurize).
+POOLINGS = ("final", "mean")
+# Recurrent layer types (model.ModelConfig).
+RNN_TYPES = ("mlstm", "lstm")
+# The mLSTM implementations (model.MLSTM_IMPLEMENTATIONS).
+MLSTM_IMPLEMENTATION_NAMES = ("reference", "loop", "fast")
+# Where the recurrent state is reset in training: at each text, at each shard, never (-persist_state).
+NEVER_RESET, RESET_AT_TEXT, RESET_AT_SHARD = -1, 0, 1
+PERSIST_STATE_CHOICES = (RESET_AT_TEXT, RESET_AT_SHARD, NEVER_RESET)
+# Learning-rate schedules (training.make_schedule).
+SCHEDULES = ("LinearLR", "ExponentialLR")
+# Input file formats (data.readers).
+FORMATS = ("csv", "tsv", "json", "jsonl", "txt")
+# The release dealt every corpus into 1002 shards (1000 train, 1 validation, 1 test).
+DEFAULT_NUM_SHARDS = 1002
