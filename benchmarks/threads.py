@@ -2,10 +2,12 @@
 
 For each load condition ("idle": nothing started by this script; "busy": one `yes > /dev/null`
 process per core but one, started and stopped by this script), each precision and each
-thread count, the shipped model's size (1,024 units) is timed with the `benchmark`
-command's own measurements (``speed.benchmark``), in this one process, thread counts
-interleaved. The table gives chars/s (median of the repeats) and how each count compares
-with one thread; the JSON keeps every number with the machine's load average.
+thread count, a model of the shipped model's size (1,024 units) is timed with the `benchmark`
+command's own measurements (``speed.measure_featurize``, ``speed.measure_training``: warm-up,
+then repeats), in this one process. The table gives chars/s (median of the repeats), how
+each count compares with one thread, and the thread count the commands would choose
+(``runtime.default_threads``) in that condition; the JSON keeps every number with the
+machine's load average.
 
     .venv/bin/python benchmarks/threads.py [--precisions auto,fp32] [--repeats 3] [--json PATH]
 """
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import torch
 
+from sentiment_discovery.model import ByteLM, ModelConfig
+from sentiment_discovery.precision import resolve_precision
 from sentiment_discovery.recipes.benchmark import BenchmarkConfig
 from sentiment_discovery.runtime import default_threads
-from sentiment_discovery.speed import benchmark
+from sentiment_discovery.speed import measure_featurize, measure_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,15 +50,22 @@ class BusyCores:
             process.wait()
 
 
-def measure(mode: str, precision: str, threads: int, args) -> float:
-    shapes = {"featurize": (64, 128), "train": (32, 64)}
-    batch_size, seq_length = shapes[mode]
+# (batch, bytes) per measurement: a few seconds each at 1,024 units on one core.
+SHAPES = {"featurize": (64, 128), "train": (16, 64)}
+
+
+def measure(mode: str, precision: str, threads: int, args) -> dict:
+    batch_size, seq_length = SHAPES[mode]
+    resolved = resolve_precision(precision, torch.device("cpu"))
     config = BenchmarkConfig(
-        rnn_size=1024, batch_size=batch_size, seq_length=seq_length, precision=precision, mode=mode,
+        rnn_size=1024, batch_size=batch_size, seq_length=seq_length, precision=resolved, mode=mode,
         repeats=args.repeats, warmup=1, threads=threads,
     )
-    report = benchmark(config)
-    return {"chars_per_s": report[f"{mode}_chars_per_s"], "precision": report["precision"], "seconds": report[mode]["fast"]["seconds"]}
+    torch.manual_seed(config.seed)
+    model = ByteLM(ModelConfig(rnn_type="mlstm", embed_size=64, rnn_size=1024, weight_norm=True))
+    torch.set_num_threads(threads)
+    result = (measure_featurize if mode == "featurize" else measure_training)(model, config, ["fast"])["fast"]
+    return {"chars_per_s": result["chars_per_s"], "precision": resolved, "seconds": result["seconds"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
