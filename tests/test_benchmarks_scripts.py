@@ -184,9 +184,9 @@ def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
     assert done.stdout.startswith("gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
     # The CUDA tests were collected, and skipped.
     assert re.search(r"SKIPPED \[\d+\] tests/test_cuda.py:\d+: no CUDA device", done.stdout)
-    report = json.loads((tmp_path / "benchmark_cpu.json").read_text())
-    assert report["config"]["precision"] == "auto" and report["precision"] in ("fp32", "bf16")
-    assert report["train_chars_per_s"] > 0 and report["featurize_chars_per_s"] > 0
+    # The shipped model classified a sentence on the CPU, in the precision auto chose.
+    assert re.search(r"^0\.\d{4}\tpositive\tI loved it$", done.stdout, re.MULTILINE)
+    assert re.search(r"^notice: -precision auto: (fp32|bf16) products on cpu", done.stderr, re.MULTILINE)
 
 
 def test_startup_benchmark_times_help_against_import_torch(tmp_path, capsys):
