@@ -175,3 +175,20 @@ def test_fp32_and_bf16_features_give_the_same_labels_on_real_sentences(shared_da
     assert 0.15 < labels_fp32.mean() < 0.85  # both labels given: agreement is not a constant's
     assert np.mean(labels_fp32 == labels_bf16) >= 0.99
     assert np.abs(probe.predict_proba(fp32) - probe.predict_proba(bf16)).max() < 0.05
+
+
+def test_visualize_runs_its_products_in_the_asked_precision():
+    from sentiment_discovery import visualize
+
+    model = make_model(rnn_size=32, weight_norm=True)
+    text = "a fine film, though far too long"
+    exact = visualize.unit_values(model, text, 3)
+    assert (visualize.unit_values(model, text, 3).values == exact.values).all()  # auto: fp32 here (conftest)
+    approximate = visualize.unit_values(model, text, 3, precision="bf16")
+    assert approximate.values.dtype == exact.values.dtype and not (approximate.values == exact.values).all()
+    assert abs(approximate.values - exact.values).max() < 0.05
+    steered = [visualize.generate(model, "a fine", 3, 20, overwrite=1.0, precision=name) for name in ("fp32", "bf16")]
+    for trace in steered:
+        assert len(trace.values) == len(trace.data) and (trace.values[-20:] == 1.0).all()  # held in both
+    prompt = steered[0].prompt_length - 1  # the prompt's values, before the unit is held
+    assert abs(steered[1].values[:prompt] - steered[0].values[:prompt]).max() < 0.05
