@@ -20,7 +20,6 @@ The ``train`` recipe (``recipes/train.py``) puts these together; nothing here pa
 import contextlib
 import csv
 import dataclasses
-import json
 import math
 import os
 import random
@@ -38,7 +37,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from . import storage
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, write_model_files
 from .data.batching import TransposedBatcher
 from .data.corpus import ByteCorpus
 from .errors import UserError
@@ -231,12 +231,10 @@ class MetricsHistory:
         self.directory.mkdir(parents=True, exist_ok=True)
         for kind, columns in (("train", TRAIN_COLUMNS), ("eval", EVAL_COLUMNS)):
             path = self.directory / HISTORY_FILES[kind]
-            temporary = path.with_name(path.name + ".partial")
-            with open(temporary, "w", newline="") as handle:
+            with storage.atomic_file(path, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(getattr(self, kind))
-            os.replace(temporary, path)
 
     def to_dict(self) -> dict:
         return {"train": self.train, "eval": self.eval}
@@ -270,9 +268,8 @@ class MetricsHistory:
         if self.train or self.eval:
             axes.legend()
         figure.tight_layout()
-        temporary = path.with_name(path.name + ".partial.png")
-        figure.savefig(temporary)
-        os.replace(temporary, path)
+        with storage.atomic_file(path, "wb") as handle:
+            figure.savefig(handle, format="png")
 
 
 # --------------------------------------------------------------------------- processes
@@ -493,31 +490,11 @@ def restore_rng_state(state: dict, device: torch.device) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
-
-
 def read_state_json(directory: Path) -> dict:
     path = Path(directory) / STATE_JSON
     if not path.is_file():
         raise UserError(f"{directory} is a model directory without {STATE_JSON}: not a training checkpoint")
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(info, dict) or info.get("format") != STATE_FORMAT:
-        raise UserError(f"{path} is not a {STATE_FORMAT} file")
-    if info.get("format_version", 0) > STATE_FORMAT_VERSION:
-        version = info["format_version"]
-        raise UserError(f"{path} has format_version {version}; this version reads up to {STATE_FORMAT_VERSION}")
+    info = storage.read_json(path, STATE_FORMAT, STATE_FORMAT_VERSION)
     missing = [key for key in ("iteration", "data_position") if key not in info]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: the checkpoint is damaged")
@@ -597,33 +574,29 @@ class TrainingState:
         rng = ctx.gather_objects(capture_rng_state(ctx.device))
         directory = Path(directory)
         if ctx.is_main:
-            staging = directory.with_name(directory.name + ".saving")
-            shutil.rmtree(staging, ignore_errors=True)
-            save_model(self.model, staging, metadata=metadata)
-            tensors = {
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "carried_state": carried,
-                "rng": rng,
-            }
-            torch.save(tensors, staging / STATE_TENSORS)
-            info = {
-                "format": STATE_FORMAT,
-                "format_version": STATE_FORMAT_VERSION,
-                "iteration": self.iteration,
-                "epoch": self.epoch,
-                "world_size": ctx.world_size,
-                "data_position": self.batcher.state_dict(),
-                "schedule": schedule_dict(self.schedule),
-                "elapsed_s": self.elapsed_s,
-                "nonfinite_in_a_row": self.nonfinite_in_a_row,
-                "history": self.history.to_dict(),
-                "run": run or {},
-            }
-            _write_json(staging / STATE_JSON, info)
-            for name in (STATE_TENSORS, STATE_JSON):
-                _fsync(staging / name)
-            _swap_in(staging, directory)
+            with storage.replace_directory(directory) as staging:
+                write_model_files(self.model, staging, metadata=metadata)
+                tensors = {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                    "carried_state": carried,
+                    "rng": rng,
+                }
+                torch.save(tensors, staging / STATE_TENSORS)
+                info = {
+                    "format": STATE_FORMAT,
+                    "format_version": STATE_FORMAT_VERSION,
+                    "iteration": self.iteration,
+                    "epoch": self.epoch,
+                    "world_size": ctx.world_size,
+                    "data_position": self.batcher.state_dict(),
+                    "schedule": schedule_dict(self.schedule),
+                    "elapsed_s": self.elapsed_s,
+                    "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                    "history": self.history.to_dict(),
+                    "run": run or {},
+                }
+                (staging / STATE_JSON).write_text(storage.json_text(info, sort_keys=True))
         ctx.barrier()
         return directory
 
@@ -672,17 +645,6 @@ class TrainingState:
         self.elapsed_s = float(info.get("elapsed_s", 0.0))
         self.nonfinite_in_a_row = int(info.get("nonfinite_in_a_row", 0))
         return info
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Put the finished ``staging`` directory at ``directory`` (the layout of :mod:`.checkpoint`)."""
-    previous = directory.with_name(directory.name + ".previous")
-    if directory.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(directory, previous)
-    os.replace(staging, directory)
-    _fsync(directory.parent)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- updates

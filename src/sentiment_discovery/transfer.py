@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import storage
 from .errors import UserError
+from .storage import file_sha256  # noqa: F401 - part of this module's public API
 
 DEFAULT_C_GRID = tuple(float(2.0**power) for power in range(-8, 1))
 TOP_UNITS_SHOWN = 5
@@ -40,14 +42,6 @@ MAX_ITER = 100
 
 
 # --------------------------------------------------------------------------- hashing and the feature cache
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def texts_sha256(texts: Sequence[str]) -> str:
@@ -101,7 +95,7 @@ class ModelIdentity:
         return cls(
             name=resolved.name.removesuffix(".previous"),
             path=str(resolved.resolve()),
-            weights_sha256=file_sha256(resolved / WEIGHTS_FILE),
+            weights_sha256=storage.file_sha256(resolved / WEIGHTS_FILE),
             rnn_size=model.config.rnn_size,
             layer=layer % layers,
             preprocess=preprocess,
@@ -154,11 +148,9 @@ class FeatureCache:
         return features
 
     def save(self, key: str, features: np.ndarray) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-        np.save(partial, features)
-        os.replace(partial, path)
+        with storage.atomic_file(path, "wb") as handle:
+            np.save(handle, features)
         return path
 
 
@@ -492,8 +484,7 @@ class SentimentClassifier:
 
     def save(self, directory: str | os.PathLike) -> Path:
         path = Path(directory) / CLASSIFIER_FILE
-        write_json_atomically(path, self.to_dict())
-        return path
+        return storage.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, model: str | os.PathLike | None = None, device: str = "cpu"):
@@ -512,14 +503,7 @@ class SentimentClassifier:
             path = path / CLASSIFIER_FILE
         if not path.is_file():
             raise UserError(f"no classifier at {path}; pass the results directory that `transfer` wrote")
-        try:
-            values = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UserError(f"{path} is not valid JSON ({error})") from None
-        if not isinstance(values, dict) or values.get("format") != CLASSIFIER_FORMAT:
-            raise UserError(f"{path} is not a {CLASSIFIER_FORMAT} file")
-        if values.get("format_version", 0) > CLASSIFIER_FORMAT_VERSION:
-            raise UserError(f"{path} has format_version {values['format_version']}; this version reads up to 1")
+        values = storage.read_json(path, CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION)
         try:
             classifier = cls(
                 all_neurons=LinearProbe.from_dict(values["all_neurons"]),
@@ -606,13 +590,6 @@ class SentimentClassifier:
 
     def predict(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
         return self.probe(use).predict(self._as_features(texts_or_features))
-
-
-def write_json_atomically(path: Path, values: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(values, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 # --------------------------------------------------------------------------- fitting it all
@@ -891,33 +868,6 @@ def plot_data_efficiency(summary: Sequence[dict], path: Path, evaluated_on: str)
     axes.legend()
     figure.savefig(path)
     return path
-
-
-# --------------------------------------------------------------------------- the model's metadata
-
-
-def record_sentiment_unit(model_directory: str | os.PathLike, unit: int, sign: int, source: str) -> bool:
-    """Save the sentiment unit in the model's ``config.json`` metadata (``visualize`` uses it by default).
-
-    Only ``config.json`` changes, so the weights (and their hash) stay the same. Returns
-    False (with a notice) when the directory cannot be written.
-    """
-    from .checkpoint import CONFIG_FILE, read_model_config, resolve_model_directory
-
-    directory = resolve_model_directory(model_directory)
-    config = read_model_config(directory)
-    metadata = config.get("metadata") or {}
-    metadata.update(sentiment_unit=int(unit), sentiment_unit_sign=int(sign), sentiment_unit_source=source)
-    config["metadata"] = metadata
-    path = directory / CONFIG_FILE
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        os.replace(partial, path)
-    except OSError as error:
-        print(f"notice: could not record the sentiment unit in {path} ({error.strerror})", file=sys.stderr)
-        return False
-    return True
 
 
 def default_jobs(limit: int = 4) -> int:

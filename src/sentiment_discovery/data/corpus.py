@@ -23,7 +23,6 @@ on without being read into memory (the release's ``-lazy``).
 import array
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
 from .readers import EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, detect_format, iter_numbered_texts, split_counts
@@ -142,12 +142,7 @@ def read_manifest(directory: Path) -> dict:
         raise UserError(f"corpus directory {directory} does not exist")
     if not path.is_file():
         raise UserError(f"{directory} is not a corpus (no {MANIFEST_FILE}); build one with `sentiment-discovery preprocess`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}); rebuild the corpus") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise UserError(f"{path} is not a {FORMAT_NAME} manifest")
+    manifest = storage.read_json(path, FORMAT_NAME, hint="; rebuild the corpus", what="manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"{path} has format version {manifest.get('format_version')}, this version reads {FORMAT_VERSION}; "
@@ -218,14 +213,6 @@ def _source_entry(path: Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict) -> dict:
     if not isinstance(text_options, TextOptions):
         raise UserError(f"text_options must be a TextOptions, not {type(text_options).__name__}")
@@ -285,7 +272,7 @@ def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
         if now["bytes"] != entry["bytes"]:
             return False
         # A touched but unchanged file is still the same input: only then is it hashed again.
-        if now["mtime_ns"] != entry["mtime_ns"] and file_sha256(path) != entry["sha256"]:
+        if now["mtime_ns"] != entry["mtime_ns"] and storage.file_sha256(path) != entry["sha256"]:
             return False
     return True
 
@@ -325,7 +312,7 @@ def build_corpus(
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_corpus(out_dir))):
         raise UserError(f"{out_dir} exists and is not a corpus; choose another --out or remove it")
 
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = storage.partial_directory(out_dir)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.monotonic()
@@ -401,29 +388,11 @@ def build_corpus(
         "read_per_source": per_source,
         "build_seconds": round(time.monotonic() - started, 3),
     }
-    _write_json(partial / MANIFEST_FILE, manifest)
-    _swap_in(partial, out_dir)
+    (partial / MANIFEST_FILE).write_text(storage.json_text(manifest), encoding="utf-8")
+    storage.swap_in(partial, out_dir)
     texts = ", ".join(f"{name} {splits[name]['texts']} texts / {splits[name]['bytes']} bytes" for name in names)
     say(f"{out_dir}: {texts}; read {total.summary()}")
     return out_dir
-
-
-def _write_json(path: Path, value: dict) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _swap_in(partial: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` (an old corpus or nothing) by the finished ``partial``."""
-    previous = out_dir.with_name(out_dir.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(previous)
-    partial.rename(out_dir)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def ensure_corpus(

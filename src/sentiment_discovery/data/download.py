@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
-from .corpus import file_sha256
+from ..storage import file_sha256
 
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 20

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import transfer
+from .. import storage, transfer
 from ..checkpoint import load_model
 from ..data.readers import FORMATS, parse_split, read_labeled, read_texts, split_indices
 from ..errors import UserError
@@ -270,7 +270,7 @@ def run(config: TransferConfig) -> None:
         print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
     unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
     # An empty classifier ranks nothing: its "top unit" is not worth recording.
-    if classifier.all_neurons.features_used and transfer.record_sentiment_unit(model_path, unit, sign, str(results_dir)):
+    if classifier.all_neurons.features_used and _record_unit(model_path, unit, sign, str(results_dir)):
         print(f"recorded unit {unit} ({'positive' if sign > 0 else 'negative'}) as the sentiment unit in "
               f"{model_path}/config.json, for `visualize`", file=sys.stderr)
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -303,8 +303,19 @@ def run(config: TransferConfig) -> None:
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
-    transfer.write_json_atomically(results_dir / "results.json", results)
+    storage.write_json(results_dir / "results.json", results)
     print(f"results saved to {results_dir}/", file=sys.stderr)
+
+
+def _record_unit(model_path, unit, sign, source) -> bool:
+    from ..checkpoint import resolve_model_directory, update_model_metadata
+
+    try:
+        update_model_metadata(resolve_model_directory(model_path), sentiment_unit=int(unit), sentiment_unit_sign=int(sign),
+                              sentiment_unit_source=source)
+    except OSError:
+        return False
+    return True
 
 
 def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
