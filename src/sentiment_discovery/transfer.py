@@ -684,8 +684,8 @@ def write_predictions(
     units = classifier.top_units
     header = [text_key] + ([label_key] if labels is not None else [])
     header += ["prediction", "probability_all_neurons", "probability_n_neurons"] + [f"neuron_{u}" for u in units]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    # surrogateescape: a text given as bytes that are not UTF-8 (a shell's $'\xff') is written back as those bytes.
+    with storage.atomic_file(path, "w", newline="", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row, text in enumerate(texts):
