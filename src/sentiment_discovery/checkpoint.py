@@ -85,11 +85,21 @@ def resolve_model_directory(path: str | os.PathLike) -> Path:
         print(f"notice: {path} was being replaced when a save stopped; loading {previous}", file=sys.stderr)
         return previous
     if path.is_file():
-        raise UserError(
-            f"{path} is a file, not a model directory (config.json + model.safetensors); "
-            "import published weights with `sentiment-discovery import-openai` or `import-pytorch`"
-        )
+        raise not_a_model_directory(path)
     raise UserError(f"model directory {path} does not exist")
+
+
+def not_a_model_directory(path: Path) -> UserError:
+    """The error for a file given where a model directory belongs: a 2017 checkpoint is named as such."""
+    if path.suffix.lower() in (".pt", ".pth"):
+        return UserError(
+            f"{path} is a PyTorch file, not a model directory; convert it once with "
+            f"`sentiment-discovery import-pytorch {path} DEST` and pass DEST"
+        )
+    return UserError(
+        f"{path} is a file, not a model directory ({CONFIG_FILE} + {WEIGHTS_FILE}); import published weights "
+        "with `sentiment-discovery import-openai` or `import-pytorch`"
+    )
 
 
 def read_model_config(directory: Path) -> dict:
@@ -145,6 +155,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
             raise UserError(
                 f"{weights_path}: tensor {name} has shape {list(tensor.shape)} but {CONFIG_FILE} "
                 f"implies {list(expected[name].shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(
+                f"{weights_path}: tensor {name} holds NaN or infinite values, so every feature would be NaN; "
+                "the model is damaged (use an earlier checkpoint)"
             )
     model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()})
     model.metadata = config.get("metadata", {})

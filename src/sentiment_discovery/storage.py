@@ -17,12 +17,15 @@ Every file or directory a command writes goes through here:
 """
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import types
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -140,6 +143,47 @@ def update_json(path: str | os.PathLike, change: Callable[[dict], None], sort_ke
     values = read_json(path)
     change(values)
     return write_json(path, values, sort_keys=sort_keys)
+
+
+def dataclass_from_dict(cls, values, noun: str, require_all: bool = False):
+    """``cls(**values)`` for a dict read from JSON, or one error naming the unknown, missing or mistyped key.
+
+    ``noun`` names a key in the errors ("model config key"); ``require_all``: a missing key is
+    an error rather than its default (an architecture must be stated, not guessed).
+    """
+    if not isinstance(values, dict):
+        raise UserError(f"the {noun}s are not a JSON object but {type(values).__name__}")
+    names = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise UserError(f"unknown {noun}(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    missing = [name for name in names if name not in values]
+    if require_all and missing:
+        raise UserError(f"missing {noun}(s) {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        expected = _allowed_types(hints[name])
+        if expected and not any(_is_instance(value, kind) for kind in expected):
+            wanted = " or ".join("null" if kind is type(None) else kind.__name__ for kind in expected)
+            raise UserError(f"{noun} {name} is {value!r}, not {wanted}")
+    return cls(**values)
+
+
+def _allowed_types(annotation) -> tuple:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = typing.get_args(annotation)
+    else:
+        kinds = (annotation,)
+    # Only plain JSON scalars are checked; anything richer is left to the class itself.
+    return kinds if all(kind in (bool, int, float, str, type(None)) for kind in kinds) else ()
+
+
+def _is_instance(value, kind) -> bool:
+    if kind is float:  # JSON writes 1.0 as 1 in some writers
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -266,6 +266,20 @@ class LinearProbe:
             "converged": self.converged,
         }
 
+    def check_shape(self, rnn_size: int, name: str) -> None:
+        """A clear error unless the weights fit ``rnn_size`` features (a hand-edited or damaged file)."""
+        width = rnn_size if self.units is None else len(self.units)
+        if self.coef.shape != (width,):
+            raise ValueError(f"{name} has {self.coef.size} weights for {width} features of a {rnn_size}-unit model")
+        if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < rnn_size):
+            raise ValueError(f"{name} uses units outside 0..{rnn_size - 1}")
+        for part in ("mean", "scale"):
+            values = getattr(self, part)
+            if values is not None and values.shape != (width,):
+                raise ValueError(f"{name} has {values.size} standardization {part}s for {width} features")
+        if not (np.isfinite(self.coef).all() and np.isfinite(self.intercept)):
+            raise ValueError(f"{name} has non-finite weights")
+
     @classmethod
     def from_dict(cls, values: dict) -> "LinearProbe":
         standardize = values.get("standardize") or {}
@@ -512,6 +526,13 @@ class SentimentClassifier:
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
             )
+            rnn_size = classifier.model.rnn_size
+            for name in PROBE_NAMES:
+                classifier.probe(name).check_shape(rnn_size, name)
+            if len(classifier.top_unit_signs) != len(classifier.top_units) or not classifier.top_units:
+                raise ValueError("top_units and top_unit_signs differ in length")
+            if not all(0 <= unit < rnn_size for unit in classifier.top_units):
+                raise ValueError(f"top_units lie outside 0..{rnn_size - 1}")
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
         if not Path(classifier.model.path).is_absolute():
@@ -671,8 +692,12 @@ def write_predictions(
     text_key: str = "text",
     labels: np.ndarray | None = None,
     label_key: str = "label",
+    lines: Sequence[int | None] | None = None,
 ) -> Path:
-    """One CSV row per text, in input order: text, [label], prediction, both probabilities, top unit values."""
+    """One CSV row per text, in input order: [line], text, [label], prediction, both probabilities, top unit values.
+
+    ``lines``: where each text was read (its line in the input file; None for none), written first.
+    """
     import csv
 
     path = Path(path)
@@ -682,14 +707,15 @@ def write_predictions(
     top = classifier.n_neurons.predict_proba(features)
     predicted = classifier.all_neurons.predict(features)
     units = classifier.top_units
-    header = [text_key] + ([label_key] if labels is not None else [])
+    header = (["line"] if lines is not None else []) + [text_key] + ([label_key] if labels is not None else [])
     header += ["prediction", "probability_all_neurons", "probability_n_neurons"] + [f"neuron_{u}" for u in units]
     # surrogateescape: a text given as bytes that are not UTF-8 (a shell's $'\xff') is written back as those bytes.
     with storage.atomic_file(path, "w", newline="", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row, text in enumerate(texts):
-            values = [text] + ([int(labels[row])] if labels is not None else [])
+            values = ([] if lines is None else ["" if lines[row] is None else lines[row]]) + [text]
+            values += [int(labels[row])] if labels is not None else []
             values += [int(predicted[row]), repr(float(full[row])), repr(float(top[row]))]
             # str() of a float32 is its shortest round-trip form.
             values += [str(features[row, u]) for u in units]

@@ -34,7 +34,9 @@ import numpy as np
 from .. import storage
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
-from .readers import EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, detect_format, iter_numbered_texts, split_counts
+from .readers import (
+    EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,
+)
 
 FORMAT_NAME = "sentiment-discovery-corpus"
 FORMAT_VERSION = 1
@@ -240,8 +242,7 @@ def _resolve_inputs(inputs) -> list[Path]:
     if not paths:
         raise UserError("preprocess needs at least one input file")
     for path in paths:
-        if not path.is_file():
-            raise UserError(f"input file {path} does not exist" if not path.exists() else f"input {path} is not a file")
+        check_input_file(path)
     return paths
 
 
