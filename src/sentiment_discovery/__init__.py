@@ -1,25 +1,41 @@
 """Byte-level mLSTM language models, sentiment-neuron transfer and visualisation.
 
 Reproduces "Learning to Generate Reviews and Discovering Sentiment" (Radford et al., 2017).
+
+The public names are imported on first use (PEP 562), not with the package: the CLI
+(``sentiment_discovery.cli``) then starts without importing torch, so a Ctrl-C while it
+starts up lands inside its handler (one line, exit status 130), never in an import.
 """
 
-from .checkpoint import load_model, save_model
+import importlib
+
 from .errors import UserError
-from .features import featurize
-from .model import ByteLM, CellOverwrite, ModelConfig, RNNState
-from .text import TextOptions, preprocess_text
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ByteLM",
-    "CellOverwrite",
-    "ModelConfig",
-    "RNNState",
-    "TextOptions",
-    "UserError",
-    "featurize",
-    "load_model",
-    "preprocess_text",
-    "save_model",
-]
+# public name -> the module that defines it
+_LAZY = {
+    "load_model": ".checkpoint",
+    "save_model": ".checkpoint",
+    "featurize": ".features",
+    "ByteLM": ".model",
+    "CellOverwrite": ".model",
+    "ModelConfig": ".model",
+    "RNNState": ".model",
+    "TextOptions": ".text",
+    "preprocess_text": ".text",
+}
+
+__all__ = sorted([*_LAZY, "UserError"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

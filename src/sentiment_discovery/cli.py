@@ -8,6 +8,7 @@ a :class:`UserError` becomes one ``error:`` line and exit status 2.
 import argparse
 import importlib
 import sys
+import warnings
 
 from .errors import UserError
 from .options import add_config_arguments, config_from_args, flag_reference_markdown
@@ -58,7 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings on one line, as every other message: ``warning: ...`` (no source line)."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a Ctrl-C at any point, start-up included, is one line and exit status 130."""
+    try:
+        with warnings.catch_warnings():  # the one-line format, for this command only
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
@@ -81,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     return int(status or 0)
 
 

@@ -285,10 +285,11 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+def output_lock(target: str | os.PathLike, what: str = "output", wait: bool = False) -> Iterator[Path]:
     """Hold the advisory lock of ``target`` (a file or directory to be written) for the ``with`` block.
 
-    A second holder is refused at once with a :class:`UserError` naming the live process.
+    A second holder is refused at once with a :class:`UserError` naming the live process
+    (``wait``: it waits its turn instead, for shared outputs such as a cached corpus).
     The lock is ``flock`` on a hidden file beside the target (``.<name>.lock``, holding the
     holder's pid): written by hand rather than with ``filelock`` because the refusal must be
     immediate and name the holder, and the file must go away afterwards. The kernel drops
@@ -300,7 +301,7 @@ def output_lock(target: str | os.PathLike, what: str = "output") -> Iterator[Pat
     while True:
         handle = open(path, "a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as error:
             handle.close()
             if error.errno not in (errno.EAGAIN, errno.EACCES):

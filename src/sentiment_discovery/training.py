@@ -528,6 +528,30 @@ def model_directories(model_path: Path) -> list[Path]:
     return sorted(p for p in model_path.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))
 
 
+def tidy_checkpoints(model_path: Path) -> list[str]:
+    """Finish or remove what killed saves left in ``model_path``; one line per thing done.
+
+    Call it only while holding the experiment's lock (no save of another run in flight).
+    """
+    if not model_path.is_dir():
+        return []
+    done = []
+    bases = set()
+    for entry in model_path.iterdir():
+        for suffix in (storage.PARTIAL_SUFFIX, storage.PREVIOUS_SUFFIX, ".saving"):
+            base = entry.name.removesuffix(suffix)
+            if entry.name.endswith(suffix) and CHECKPOINT_NAME.match(base):
+                bases.add(base)
+                if suffix == ".saving":  # the staging name of earlier versions
+                    shutil.rmtree(entry)
+                    done.append(f"removed the unfinished {entry}")
+    for base in sorted(bases):
+        message = storage.recover_directory(model_path / base)
+        if message:
+            done.append(message)
+    return done
+
+
 def prune_iteration_checkpoints(model_path: Path, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` ``iter<N>`` checkpoints (epoch checkpoints stay)."""
     if keep <= 0:

@@ -269,11 +269,10 @@ def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
     if manifest.get("options") != options or [entry["path"] for entry in manifest["sources"]] != list(map(str, sources)):
         return False
     for entry, path in zip(manifest["sources"], sources):
-        now = _source_entry(path)
-        if now["bytes"] != entry["bytes"]:
+        if path.stat().st_size != entry["bytes"]:
             return False
-        # A touched but unchanged file is still the same input: only then is it hashed again.
-        if now["mtime_ns"] != entry["mtime_ns"] and storage.file_sha256(path) != entry["sha256"]:
+        # Always hashed: an edit that keeps the size (and, copied or restored, the mtime) is still a change.
+        if storage.file_sha256(path) != entry["sha256"]:
             return False
     return True
 
@@ -293,12 +292,14 @@ def build_corpus(
     strict: bool = False,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    wait: bool = False,
 ) -> Path:
     """Preprocess ``inputs`` (read in order, as one stream of texts) into a corpus at ``out_dir``.
 
     A no-op when ``out_dir`` already holds the corpus of these unchanged inputs and
     options; otherwise it is rebuilt (atomically: a crash leaves the old corpus or none).
-    ``report`` receives one-line messages for the console (the no-op, the summary).
+    ``report`` receives one-line messages for the console (the no-op, the summary). Another
+    live build of ``out_dir`` is refused, or with ``wait`` waited for.
     """
     out_dir = Path(out_dir)
     sources = _resolve_inputs(inputs)
@@ -307,6 +308,13 @@ def build_corpus(
     text_keys = _text_keys_per_source(text_key, sources)
     options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
     say = report or (lambda message: None)
+    with storage.output_lock(out_dir, what="--out", wait=wait):
+        return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle,
+                             num_shards, text_options)
+
+
+def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle, num_shards,
+                  text_options) -> Path:
     if _up_to_date(out_dir, sources, options):
         say(f"{out_dir} is up to date with its inputs and options: nothing to do")
         return out_dir
@@ -440,5 +448,6 @@ def ensure_corpus(
         strict=strict,
         progress=progress,
         report=report,
+        wait=True,  # two runs that need one cached corpus: the second waits, then finds it built
     )
 
