@@ -297,6 +297,8 @@ def output_lock(target: str | os.PathLike, what: str = "output", wait: bool = Fa
     is stale by construction and is simply taken over: no pid guessing, no pid reuse trap.
     """
     path = lock_file(target)
+    # The folders made only to hold the lock go again with it, so a refused run leaves nothing.
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         handle = open(path, "a+")
@@ -304,6 +306,7 @@ def output_lock(target: str | os.PathLike, what: str = "output", wait: bool = Fa
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as error:
             handle.close()
+            _remove_empty(created)
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             raise UserError(
@@ -328,6 +331,15 @@ def output_lock(target: str | os.PathLike, what: str = "output", wait: bool = Fa
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         handle.close()
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote there) or already gone
+            return
 
 
 def check_output(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = (), flag: str = "-output") -> Path:

@@ -391,8 +391,8 @@ def _train_holding_lock(config: TrainConfig, ctx: training.DistributedContext, s
             torch.backends.cudnn.benchmark = True
         else:
             say("notice: -benchmark has no effect on the CPU")
+    resume_dir, start_dir = _starting_point(config, say)  # an earlier run is refused before any work
     corpora = prepare_corpora(config, ctx, say)
-    resume_dir, start_dir = _starting_point(config, say)
 
     seed_everything(config.seed)  # the same initial weights in every process
     model = _build_model(config, resume_dir, start_dir, corpora.text_options, say).to(ctx.device).train()
