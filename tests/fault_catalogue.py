@@ -434,7 +434,14 @@ def config(name, resume):
     return train.TrainConfig(train=spec["corpus"], experiment_dir=spec["experiment_dir"], experiment_name=name,
                              resume=resume, **spec["flags"])
 
-def child(name, resume, stop_at_rename):
+def child(name, resume, stop_at_rename, signal_at_update=None):
+    if signal_at_update is not None:  # tell the parent when this update starts; it kills a moment later
+        real_step = train.training.Trainer.step
+        def step(self, *args, **kwargs):
+            if self.state.iteration + 1 == signal_at_update:
+                os.write(1, b"update\n")
+            return real_step(self, *args, **kwargs)
+        train.training.Trainer.step = step
     real_replace, count = os.replace, [0]
     def replace(*args, **kwargs):
         count[0] += 1
@@ -447,22 +454,24 @@ def child(name, resume, stop_at_rename):
     os.write(1, f"renames {count[0]}\n".encode())
     os._exit(status)
 
-def run(name, resume, kill_after=None, stop_at_rename=None):
+def run(name, resume, kill_at=None, stop_at_rename=None):
+    """kill_at: (update, delay): SIGKILL ``delay`` seconds after that update starts."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read); os.dup2(write, 1)
-        child(name, resume, stop_at_rename)
+        child(name, resume, stop_at_rename, kill_at[0] if kill_at else None)
     os.close(write)
     started = time.perf_counter()
-    if kill_after is not None:
-        time.sleep(kill_after)
-        os.kill(pid, signal.SIGKILL)
     output = b""
     while chunk := os.read(read, 64):
         output += chunk
         if stop_at_rename is not None and b"saving" in output:
             os.kill(pid, signal.SIGKILL)
+        if kill_at is not None and b"update" in output:
+            time.sleep(kill_at[1])
+            os.kill(pid, signal.SIGKILL)
+            kill_at = None
     os.close(read)
     _, status = os.waitpid(pid, 0)
     renames = [int(line.split()[1]) for line in output.decode().splitlines() if line.startswith("renames")]
@@ -480,7 +489,9 @@ for index in range(spec["kills"]):
         code, _, _ = run(name, False, stop_at_rename=rng.randint(1, renames))
         moment = "mid-save"
     else:
-        code, _, _ = run(name, False, kill_after=rng.uniform(0.02, 0.9 * duration))
+        # A random update, and a random moment within the time one update and its save take.
+        update = rng.randint(1, spec["flags"]["max_iters"] - 1)
+        code, _, _ = run(name, False, kill_at=(update, rng.uniform(0, 0.5 * duration / spec["flags"]["max_iters"])))
         moment = "random"
     resumed, _, _ = run(name, True)
     print(json.dumps({"name": name, "moment": moment, "killed": code == -signal.SIGKILL, "resumed": resumed}),

@@ -559,7 +559,12 @@ def prune_iteration_checkpoints(model_path: Path, keep: int) -> list[Path]:
     iteration_checkpoints = [d for _, d in list_checkpoints(model_path) if d.name.startswith("iter")]
     removed = iteration_checkpoints[:-keep]
     for directory in removed:
-        shutil.rmtree(directory)
+        # Renamed first, so a kill during the removal leaves a .partial (tidied by the next run),
+        # never a half-deleted checkpoint that no listing sees and no pruning removes.
+        doomed = storage.partial_directory(directory)
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.replace(directory, doomed)
+        shutil.rmtree(doomed)
     return removed
 
 
