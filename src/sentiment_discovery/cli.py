@@ -6,8 +6,11 @@ a :class:`UserError` becomes one ``error:`` line and exit status 2.
 """
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from .errors import UserError
@@ -75,8 +78,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold a Ctrl-C that comes while the recipes are imported and raise it once they are.
+
+    A KeyboardInterrupt inside an import can leave a half-initialised module (torch) whose
+    next use fails with an unrelated error and a traceback; waiting the few seconds the
+    imports take gives the one ``interrupted`` line instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    with _interrupts_held():
+        parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit as stop:  # --help (0), or a bad flag value, already reported in one line (2)

@@ -334,6 +334,19 @@ def output_lock(target: str | os.PathLike, what: str = "output", wait: bool = Fa
         _remove_empty(created)
 
 
+@contextlib.contextmanager
+def new_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """``mkdir -p path`` for the ``with`` block; on an exception the folders it made go again if still empty."""
+    path = Path(path)
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
 def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:  # innermost first
         try:
