@@ -12,50 +12,24 @@ import gzip
 import io
 import json
 import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import NEGATIVE, POSITIVE, labelled, make_model, write_csv
 from sentiment_discovery import cli, save_model, storage
-from sentiment_discovery.model import ByteLM, ModelConfig
+from sentiment_discovery.model import ByteLM
 
-POSITIVE = ["a wonderful, moving film", "great fun and warm", "I loved it", "superb acting", "a delight"]
-NEGATIVE = ["a dull, tedious mess", "boring and long", "I hated it", "awful script", "a chore"]
 SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "the bird sang a song."]
 
 
 def tiny_model(seed: int = 0) -> ByteLM:
-    torch.manual_seed(seed)
-    model = ByteLM(ModelConfig(rnn_type="mlstm", embed_size=8, rnn_size=16, layers=1))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("_g") or name.endswith(".b"):
-                parameter.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def write_rows(path: Path, rows, header=("label", "sentence")) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def labelled(count: int, offset: int = 0) -> list[tuple]:
-    rows = []
-    for index in range(count):
-        label = (index + offset) % 2
-        rows.append((label, f"{(POSITIVE if label else NEGATIVE)[(index + offset) % 5]} #{index + offset}"))
-    return rows
+    return make_model(seed)  # 16 units, 8-dimensional embedding
 
 
 def make_workspace(root: Path) -> Path:
@@ -63,10 +37,10 @@ def make_workspace(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     save_model(tiny_model(), root / "model")
     save_model(tiny_model(seed=7), root / "other_model")
-    write_rows(root / "train.csv", labelled(40))
-    write_rows(root / "valid.csv", labelled(12, offset=100))
-    write_rows(root / "test.csv", labelled(10, offset=200))
-    write_rows(root / "texts.csv", [(text,) for text in POSITIVE + NEGATIVE], header=("sentence",))
+    write_csv(root / "train.csv", labelled(40))
+    write_csv(root / "valid.csv", labelled(12, offset=100))
+    write_csv(root / "test.csv", labelled(10, offset=200))
+    write_csv(root / "texts.csv", [(text,) for text in POSITIVE + NEGATIVE], header=("sentence",))
     (root / "corpus.txt").write_text("\n".join(SENTENCES[i % 3] for i in range(36)) + "\n")
     args = ["transfer", "-load_model", str(root / "model"), "-train", str(root / "train.csv"),
             "-valid", str(root / "valid.csv"), "-experiment_dir", str(root / "fitted"), "-c_grid", "0.5", "8",
@@ -301,11 +275,11 @@ def catalogue() -> list[Case]:
         Case("classify: truncated weights", "classify", _truncate_weights, r"is truncated or corrupt"),
         # ---- transfer
         Case("transfer: labels other than 0/1", "transfer",
-             _transfer(lambda ws, c: write_rows(c / "t.csv", [(3, "a"), (1, "b")])), r"label"),
+             _transfer(lambda ws, c: write_csv(c / "t.csv", [(3, "a"), (1, "b")])), r"label"),
         Case("transfer: no label column", "transfer",
-             _transfer(lambda ws, c: write_rows(c / "t.csv", [("a",)], header=("sentence",))), r"'label'"),
+             _transfer(lambda ws, c: write_csv(c / "t.csv", [("a",)], header=("sentence",))), r"'label'"),
         Case("transfer: one label only", "transfer",
-             _transfer(lambda ws, c: write_rows(c / "t.csv", [(1, "a"), (1, "b")])), r"has only label 1"),
+             _transfer(lambda ws, c: write_csv(c / "t.csv", [(1, "a"), (1, "b")])), r"has only label 1"),
         Case("transfer: -write_results is -train", "transfer",
              lambda ws, c: _transfer()(ws, c) + ["-write_results", str(ws / "train.csv")], r"is also an input"),
         Case("transfer: -write_results not .csv", "transfer",

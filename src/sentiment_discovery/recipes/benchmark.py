@@ -10,7 +10,6 @@ implementation is timed in the same process, runs interleaved, and the ratios pr
 
 import ctypes
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import storage
 from ..errors import UserError
 from ..fast_mlstm import StepProduct, reuse_freed_memory
 from ..features import featurize
@@ -362,7 +362,5 @@ def run(config: BenchmarkConfig) -> None:
     report = benchmark(config)
     print(format_report(report))
     if config.json:
-        path = Path(config.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = storage.write_json(config.json, report)
         print(f"wrote {path}", file=sys.stderr)
