@@ -17,7 +17,6 @@ import csv
 import os
 import random
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -113,11 +112,8 @@ def main() -> None:
         print("\nSST-2 is not available here; skipping sentiment transfer.")
         return
     step(f"transfer: the shipped model's features on SST-2 ({sst2})")
-    # Transfer records the unit it finds in the model's config.json: give it a copy, so
-    # that the package's own files stay as shipped.
-    model = EXPERIMENTS / "quickstart" / "model" / "shipped"
-    if not model.is_dir():
-        shutil.copytree(defaults.model_directory(), model)
+    # Transfer never writes into its model, so the package's own model is used as it is.
+    model = defaults.model_directory()
     # Mean-pooled features, as the shipped classifier was fitted (docs/transfer.md, "Pooling").
     transfer = ["transfer", *common, "-load_model", str(model), "-pooling", "mean", "-no_data_efficiency",
                 "-text_key", "sentence", "-label_key", "label"]

@@ -86,9 +86,9 @@ def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_missing_required_flag_names_it(capsys):
-    status = cli.main(["featurize", "--input", "x.csv", "--output", "y.npy"])
+    status = cli.main(["featurize", "--model", "m", "--input", "x.csv"])
     assert status == 2
-    assert "error: featurize needs --model" in capsys.readouterr().err
+    assert "error: featurize needs --output" in capsys.readouterr().err
 
 
 CHECK_COMMAND = """\

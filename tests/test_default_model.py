@@ -367,3 +367,26 @@ def test_shipped_model_card_is_filled_in(shipped):
     card = (shipped / "MODEL_CARD.md").read_text()
     left = card.count("TODO-RESULTS")
     assert left == 0, f"{shipped / 'MODEL_CARD.md'} still has {left} TODO-RESULTS placeholders"
+
+
+def test_transfer_leaves_the_model_byte_identical_and_visualize_reads_the_unit_from_the_classifier(fitted, tmp_path, capsys):
+    model_dir, results_dir = fitted
+    assert "sentiment_unit" not in load_model(model_dir).metadata
+    classifier = SentimentClassifier.load(results_dir)
+    unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
+    text = "a moving film"
+    capsys.readouterr()
+    args = ["visualize", "-classifier", str(results_dir), "-text", text, "-experiment_dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    page = (tmp_path / "mlstm" / "heatmaps" / f"{heatmap_file_stem(unit_values(load_model(model_dir), text, unit).text)}.html")
+    html = page.read_text(encoding="utf-8")
+    assert f"unit {unit} of layer 0, model {model_dir.resolve()}" in html
+    assert ("colours negated" in html) == (sign < 0)
+    expected = unit_values(load_model(model_dir), text, unit).values
+    assert re.findall(r'title="([^"]+)"', html) == [f"{v:+.4f}" for v in expected]
+    # -load_model must be the model the classifier was fitted on.
+    other = tmp_path / "other"
+    save_model(make_model(seed=7), other)
+    capsys.readouterr()
+    assert cli.main(args + ["-load_model", str(other)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {results_dir / 'classifier.json'} was fitted on model ")

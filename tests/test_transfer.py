@@ -310,6 +310,8 @@ def transfer_args(root: Path, *extra: str) -> list[str]:
 
 def test_transfer_command_writes_results_and_reuses_cached_features(experiment, capsys, monkeypatch):
     out_csv = experiment / "results.csv"
+    model_dir = experiment / "exp" / "mlstm" / "model" / "e0"
+    model_files = {path.name: path.read_bytes() for path in model_dir.iterdir()}
     assert cli.main(transfer_args(experiment, "-write_results", str(out_csv))) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 12
@@ -333,12 +335,11 @@ def test_transfer_command_writes_results_and_reuses_cached_features(experiment, 
         rows = list(csv.DictReader(handle))
     assert [row["sentence"] for row in rows] == [text for _, text in labelled(10, offset=200)]
     classifier = SentimentClassifier.load(results_dir)
-    model_dir = experiment / "exp" / "mlstm" / "model" / "e0"
     features = load_model(model_dir).featurize([row["sentence"] for row in rows])
     np.testing.assert_allclose([float(row["probability_all_neurons"]) for row in rows],
                                classifier.predict_proba(features)[:, 1], rtol=1e-6)
-    # The model now names its sentiment unit, for `visualize`; the weights are untouched.
-    assert load_model(model_dir).metadata["sentiment_unit"] == results["top_units"][0]
+    # The sentiment unit lives with the results; the model directory is left byte-identical.
+    assert {path.name: path.read_bytes() for path in model_dir.iterdir()} == model_files
     assert transfer.file_sha256(model_dir / "model.safetensors") == classifier.model.weights_sha256
 
     def fail(*args, **kwargs):
@@ -349,6 +350,8 @@ def test_transfer_command_writes_results_and_reuses_cached_features(experiment, 
     again = json.loads((results_dir / "results.json").read_text())
     assert all(split["cached"] for split in again["timing"]["featurize"].values())
     assert again["seed_output"] == lines and again["data_efficiency"] is None
+    # The results directory was replaced whole: no figure of the first run is left beside the second's.
+    assert not (results_dir / "data_efficiency.png").exists()
 
 
 def test_classify_command_labels_new_texts(experiment, capsys):

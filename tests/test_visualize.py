@@ -245,7 +245,7 @@ def test_command_errors(tmp_path, capsys):
     assert cli.main(base) == 2
     assert capsys.readouterr().err.strip() == (
         "error: no -neuron given and model e0.pt has no sentiment_unit in its metadata; "
-        "pass -neuron N (the transfer results list the top sentiment neurons)"
+        "pass -neuron N or -classifier DIR (the results directory transfer wrote)"
     )
     assert cli.main(base + ["-neuron", "1", "-overwrite", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: -overwrite steers generated text only; add -generate"

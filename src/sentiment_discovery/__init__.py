@@ -1,39 +1,32 @@
 """Byte-level mLSTM language models, sentiment-neuron transfer and visualisation.
 
 Reproduces "Learning to Generate Reviews and Discovering Sentiment" (Radford et al., 2017).
+
+The public names are imported on first use (PEP 562), not with the package: the CLI
+(``sentiment_discovery.cli``) then starts without importing torch, so a Ctrl-C while it
+starts up lands inside its handler (one line, exit status 130), never in an import.
 """
 
 import importlib
 
 from .errors import UserError
-from .text import TextOptions, preprocess_text
 
 __version__ = "0.1.0"
 
-# The names below that need torch are imported on first use (PEP 562), not with the
-# package: the command line imports the package, and `--help` should not wait for torch.
+# public name -> the module that defines it
 _LAZY = {
+    "load_model": ".checkpoint",
+    "save_model": ".checkpoint",
+    "featurize": ".features",
     "ByteLM": ".model",
     "CellOverwrite": ".model",
     "ModelConfig": ".model",
     "RNNState": ".model",
-    "featurize": ".features",
-    "load_model": ".checkpoint",
-    "save_model": ".checkpoint",
+    "TextOptions": ".text",
+    "preprocess_text": ".text",
 }
 
-__all__ = [
-    "ByteLM",
-    "CellOverwrite",
-    "ModelConfig",
-    "RNNState",
-    "TextOptions",
-    "UserError",
-    "featurize",
-    "load_model",
-    "preprocess_text",
-    "save_model",
-]
+__all__ = sorted([*_LAZY, "UserError"])
 
 
 def __getattr__(name: str):
@@ -45,4 +38,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted([*globals(), *_LAZY])

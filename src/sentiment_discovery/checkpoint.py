@@ -5,9 +5,7 @@ any point leaves either the previous model or the new one loadable; ``<dir>.prev
 exists only between the two renames and is loaded (with a notice) if the swap was cut off.
 """
 
-import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import storage
 from .errors import UserError
 from .model import ByteLM, ModelConfig
 from .text import TextOptions
@@ -37,44 +36,41 @@ def model_config_dict(model: ByteLM, metadata: dict | None = None) -> dict:
     }
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_model(
     model: ByteLM, directory: str | os.PathLike, metadata: dict | None = None, dtype: torch.dtype | None = None
 ) -> Path:
     """Save ``model`` as a model directory; ``dtype`` (e.g. bfloat16) shrinks the stored weights."""
     directory = Path(directory)
-    partial = directory.with_name(directory.name + ".partial")
-    previous = directory.with_name(directory.name + ".previous")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    with storage.replace_directory(directory) as staging:
+        write_model_files(model, staging, metadata, dtype)
+    return directory
+
+
+def write_model_files(
+    model: ByteLM, directory: Path, metadata: dict | None = None, dtype: torch.dtype | None = None
+) -> None:
+    """``config.json`` and ``model.safetensors`` into ``directory`` (a staging directory: see :func:`save_model`)."""
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu()
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         tensors[name] = tensor.contiguous()
-    save_file(tensors, partial / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
     if metadata is None:
         metadata = getattr(model, "metadata", {})
-    config_text = json.dumps(model_config_dict(model, metadata), indent=2, sort_keys=True) + "\n"
-    (partial / CONFIG_FILE).write_text(config_text)
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        with open(partial / name, "rb") as handle:
-            os.fsync(handle.fileno())
-    if directory.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(directory, previous)
-    os.replace(partial, directory)
-    _fsync_directory(directory.parent)
-    shutil.rmtree(previous, ignore_errors=True)
-    return directory
+    save_file(tensors, directory / WEIGHTS_FILE, metadata={"format": FORMAT_NAME})
+    (directory / CONFIG_FILE).write_text(storage.json_text(model_config_dict(model, metadata), sort_keys=True))
+
+
+def update_model_metadata(directory: str | os.PathLike, **values) -> Path:
+    """Add ``values`` to a model's ``config.json`` metadata; the weights (and their hash) stay the same.
+
+    Only explicit acts call this (``export-default``); nothing that evaluates a model does.
+    """
+    directory = Path(directory)
+    config = read_model_config(directory)
+    config["metadata"] = {**(config.get("metadata") or {}), **values}
+    return storage.write_json(directory / CONFIG_FILE, config, sort_keys=True)
 
 
 def resolve_model_directory(path: str | os.PathLike) -> Path:
@@ -89,26 +85,28 @@ def resolve_model_directory(path: str | os.PathLike) -> Path:
         print(f"notice: {path} was being replaced when a save stopped; loading {previous}", file=sys.stderr)
         return previous
     if path.is_file():
-        raise UserError(
-            f"{path} is a file, not a model directory (config.json + model.safetensors); "
-            "import published weights with `sentiment-discovery import-openai` or `import-pytorch`"
-        )
+        raise not_a_model_directory(path)
     raise UserError(f"model directory {path} does not exist")
+
+
+def not_a_model_directory(path: Path) -> UserError:
+    """The error for a file given where a model directory belongs: a 2017 checkpoint is named as such."""
+    if path.suffix.lower() in (".pt", ".pth"):
+        return UserError(
+            f"{path} is a PyTorch file, not a model directory; convert it once with "
+            f"`sentiment-discovery import-pytorch {path} DEST` and pass DEST"
+        )
+    return UserError(
+        f"{path} is a file, not a model directory ({CONFIG_FILE} + {WEIGHTS_FILE}); import published weights "
+        "with `sentiment-discovery import-openai` or `import-pytorch`"
+    )
 
 
 def read_model_config(directory: Path) -> dict:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise UserError(f"{config_path} is missing; a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{config_path} is not valid JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise UserError(f"{config_path} is not a {FORMAT_NAME} config (its 'format' is {config.get('format')!r})"
-                        if isinstance(config, dict) else f"{config_path} does not hold a JSON object")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{config_path} has format_version {config['format_version']}; this version reads up to {FORMAT_VERSION}")
+    config = storage.read_json(config_path, FORMAT_NAME, FORMAT_VERSION, what="config")
     for key in ("model", "text"):
         if not isinstance(config.get(key), dict):
             raise UserError(f"{config_path} has no '{key}' section")
@@ -157,6 +155,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
             raise UserError(
                 f"{weights_path}: tensor {name} has shape {list(tensor.shape)} but {CONFIG_FILE} "
                 f"implies {list(expected[name].shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(
+                f"{weights_path}: tensor {name} holds NaN or infinite values, so every feature would be NaN; "
+                "the model is damaged (use an earlier checkpoint)"
             )
     model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()})
     model.metadata = config.get("metadata", {})

@@ -6,8 +6,12 @@ a :class:`UserError` becomes one ``error:`` line and exit status 2.
 """
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+import warnings
 
 from .errors import UserError
 from .options import add_config_arguments, config_from_args, flag_reference_markdown
@@ -58,8 +62,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings on one line, as every other message: ``warning: ...`` (no source line)."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Run one command; a Ctrl-C at any point, start-up included, is one line and exit status 130."""
+    try:
+        with warnings.catch_warnings():  # the one-line format, for this command only
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold a Ctrl-C that comes while the recipes are imported and raise it once they are.
+
+    A KeyboardInterrupt inside an import can leave a half-initialised module (torch) whose
+    next use fails with an unrelated error and a traceback; waiting the few seconds the
+    imports take gives the one ``interrupted`` line instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
+def _main(argv: list[str] | None) -> int:
+    with _interrupts_held():
+        parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit as stop:  # --help (0), or a bad flag value, already reported in one line (2)
@@ -81,9 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     return int(status or 0)
 
 

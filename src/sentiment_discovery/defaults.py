@@ -14,13 +14,13 @@ instead. :func:`export_default_model` (``sentiment-discovery export-default``) f
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import storage
 from .errors import UserError
 
 ENV_VAR = "SENTIMENT_DISCOVERY_DEFAULT_MODEL"
@@ -119,12 +119,7 @@ class SentimentUnit:
 
 def read_sentiment_unit(path: str | os.PathLike) -> SentimentUnit:
     path = Path(path)
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is unreadable ({error})") from None
-    if not isinstance(values, dict) or values.get("format") != SENTIMENT_UNIT_FORMAT:
-        raise UserError(f"{path} is not a {SENTIMENT_UNIT_FORMAT} file")
+    values = storage.read_json(path, SENTIMENT_UNIT_FORMAT)
     unit, sign, layer = values.get("unit"), values.get("sign"), values.get("layer")
     valid = all(isinstance(v, int) and not isinstance(v, bool) for v in (unit, sign, layer))
     if not valid or unit < 0 or layer < 0 or sign not in (1, -1):
@@ -172,10 +167,9 @@ def _read_results(classifier_source: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return storage.read_json(path)
+    except UserError:
         return None
-    return values if isinstance(values, dict) else None
 
 
 def _threshold_accuracy(results: dict | None, unit: int) -> dict | None:
@@ -205,7 +199,7 @@ def export_default_model(
     import torch
 
     from . import transfer
-    from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_directory, save_model
+    from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_directory, save_model, update_model_metadata
 
     source_dir = resolve_model_directory(model)
     fitted = transfer.SentimentClassifier.load(classifier)
@@ -220,96 +214,86 @@ def export_default_model(
 
     out = Path(out) if out is not None else default_directory()
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / ".export.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        # The model: verbatim (same weights, same hash), or re-saved with bfloat16 storage.
-        staged_model = staging / MODEL_SUBDIR
-        if bf16:
-            language_model = load_model(source_dir)
-            save_model(language_model, staged_model, metadata=dict(language_model.metadata), dtype=torch.bfloat16)
-        else:
-            staged_model.mkdir()
-            for name in (CONFIG_FILE, WEIGHTS_FILE):
-                shutil.copyfile(source_dir / name, staged_model / name)
-        storage = "bfloat16" if bf16 else "as fitted"
-        _update_metadata(staged_model, unit, storage, fitted.model.weights_sha256)
-        weights_sha256 = transfer.file_sha256(staged_model / WEIGHTS_FILE)
-
-        # The classifier, pointing at the staged model by relative location and hash.
-        staged_identity = dataclasses.replace(
-            fitted.model, name=MODEL_SUBDIR, path=str(staged_model.resolve()), weights_sha256=weights_sha256
-        )
-        probe = dataclasses.replace(fitted, model=staged_identity, source=None)
-        before = fitted.predict_proba(list(CHECK_TEXTS))[:, 1]
-        after = probe.predict_proba(list(CHECK_TEXTS))[:, 1]
-        change = float(abs(after - before).max())
-        agree = int(((before > 0.5) == (after > 0.5)).sum())
-        values = fitted.to_dict()
-        values["model"] = dataclasses.replace(staged_identity, path=RELATIVE_MODEL_PATH).to_dict()
-        values["export"] = {
-            "fitted_on": {"path": fitted.model.path, "weights_sha256": fitted.model.weights_sha256},
-            "weights_storage": storage,
-            "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
-        }
-        staged_classifier = staging / CLASSIFIER_SUBDIR
-        transfer.write_json_atomically(staged_classifier / transfer.CLASSIFIER_FILE, values)
-        for pattern in RESULTS_PATTERNS:
-            for path in sorted(fitted.source.parent.glob(pattern)):
-                shutil.copyfile(path, staged_classifier / path.name)
-
-        unit_values = unit.to_dict()
-        unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
-        threshold = _threshold_accuracy(results, unit.unit)
-        if threshold is not None:
-            unit_values["threshold_0_accuracy"] = threshold
-        if results and results.get("dataset"):
-            unit_values["dataset"] = results["dataset"]
-        transfer.write_json_atomically(staging / SENTIMENT_UNIT_FILE, unit_values)
-
-        for path in staging.rglob("*"):  # readable by everyone who can import the package
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-
-        # Verify the staged directory exactly as the default loaders will read it.
-        check = transfer.SentimentClassifier.load(staged_classifier)
-        check.attach_model(check.model.path)
-        if read_sentiment_unit(staging / SENTIMENT_UNIT_FILE) != unit:
-            raise UserError(f"{staging / SENTIMENT_UNIT_FILE} did not read back as written")
-
-        _swap_in(staging, out, [MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE])
-    finally:
+    with storage.output_lock(out, what="--out"):  # two exports into one directory: the second is refused
+        staging = out / ".export.partial"
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            # The model: verbatim (same weights, same hash), or re-saved with bfloat16 storage.
+            staged_model = staging / MODEL_SUBDIR
+            if bf16:
+                language_model = load_model(source_dir)
+                save_model(language_model, staged_model, metadata=dict(language_model.metadata), dtype=torch.bfloat16)
+            else:
+                staged_model.mkdir()
+                for name in (CONFIG_FILE, WEIGHTS_FILE):
+                    shutil.copyfile(source_dir / name, staged_model / name)
+            weights_storage = "bfloat16" if bf16 else "as fitted"
+            # Writing the unit into the model is this command's explicit purpose (visualize reads it).
+            update_model_metadata(
+                staged_model,
+                sentiment_unit=unit.unit,
+                sentiment_unit_sign=unit.sign,
+                sentiment_unit_source=f"default model {CLASSIFIER_SUBDIR}/",
+                default_model={"weights_storage": weights_storage, "fitted_on_weights_sha256": fitted.model.weights_sha256},
+            )
+            weights_sha256 = storage.file_sha256(staged_model / WEIGHTS_FILE)
+
+            # The classifier, pointing at the staged model by relative location and hash.
+            staged_identity = dataclasses.replace(
+                fitted.model, name=MODEL_SUBDIR, path=str(staged_model.resolve()), weights_sha256=weights_sha256
+            )
+            probe = dataclasses.replace(fitted, model=staged_identity, source=None)
+            before = fitted.predict_proba(list(CHECK_TEXTS))[:, 1]
+            after = probe.predict_proba(list(CHECK_TEXTS))[:, 1]
+            change = float(abs(after - before).max())
+            agree = int(((before > 0.5) == (after > 0.5)).sum())
+            values = fitted.to_dict()
+            values["model"] = dataclasses.replace(staged_identity, path=RELATIVE_MODEL_PATH).to_dict()
+            values["export"] = {
+                "fitted_on": {"path": fitted.model.path, "weights_sha256": fitted.model.weights_sha256},
+                "weights_storage": weights_storage,
+                "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
+            }
+            staged_classifier = staging / CLASSIFIER_SUBDIR
+            storage.write_json(staged_classifier / transfer.CLASSIFIER_FILE, values)
+            for pattern in RESULTS_PATTERNS:
+                for path in sorted(fitted.source.parent.glob(pattern)):
+                    shutil.copyfile(path, staged_classifier / path.name)
+
+            unit_values = unit.to_dict()
+            unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
+            threshold = _threshold_accuracy(results, unit.unit)
+            if threshold is not None:
+                unit_values["threshold_0_accuracy"] = threshold
+            if results and results.get("dataset"):
+                unit_values["dataset"] = results["dataset"]
+            storage.write_json(staging / SENTIMENT_UNIT_FILE, unit_values)
+
+            for path in staging.rglob("*"):  # readable by everyone who can import the package
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+            # Verify the staged directory exactly as the default loaders will read it.
+            check = transfer.SentimentClassifier.load(staged_classifier)
+            check.attach_model(check.model.path)
+            if read_sentiment_unit(staging / SENTIMENT_UNIT_FILE) != unit:
+                raise UserError(f"{staging / SENTIMENT_UNIT_FILE} did not read back as written")
+
+            _swap_in(staging, out, [MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     model_bytes = directory_bytes(out / MODEL_SUBDIR)
     if model_bytes > SIZE_LIMIT_BYTES:
         say(f"notice: the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
             "a shipped default may take (tests/test_default_model.py); export with --bf16")
-    return ExportReport(out, model_bytes, weights_sha256, storage, unit, len(CHECK_TEXTS), change, agree, results)
-
-
-def _update_metadata(model_dir: Path, unit: SentimentUnit, storage: str, fitted_sha256: str) -> None:
-    """Record the sentiment unit (for ``visualize -load_model``) and the export in ``config.json``."""
-    from .checkpoint import CONFIG_FILE, read_model_config
-
-    config = read_model_config(model_dir)
-    metadata = dict(config.get("metadata") or {})
-    metadata.update(
-        sentiment_unit=unit.unit,
-        sentiment_unit_sign=unit.sign,
-        sentiment_unit_source=f"default model {CLASSIFIER_SUBDIR}/",
-        default_model={"weights_storage": storage, "fitted_on_weights_sha256": fitted_sha256},
-    )
-    config["metadata"] = metadata
-    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return ExportReport(out, model_bytes, weights_sha256, weights_storage, unit, len(CHECK_TEXTS), change, agree, results)
 
 
 def _swap_in(staging: Path, out: Path, names: Sequence[str]) -> None:
-    previous = out / ".export.previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    previous.mkdir()
+    """Move each staged part into ``out``; other files there (the model card) stay."""
     for name in names:
-        if (out / name).exists():
-            os.replace(out / name, previous / name)
-        os.replace(staging / name, out / name)
-    shutil.rmtree(previous, ignore_errors=True)
+        if (staging / name).is_dir():
+            storage.swap_in(staging / name, out / name)
+        else:
+            os.replace(staging / name, out / name)

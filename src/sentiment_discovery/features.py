@@ -79,7 +79,8 @@ def iter_pooled_cells(
     precision = resolve_precision(precision, model.device)
     autocast = products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
-    bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
+    # Counted in bytes, chunk by chunk: one long text moves the bar (and its rate and ETA) too.
+    bar = tqdm(total=sum(len(b) for b in byte_strings), unit="B", unit_scale=True, disable=not progress, desc="featurize")
     with torch.no_grad(), autocast:
         for indices in batches:
             batch = [byte_strings[i] for i in indices]
@@ -88,7 +89,9 @@ def iter_pooled_cells(
             is_text = torch.arange(tokens.shape[1], device=model.device) >= (tokens.shape[1] - lengths)[:, None]
             state = model.init_state(len(indices))
             cell_sum = torch.zeros(len(indices), model.config.rnn_size, device=model.device)
-            for start in range(0, tokens.shape[1], CHUNK_LENGTH):
+            width = tokens.shape[1]
+            first_byte = width - np.array([len(b) for b in batch])
+            for start in range(0, width, CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
                 encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling == "mean")
                 state = encoded.state
@@ -97,8 +100,8 @@ def iter_pooled_cells(
                 if pooling == "mean":
                     cells = encoded.cell_sequences[layer].float()
                     cell_sum += (cells * is_text[:, start:stop, None]).sum(dim=1)
+                bar.update(int(np.clip(min(stop, width) - np.maximum(first_byte, start), 0, None).sum()))
             pooled = state.cell[layer].float() if pooling == "final" else cell_sum / lengths[:, None]
-            bar.update(len(indices))
             yield indices, pooled
     bar.close()
 

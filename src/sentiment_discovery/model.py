@@ -18,6 +18,7 @@ from torch import nn
 from .choices import RNN_TYPES
 from .errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
+from .storage import dataclass_from_dict
 from .text import TextOptions
 
 VOCAB_SIZE = 256
@@ -51,11 +52,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown model config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        """From ``config.json``: every key stated (a default would silently build another architecture)."""
+        return dataclass_from_dict(cls, values, "model config key", require_all=True)
 
 
 @dataclasses.dataclass

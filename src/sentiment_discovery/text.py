@@ -4,7 +4,7 @@ import dataclasses
 import html
 import re
 
-from .errors import UserError
+from .storage import dataclass_from_dict
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
 # Collapses every whitespace run to one space, like r"\s+", but skips the single spaces
@@ -31,11 +31,7 @@ class TextOptions:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TextOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown text preprocessing option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "text preprocessing option")
 
 
 # The paper's review cleaning (markup removed, whitespace normalised) on top of the release's.

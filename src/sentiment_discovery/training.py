@@ -19,7 +19,6 @@ The ``train`` recipe (``recipes/train.py``) puts these together; nothing here pa
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import random
@@ -37,7 +36,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from . import storage
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, write_model_files
 from .choices import SCHEDULES
 from .data.batching import TransposedBatcher
 from .data.corpus import ByteCorpus
@@ -229,12 +229,10 @@ class MetricsHistory:
         self.directory.mkdir(parents=True, exist_ok=True)
         for kind, columns in (("train", TRAIN_COLUMNS), ("eval", EVAL_COLUMNS)):
             path = self.directory / HISTORY_FILES[kind]
-            temporary = path.with_name(path.name + ".partial")
-            with open(temporary, "w", newline="") as handle:
+            with storage.atomic_file(path, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(getattr(self, kind))
-            os.replace(temporary, path)
 
     def to_dict(self) -> dict:
         return {"train": self.train, "eval": self.eval}
@@ -268,9 +266,8 @@ class MetricsHistory:
         if self.train or self.eval:
             axes.legend()
         figure.tight_layout()
-        temporary = path.with_name(path.name + ".partial.png")
-        figure.savefig(temporary)
-        os.replace(temporary, path)
+        with storage.atomic_file(path, "wb") as handle:
+            figure.savefig(handle, format="png")
 
 
 # --------------------------------------------------------------------------- processes
@@ -491,31 +488,11 @@ def restore_rng_state(state: dict, device: torch.device) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
-
-
 def read_state_json(directory: Path) -> dict:
     path = Path(directory) / STATE_JSON
     if not path.is_file():
         raise UserError(f"{directory} is a model directory without {STATE_JSON}: not a training checkpoint")
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(info, dict) or info.get("format") != STATE_FORMAT:
-        raise UserError(f"{path} is not a {STATE_FORMAT} file")
-    if info.get("format_version", 0) > STATE_FORMAT_VERSION:
-        version = info["format_version"]
-        raise UserError(f"{path} has format_version {version}; this version reads up to {STATE_FORMAT_VERSION}")
+    info = storage.read_json(path, STATE_FORMAT, STATE_FORMAT_VERSION)
     missing = [key for key in ("iteration", "data_position") if key not in info]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: the checkpoint is damaged")
@@ -549,6 +526,30 @@ def model_directories(model_path: Path) -> list[Path]:
     return sorted(p for p in model_path.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))
 
 
+def tidy_checkpoints(model_path: Path) -> list[str]:
+    """Finish or remove what killed saves left in ``model_path``; one line per thing done.
+
+    Call it only while holding the experiment's lock (no save of another run in flight).
+    """
+    if not model_path.is_dir():
+        return []
+    done = []
+    bases = set()
+    for entry in model_path.iterdir():
+        for suffix in (storage.PARTIAL_SUFFIX, storage.PREVIOUS_SUFFIX, ".saving"):
+            base = entry.name.removesuffix(suffix)
+            if entry.name.endswith(suffix) and CHECKPOINT_NAME.match(base):
+                bases.add(base)
+                if suffix == ".saving":  # the staging name of earlier versions
+                    shutil.rmtree(entry)
+                    done.append(f"removed the unfinished {entry}")
+    for base in sorted(bases):
+        message = storage.recover_directory(model_path / base)
+        if message:
+            done.append(message)
+    return done
+
+
 def prune_iteration_checkpoints(model_path: Path, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` ``iter<N>`` checkpoints (epoch checkpoints stay)."""
     if keep <= 0:
@@ -556,7 +557,12 @@ def prune_iteration_checkpoints(model_path: Path, keep: int) -> list[Path]:
     iteration_checkpoints = [d for _, d in list_checkpoints(model_path) if d.name.startswith("iter")]
     removed = iteration_checkpoints[:-keep]
     for directory in removed:
-        shutil.rmtree(directory)
+        # Renamed first, so a kill during the removal leaves a .partial (tidied by the next run),
+        # never a half-deleted checkpoint that no listing sees and no pruning removes.
+        doomed = storage.partial_directory(directory)
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.replace(directory, doomed)
+        shutil.rmtree(doomed)
     return removed
 
 
@@ -595,33 +601,29 @@ class TrainingState:
         rng = ctx.gather_objects(capture_rng_state(ctx.device))
         directory = Path(directory)
         if ctx.is_main:
-            staging = directory.with_name(directory.name + ".saving")
-            shutil.rmtree(staging, ignore_errors=True)
-            save_model(self.model, staging, metadata=metadata)
-            tensors = {
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "carried_state": carried,
-                "rng": rng,
-            }
-            torch.save(tensors, staging / STATE_TENSORS)
-            info = {
-                "format": STATE_FORMAT,
-                "format_version": STATE_FORMAT_VERSION,
-                "iteration": self.iteration,
-                "epoch": self.epoch,
-                "world_size": ctx.world_size,
-                "data_position": self.batcher.state_dict(),
-                "schedule": schedule_dict(self.schedule),
-                "elapsed_s": self.elapsed_s,
-                "nonfinite_in_a_row": self.nonfinite_in_a_row,
-                "history": self.history.to_dict(),
-                "run": run or {},
-            }
-            _write_json(staging / STATE_JSON, info)
-            for name in (STATE_TENSORS, STATE_JSON):
-                _fsync(staging / name)
-            _swap_in(staging, directory)
+            with storage.replace_directory(directory) as staging:
+                write_model_files(self.model, staging, metadata=metadata)
+                tensors = {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                    "carried_state": carried,
+                    "rng": rng,
+                }
+                torch.save(tensors, staging / STATE_TENSORS)
+                info = {
+                    "format": STATE_FORMAT,
+                    "format_version": STATE_FORMAT_VERSION,
+                    "iteration": self.iteration,
+                    "epoch": self.epoch,
+                    "world_size": ctx.world_size,
+                    "data_position": self.batcher.state_dict(),
+                    "schedule": schedule_dict(self.schedule),
+                    "elapsed_s": self.elapsed_s,
+                    "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                    "history": self.history.to_dict(),
+                    "run": run or {},
+                }
+                (staging / STATE_JSON).write_text(storage.json_text(info, sort_keys=True))
         ctx.barrier()
         return directory
 
@@ -670,17 +672,6 @@ class TrainingState:
         self.elapsed_s = float(info.get("elapsed_s", 0.0))
         self.nonfinite_in_a_row = int(info.get("nonfinite_in_a_row", 0))
         return info
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Put the finished ``staging`` directory at ``directory`` (the layout of :mod:`.checkpoint`)."""
-    previous = directory.with_name(directory.name + ".previous")
-    if directory.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(directory, previous)
-    os.replace(staging, directory)
-    _fsync(directory.parent)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- updates

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import storage
 from .errors import UserError
+from .storage import file_sha256  # noqa: F401 - part of this module's public API
 
 DEFAULT_C_GRID = tuple(float(2.0**power) for power in range(-8, 1))
 TOP_UNITS_SHOWN = 5
@@ -40,14 +42,6 @@ MAX_ITER = 100
 
 
 # --------------------------------------------------------------------------- hashing and the feature cache
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def texts_sha256(texts: Sequence[str]) -> str:
@@ -104,7 +98,7 @@ class ModelIdentity:
         return cls(
             name=resolved.name.removesuffix(".previous"),
             path=str(resolved.resolve()),
-            weights_sha256=file_sha256(resolved / WEIGHTS_FILE),
+            weights_sha256=storage.file_sha256(resolved / WEIGHTS_FILE),
             rnn_size=model.config.rnn_size,
             layer=layer % layers,
             preprocess=preprocess,
@@ -157,11 +151,9 @@ class FeatureCache:
         return features
 
     def save(self, key: str, features: np.ndarray) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-        np.save(partial, features)
-        os.replace(partial, path)
+        with storage.atomic_file(path, "wb") as handle:
+            np.save(handle, features)
         return path
 
 
@@ -276,6 +268,20 @@ class LinearProbe:
             "standardize": None if self.mean is None else {"mean": _floats(self.mean), "scale": _floats(self.scale)},
             "converged": self.converged,
         }
+
+    def check_shape(self, rnn_size: int, name: str) -> None:
+        """A clear error unless the weights fit ``rnn_size`` features (a hand-edited or damaged file)."""
+        width = rnn_size if self.units is None else len(self.units)
+        if self.coef.shape != (width,):
+            raise ValueError(f"{name} has {self.coef.size} weights for {width} features of a {rnn_size}-unit model")
+        if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < rnn_size):
+            raise ValueError(f"{name} uses units outside 0..{rnn_size - 1}")
+        for part in ("mean", "scale"):
+            values = getattr(self, part)
+            if values is not None and values.shape != (width,):
+                raise ValueError(f"{name} has {values.size} standardization {part}s for {width} features")
+        if not (np.isfinite(self.coef).all() and np.isfinite(self.intercept)):
+            raise ValueError(f"{name} has non-finite weights")
 
     @classmethod
     def from_dict(cls, values: dict) -> "LinearProbe":
@@ -497,8 +503,7 @@ class SentimentClassifier:
 
     def save(self, directory: str | os.PathLike) -> Path:
         path = Path(directory) / CLASSIFIER_FILE
-        write_json_atomically(path, self.to_dict())
-        return path
+        return storage.write_json(path, self.to_dict())
 
     @classmethod
     def load(
@@ -525,14 +530,7 @@ class SentimentClassifier:
             path = path / CLASSIFIER_FILE
         if not path.is_file():
             raise UserError(f"no classifier at {path}; pass the results directory that `transfer` wrote")
-        try:
-            values = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UserError(f"{path} is not valid JSON ({error})") from None
-        if not isinstance(values, dict) or values.get("format") != CLASSIFIER_FORMAT:
-            raise UserError(f"{path} is not a {CLASSIFIER_FORMAT} file")
-        if values.get("format_version", 0) > CLASSIFIER_FORMAT_VERSION:
-            raise UserError(f"{path} has format_version {values['format_version']}; this version reads up to 1")
+        values = storage.read_json(path, CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION)
         try:
             classifier = cls(
                 all_neurons=LinearProbe.from_dict(values["all_neurons"]),
@@ -541,6 +539,13 @@ class SentimentClassifier:
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
             )
+            rnn_size = classifier.model.rnn_size
+            for name in PROBE_NAMES:
+                classifier.probe(name).check_shape(rnn_size, name)
+            if len(classifier.top_unit_signs) != len(classifier.top_units) or not classifier.top_units:
+                raise ValueError("top_units and top_unit_signs differ in length")
+            if not all(0 <= unit < rnn_size for unit in classifier.top_units):
+                raise ValueError(f"top_units lie outside 0..{rnn_size - 1}")
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
         if not Path(classifier.model.path).is_absolute():
@@ -622,13 +627,6 @@ class SentimentClassifier:
         return self.probe(use).predict(self._as_features(texts_or_features))
 
 
-def write_json_atomically(path: Path, values: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(values, indent=2) + "\n")
-    os.replace(partial, path)
-
-
 # --------------------------------------------------------------------------- fitting it all
 
 
@@ -708,8 +706,12 @@ def write_predictions(
     text_key: str = "text",
     labels: np.ndarray | None = None,
     label_key: str = "label",
+    lines: Sequence[int | None] | None = None,
 ) -> Path:
-    """One CSV row per text, in input order: text, [label], prediction, both probabilities, top unit values."""
+    """One CSV row per text, in input order: [line], text, [label], prediction, both probabilities, top unit values.
+
+    ``lines``: where each text was read (its line in the input file; None for none), written first.
+    """
     import csv
 
     path = Path(path)
@@ -719,14 +721,15 @@ def write_predictions(
     top = classifier.n_neurons.predict_proba(features)
     predicted = classifier.all_neurons.predict(features)
     units = classifier.top_units
-    header = [text_key] + ([label_key] if labels is not None else [])
+    header = (["line"] if lines is not None else []) + [text_key] + ([label_key] if labels is not None else [])
     header += ["prediction", "probability_all_neurons", "probability_n_neurons"] + [f"neuron_{u}" for u in units]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    # surrogateescape: a text given as bytes that are not UTF-8 (a shell's $'\xff') is written back as those bytes.
+    with storage.atomic_file(path, "w", newline="", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row, text in enumerate(texts):
-            values = [text] + ([int(labels[row])] if labels is not None else [])
+            values = ([] if lines is None else ["" if lines[row] is None else lines[row]]) + [text]
+            values += [int(labels[row])] if labels is not None else []
             values += [int(predicted[row]), repr(float(full[row])), repr(float(top[row]))]
             # str() of a float32 is its shortest round-trip form.
             values += [str(features[row, u]) for u in units]
@@ -905,33 +908,6 @@ def plot_data_efficiency(summary: Sequence[dict], path: Path, evaluated_on: str)
     axes.legend()
     figure.savefig(path)
     return path
-
-
-# --------------------------------------------------------------------------- the model's metadata
-
-
-def record_sentiment_unit(model_directory: str | os.PathLike, unit: int, sign: int, source: str) -> bool:
-    """Save the sentiment unit in the model's ``config.json`` metadata (``visualize`` uses it by default).
-
-    Only ``config.json`` changes, so the weights (and their hash) stay the same. Returns
-    False (with a notice) when the directory cannot be written.
-    """
-    from .checkpoint import CONFIG_FILE, read_model_config, resolve_model_directory
-
-    directory = resolve_model_directory(model_directory)
-    config = read_model_config(directory)
-    metadata = config.get("metadata") or {}
-    metadata.update(sentiment_unit=int(unit), sentiment_unit_sign=int(sign), sentiment_unit_source=source)
-    config["metadata"] = metadata
-    path = directory / CONFIG_FILE
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        os.replace(partial, path)
-    except OSError as error:
-        print(f"notice: could not record the sentiment unit in {path} ({error.strerror})", file=sys.stderr)
-        return False
-    return True
 
 
 def default_jobs(limit: int = 4) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import storage
 from .errors import UserError
 from .features import CHUNK_LENGTH
 from .model import CellOverwrite, RNNState
@@ -381,11 +382,10 @@ def render_png(
     axes.set_xlim(0, width)
     axes.set_ylim(height, 0)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), storage.atomic_file(path, "wb") as handle:
         # Characters the monospace font lacks (e.g. CJK) are drawn as boxes; one warning each is noise.
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from")
-        figure.savefig(path, dpi=geometry.dpi)
+        figure.savefig(handle, format="png", dpi=geometry.dpi)
     return path
 
 
@@ -440,7 +440,4 @@ def render_html(
     page = _HTML_PAGE.format(
         title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts)
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return storage.write_text(path, page)

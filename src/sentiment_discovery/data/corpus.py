@@ -23,7 +23,6 @@ on without being read into memory (the release's ``-lazy``).
 import array
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -32,10 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..choices import DEFAULT_NUM_SHARDS
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
-from .readers import EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, detect_format, iter_numbered_texts, split_counts
+from .readers import (
+    EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,
+)
 
 FORMAT_NAME = "sentiment-discovery-corpus"
 FORMAT_VERSION = 1
@@ -141,12 +143,7 @@ def read_manifest(directory: Path) -> dict:
         raise UserError(f"corpus directory {directory} does not exist")
     if not path.is_file():
         raise UserError(f"{directory} is not a corpus (no {MANIFEST_FILE}); build one with `sentiment-discovery preprocess`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}); rebuild the corpus") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise UserError(f"{path} is not a {FORMAT_NAME} manifest")
+    manifest = storage.read_json(path, FORMAT_NAME, hint="; rebuild the corpus", what="manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"{path} has format version {manifest.get('format_version')}, this version reads {FORMAT_VERSION}; "
@@ -217,14 +214,6 @@ def _source_entry(path: Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict) -> dict:
     if not isinstance(text_options, TextOptions):
         raise UserError(f"text_options must be a TextOptions, not {type(text_options).__name__}")
@@ -252,8 +241,7 @@ def _resolve_inputs(inputs) -> list[Path]:
     if not paths:
         raise UserError("preprocess needs at least one input file")
     for path in paths:
-        if not path.is_file():
-            raise UserError(f"input file {path} does not exist" if not path.exists() else f"input {path} is not a file")
+        check_input_file(path)
     return paths
 
 
@@ -280,11 +268,10 @@ def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
     if manifest.get("options") != options or [entry["path"] for entry in manifest["sources"]] != list(map(str, sources)):
         return False
     for entry, path in zip(manifest["sources"], sources):
-        now = _source_entry(path)
-        if now["bytes"] != entry["bytes"]:
+        if path.stat().st_size != entry["bytes"]:
             return False
-        # A touched but unchanged file is still the same input: only then is it hashed again.
-        if now["mtime_ns"] != entry["mtime_ns"] and file_sha256(path) != entry["sha256"]:
+        # Always hashed: an edit that keeps the size (and, copied or restored, the mtime) is still a change.
+        if storage.file_sha256(path) != entry["sha256"]:
             return False
     return True
 
@@ -304,12 +291,14 @@ def build_corpus(
     strict: bool = False,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    wait: bool = False,
 ) -> Path:
     """Preprocess ``inputs`` (read in order, as one stream of texts) into a corpus at ``out_dir``.
 
     A no-op when ``out_dir`` already holds the corpus of these unchanged inputs and
     options; otherwise it is rebuilt (atomically: a crash leaves the old corpus or none).
-    ``report`` receives one-line messages for the console (the no-op, the summary).
+    ``report`` receives one-line messages for the console (the no-op, the summary). Another
+    live build of ``out_dir`` is refused, or with ``wait`` waited for.
     """
     out_dir = Path(out_dir)
     sources = _resolve_inputs(inputs)
@@ -318,13 +307,20 @@ def build_corpus(
     text_keys = _text_keys_per_source(text_key, sources)
     options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
     say = report or (lambda message: None)
+    with storage.output_lock(out_dir, what="--out", wait=wait):
+        return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle,
+                             num_shards, text_options)
+
+
+def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle, num_shards,
+                  text_options) -> Path:
     if _up_to_date(out_dir, sources, options):
         say(f"{out_dir} is up to date with its inputs and options: nothing to do")
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_corpus(out_dir))):
         raise UserError(f"{out_dir} exists and is not a corpus; choose another --out or remove it")
 
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = storage.partial_directory(out_dir)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.monotonic()
@@ -400,29 +396,11 @@ def build_corpus(
         "read_per_source": per_source,
         "build_seconds": round(time.monotonic() - started, 3),
     }
-    _write_json(partial / MANIFEST_FILE, manifest)
-    _swap_in(partial, out_dir)
+    (partial / MANIFEST_FILE).write_text(storage.json_text(manifest), encoding="utf-8")
+    storage.swap_in(partial, out_dir)
     texts = ", ".join(f"{name} {splits[name]['texts']} texts / {splits[name]['bytes']} bytes" for name in names)
     say(f"{out_dir}: {texts}; read {total.summary()}")
     return out_dir
-
-
-def _write_json(path: Path, value: dict) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _swap_in(partial: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` (an old corpus or nothing) by the finished ``partial``."""
-    previous = out_dir.with_name(out_dir.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(previous)
-    partial.rename(out_dir)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def ensure_corpus(
@@ -469,5 +447,6 @@ def ensure_corpus(
         strict=strict,
         progress=progress,
         report=report,
+        wait=True,  # two runs that need one cached corpus: the second waits, then finds it built
     )
 

@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
+from .. import storage
+from ..storage import file_sha256
 
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 20
@@ -231,18 +233,18 @@ def download(
     for file in missing:
         if (directory / file.name).exists():
             say(f"{directory / file.name} does not match its sha256: fetching it again")
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        if mirror is not None and _fetch_finished_files(dataset, missing, mirror, directory, progress):
-            say(f"{directory}: copied {', '.join(file.name for file in missing)} from {mirror}")
-            return directory
-        if dataset.archive is not None:
-            _fetch_and_convert(dataset, mirror, directory, progress)
-        else:
-            _fetch_source_files(dataset, missing, mirror, directory, progress)
-    finally:
-        for partial in directory.glob("*.partial"):
-            partial.unlink()
+    with storage.new_folder(directory):  # a failed first download leaves no empty folder
+        try:
+            if mirror is not None and _fetch_finished_files(dataset, missing, mirror, directory, progress):
+                say(f"{directory}: copied {', '.join(file.name for file in missing)} from {mirror}")
+                return directory
+            if dataset.archive is not None:
+                _fetch_and_convert(dataset, mirror, directory, progress)
+            else:
+                _fetch_source_files(dataset, missing, mirror, directory, progress)
+        finally:
+            for partial in directory.glob("*.partial"):
+                partial.unlink()
     say(f"{directory}: {', '.join(file.name for file in dataset.files)} downloaded and verified")
     return directory
 
@@ -292,8 +294,6 @@ def _fetch_and_convert(dataset, mirror, directory, progress) -> None:
     archive = dataset.archive
     downloaded = directory / (archive.name + ".partial")
     location = _source(dataset, mirror, archive.name, downloaded, progress)
-    from .corpus import file_sha256  # lazy: corpus imports numpy, and the CLI imports this module for DATASETS
-
     actual = file_sha256(downloaded)
     if actual != archive.sha256:
         raise UserError(f"{location} has sha256 {actual}, expected {archive.sha256}: damaged or not the published archive")

@@ -138,11 +138,7 @@ class _HashingReader(io.RawIOBase):
 
 def open_binary(path: str | os.PathLike, digest=None) -> io.BufferedIOBase:
     """``path`` opened for binary reading, decompressed if it is gzip; ``digest`` sees the raw bytes."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"input file {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"input {path} is a directory, not a file")
+    path = check_input_file(path)
     raw = open(path, "rb", buffering=0)
     try:
         magic = raw.read(2)
@@ -154,6 +150,16 @@ def open_binary(path: str | os.PathLike, digest=None) -> io.BufferedIOBase:
     if magic == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=stream, mode="rb")
     return stream
+
+
+def check_input_file(path: str | os.PathLike) -> Path:
+    """``path``, or the one error every command gives for a missing input or a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input file {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"input {path} is a directory, not a file")
+    return path
 
 
 def _open_text(binary, newline: str) -> io.TextIOWrapper:
@@ -186,7 +192,7 @@ def iter_records(
     UTF-8 still escaped: see :func:`repair_utf8`. ``txt`` files have one key, the text,
     whatever its name. ``digest`` (a hashlib object) is fed the raw file bytes.
     """
-    path = Path(path)
+    path = check_input_file(path)
     fmt = detect_format(path, fmt)
     stats = stats if stats is not None else ReadStats()
     binary = open_binary(path, digest)

@@ -10,10 +10,9 @@ The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
 import dataclasses
-import json
 import sys
-from pathlib import Path
 
+from .. import storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
 from ..options import option
 from ..precision import PRECISIONS
@@ -63,7 +62,5 @@ def run(config: BenchmarkConfig) -> None:
     report = benchmark(config)
     print(format_report(report))
     if config.json:
-        path = Path(config.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = storage.write_json(config.json, report)
         print(f"wrote {path}", file=sys.stderr)

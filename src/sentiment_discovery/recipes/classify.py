@@ -1,16 +1,20 @@
 """``sentiment-discovery classify``: label new, unlabelled texts with a classifier that ``transfer`` saved.
 
 Texts come from ``-text`` (repeatable) and/or an ``-input`` file. With ``-output`` it writes
-one CSV row per text, in input order: the text, the predicted label, the probabilities of
-the full and top-unit classifiers, and the top units' values; without it, it prints one line
+one CSV row per text, in input order: (with ``-input``) the line of the file the text was read
+from, which lines rows up with the input where empty rows were skipped; the text, the
+predicted label, the probabilities of the full and top-unit classifiers, and the top units'
+values; without it, it prints one line
 per text: the probability positive (4 decimals), the label, the text, tab-separated. Without
 ``-classifier`` it uses the default model and classifier shipped with the package.
 """
 
+import contextlib
 import dataclasses
 import sys
 import unicodedata
 
+from .. import storage
 from ..errors import UserError
 from ..options import option
 from .common import ExperimentConfig, resolve_load_model
@@ -64,26 +68,44 @@ def print_line(line: str) -> None:
 
 
 def run(config: ClassifyConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
-    # `--help` should not wait for torch and numpy (docs/performance.md).
-    from .. import transfer
-    from ..checkpoint import load_model
-    from ..data.readers import read_texts
-    from ..runtime import configure_threads, select_device
-
     if config.output is not None and not config.output.lower().endswith(".csv"):
         raise UserError(f"-output writes CSV; name the file .csv, not {config.output}")
     if not config.text and config.input is None:
         raise UserError('classify needs texts: pass --text "..." (repeatable) or --input FILE')
+    for number, text in enumerate(config.text or [], 1):
+        if not text.strip():
+            raise UserError(f"-text number {number} is empty; there is nothing to label")
+    with contextlib.ExitStack() as locks:
+        if config.output is not None:
+            storage.check_output(config.output, [config.input, config.classifier])
+            locks.enter_context(storage.output_lock(config.output))
+        _classify(config)
+
+
+def _classify(config: ClassifyConfig) -> None:
+    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # `--help` should not wait for torch and numpy (docs/performance.md).
+    from .. import transfer
+    from ..checkpoint import load_model
+    from ..data.readers import ReadStats, iter_numbered_texts
+    from ..runtime import configure_threads, select_device
+
     configure_threads()
     classifier = transfer.SentimentClassifier.load(config.classifier)
     model_path = resolve_load_model(config.model, config) if config.model else classifier.model.path
     texts = list(config.text or [])
+    # Where each text came from: a -text has none; a file's text its line, since empty rows are skipped.
+    lines: list[int | None] = [None] * len(texts)
     if config.input is not None:
-        read = read_texts(config.input, config.text_key, fmt=config.input_format, delim=config.delim)
-        if not read:
+        stats = ReadStats()
+        numbered = list(iter_numbered_texts(
+            config.input, config.text_key, fmt=config.input_format, delim=config.delim, stats=stats
+        ))
+        stats.warn_if_lossy(config.input)
+        if not numbered:
             raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
-        texts += read
+        lines += [line for line, _ in numbered]
+        texts += [text for _, text in numbered]
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess,
@@ -101,6 +123,9 @@ def run(config: ClassifyConfig) -> None:
         for probability, label, text in zip(probabilities, labels, texts):
             print_line(prediction_line(float(probability), int(label), text))
         return
-    written = transfer.write_predictions(config.output, texts, features, classifier, text_key=config.text_key)
+    written = transfer.write_predictions(
+        config.output, texts, features, classifier, text_key=config.text_key,
+        lines=lines if config.input is not None else None,
+    )
     positive = int(classifier.predict(features).sum())
     print(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}", file=sys.stderr)

@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..checkpoint import not_a_model_directory
 from ..errors import UserError
 from ..options import option
 
@@ -145,10 +146,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
         if candidate.is_dir():
             return candidate
     if path.is_file():
-        raise UserError(
-            f"{path} is a PyTorch file, not a model directory; convert it once with "
-            f"`sentiment-discovery import-pytorch {path} DEST` and pass DEST"
-        )
+        raise not_a_model_directory(path)
     epoch = re.fullmatch(r"e(\d+)", stem) if path.name.endswith(".pt") and path.parent == Path(".") else None
     if epoch:
         unfinished = _newest_checkpoint_of_epoch(config.model_path, int(epoch.group(1)))

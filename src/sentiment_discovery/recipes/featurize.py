@@ -4,14 +4,19 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from .. import storage
 from ..choices import POOLINGS
+from ..errors import UserError
 from ..options import option
 from ..precision import PRECISIONS
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class FeaturizeConfig:
-    model: str = option(help="model directory (config.json + model.safetensors)", aliases=["load_model"])
+    model: str | None = option(
+        None, help="model directory (config.json + model.safetensors); default: the model shipped with the package",
+        aliases=["load_model"],
+    )
     input: str = option(help="CSV/TSV/JSON/JSON Lines/text file of texts (optionally .gz)")
     output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
     text_key: str = option("sentence", help="column or key holding the text")
@@ -41,15 +46,20 @@ def run(config: FeaturizeConfig) -> None:
     from ..data.readers import read_texts
     from ..runtime import configure_threads, select_device
 
-    configure_threads()
-    model = load_model(config.model, device=select_device(config.cuda))
-
-    texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
-    features = model.featurize(
-        texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer, progress=True,
-        pooling=config.pooling, precision=config.precision,
-    )
     output = Path(config.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, features)
+    if output.suffix.lower() != ".npy":
+        raise UserError(f"-output writes a NumPy .npy file; name it .npy, not {output.name}")
+    storage.check_output(output, [config.input, config.model])
+    with storage.output_lock(output):
+        configure_threads()
+        model = load_model(config.model, device=select_device(config.cuda))
+        texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
+        if not texts:
+            raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
+        features = model.featurize(
+            texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer,
+            progress=True, pooling=config.pooling, precision=config.precision,
+        )
+        with storage.atomic_file(output, "wb") as handle:
+            np.save(handle, features)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}", file=sys.stderr)

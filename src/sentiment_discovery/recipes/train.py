@@ -14,6 +14,7 @@ One process, or one per GPU under DistributedDataParallel: ``torchrun --nproc_pe
 
 from __future__ import annotations  # the annotations name classes of modules imported on first use
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import storage
 from ..choices import PERSIST_STATE_CHOICES, RNN_TYPES, SCHEDULES
 from ..errors import UserError
 from ..options import option
@@ -349,6 +351,7 @@ def _starting_point(config: TrainConfig, say) -> tuple[Path | None, Path | None]
     if config.resume and checkpoints:
         if config.load_model:
             say(f"notice: --resume continues {checkpoints[-1][1]}; -load_model {config.load_model} is ignored")
+        _warn_of_newer_incomplete(model_path, checkpoints[-1], say)
         return checkpoints[-1][1], None
     if config.load_model:
         return None, resolve_load_model(config.load_model, config, say)  # say: only the ranks that print
@@ -364,6 +367,30 @@ def _starting_point(config: TrainConfig, say) -> tuple[Path | None, Path | None]
     if config.resume:
         say(f"notice: no checkpoint in {model_path} yet: starting a new run")
     return None, None
+
+
+def _warn_of_newer_incomplete(model_path: Path, newest: tuple[int, Path], say) -> None:
+    """Say so when a newer checkpoint than the one resumed lacks its training state: that work is redone."""
+    from .. import training
+    from ..checkpoint import read_model_config
+
+    iteration, directory = newest
+    for candidate in training.model_directories(model_path):
+        if candidate == directory:
+            continue
+        match = training.CHECKPOINT_NAME.match(candidate.name)
+        at = int(match.group(2)) if match.group(1) == "iter" else None
+        if at is None:
+            try:
+                at = int(read_model_config(candidate)["metadata"]["training"]["iterations"])
+            except (UserError, KeyError, TypeError, ValueError):
+                continue
+        if at > iteration and candidate not in {d for _, d in training.list_checkpoints(model_path)}:
+            say(
+                f"warning: {candidate} (iteration {at}) is newer but lacks its training state "
+                f"({training.STATE_JSON}, {training.STATE_TENSORS}); resuming {directory.name} at iteration "
+                f"{iteration}: {at - iteration} iteration(s) are trained again"
+            )
 
 
 def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
@@ -390,6 +417,18 @@ def _total_iterations(config: TrainConfig, batches_per_epoch: int) -> int:
 
 
 def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
+    """The run, holding the experiment's lock: a second run into it is refused before any work."""
+    from .. import training
+
+    with contextlib.ExitStack() as held:
+        if ctx.is_main and not config.should_test:
+            held.enter_context(storage.output_lock(config.experiment_path, what="-experiment_name"))
+            for message in training.tidy_checkpoints(config.model_path):
+                say(f"notice: {message}")
+        return _train_holding_lock(config, ctx, say)
+
+
+def _train_holding_lock(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
     import torch
 
     from .. import training
@@ -401,8 +440,8 @@ def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
             torch.backends.cudnn.benchmark = True
         else:
             say("notice: -benchmark has no effect on the CPU")
+    resume_dir, start_dir = _starting_point(config, say)  # an earlier run is refused before any work
     corpora = prepare_corpora(config, ctx, say)
-    resume_dir, start_dir = _starting_point(config, say)
 
     seed_everything(config.seed)  # the same initial weights in every process
     model = _build_model(config, resume_dir, start_dir, corpora.text_options, say).to(ctx.device).train()
@@ -434,7 +473,16 @@ def _train(config: TrainConfig, ctx: training.DistributedContext, say) -> int:
         history=training.MetricsHistory(directory=history_dir),
     )
     if resume_dir is not None:
-        info = state.restore(resume_dir, ctx, say)
+        try:
+            info = state.restore(resume_dir, ctx, say)
+        except UserError as error:
+            earlier = [d for _, d in training.list_checkpoints(config.model_path) if d != resume_dir]
+            if not earlier:
+                raise
+            raise UserError(
+                f"{error}; the checkpoint before it, {earlier[-1]}, may be whole: move {resume_dir} aside "
+                f"(mv {resume_dir} {resume_dir}.damaged) and --resume again"
+            ) from None
         say(f"resumed {resume_dir} at iteration {state.iteration} (epoch {state.epoch})")
         saved_total = info.get("schedule", {}).get("total_iters")
         if config.lr_scheduler == "LinearLR" and saved_total not in (None, total):
@@ -601,7 +649,11 @@ def _loop(config: TrainConfig, ctx, trainer: training.Trainer, corpora: Corpora,
             epoch_done = state.batcher.step >= state.batcher.batches_per_epoch
             name = f"e{state.epoch}" if epoch_done else f"iter{state.iteration}"
             if last is not None and last.stop:
-                save(name, evaluate=False)
+                # A stop that lands on a save point still evaluates there, as the uninterrupted run does.
+                at_save_point = epoch_done or state.iteration >= total or bool(
+                    config.save_iters and state.iteration % config.save_iters == 0
+                )
+                save(name, evaluate=at_save_point, final=state.iteration >= total)
                 status = stop_request.exit_status if stop_request.requested else 128 + 15
                 say(f"stopped at iteration {state.iteration}; continue with the same command and --resume")
                 break

@@ -7,13 +7,16 @@ results in the 2017 format and writes everything under
 ``classifier.json`` (read by ``classify``), and the figures.
 """
 
+import contextlib
 import dataclasses
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import storage
 from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
 from ..options import option
@@ -100,6 +103,7 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
 
 
 COMMAND_CONFIG = TransferConfig
+RESULTS_FILE = "results.json"
 
 
 @dataclasses.dataclass
@@ -240,7 +244,29 @@ def print_notices(fit: "transfer.TransferFit") -> None:
               f"before converging{advice}", file=sys.stderr)
 
 
+def results_directory(config: TransferConfig, model_path: Path) -> Path:
+    """``<experiment>/<dataset>/<model>``, refused up front when it holds the results of another training file."""
+    from ..checkpoint import resolve_model_directory
+
+    model_name = resolve_model_directory(model_path).name.removesuffix(".previous")
+    directory = config.experiment_path / dataset_name(config.train) / model_name
+    results_path = directory / RESULTS_FILE
+    if results_path.is_file():
+        earlier = storage.read_json(results_path).get("files_resolved", {}).get("train")
+        if earlier is not None and earlier != str(Path(config.train).resolve()):
+            raise UserError(
+                f"{directory} holds the results of transfer on {earlier}, not {config.train}; "
+                "pass another -experiment_name (or remove that directory) to keep both"
+            )
+    return directory
+
+
 def run(config: TransferConfig) -> None:
+    with contextlib.ExitStack() as locks:
+        _run(config, locks)
+
+
+def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     from .. import transfer
     from ..checkpoint import load_model
     from ..runtime import configure_threads, seed_everything, select_device
@@ -250,6 +276,13 @@ def run(config: TransferConfig) -> None:
     configure_threads()
     seed_everything(config.seed)
     model_path = resolve_load_model(config.load_model, config)
+    inputs = [config.train, config.valid, config.test]
+    if config.write_results:
+        storage.check_output(config.write_results, inputs, flag="-write_results")
+    results_dir = results_directory(config, model_path)
+    locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
+    if config.write_results:
+        locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
     splits = read_splits(config)
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
@@ -280,16 +313,20 @@ def run(config: TransferConfig) -> None:
     print("\n".join(evaluation.lines), flush=True)
     print_notices(fit)
 
-    results_dir = config.experiment_path / dataset_name(config.train) / identity.name
-    results_dir.mkdir(parents=True, exist_ok=True)
-    classifier.save(results_dir)
-    figures = write_figures(results_dir, classifier, train, test)
+    # Everything of this run is built beside the results directory and swapped in whole, so no
+    # figure of an earlier run is left beside this run's classifier.
+    staging = storage.partial_directory(results_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    locks.callback(shutil.rmtree, staging, ignore_errors=True)  # gone already when it was swapped in
+    classifier.save(staging)
+    figures = write_figures(staging, classifier, train, test)
     curve = None
     if not config.no_data_efficiency:
         curve_start = time.perf_counter()
         curve = data_efficiency(config, classifier, evaluation, train, valid, test, jobs)
         timing["data_efficiency_seconds"] = round(time.perf_counter() - curve_start, 3)
-        path = results_dir / "data_efficiency.png"
+        path = staging / "data_efficiency.png"
         figures.append(transfer.plot_data_efficiency(curve["summary"], path, curve["evaluated_on"]))
     if config.write_results:
         target = test if test is not None else train
@@ -298,11 +335,6 @@ def run(config: TransferConfig) -> None:
             text_key=config.text_key, labels=target.labels, label_key=config.label_key,
         )
         print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
-    unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
-    # An empty classifier ranks nothing: its "top unit" is not worth recording.
-    if classifier.all_neurons.features_used and transfer.record_sentiment_unit(model_path, unit, sign, str(results_dir)):
-        print(f"recorded unit {unit} ({'positive' if sign > 0 else 'negative'}) as the sentiment unit in "
-              f"{model_path}/config.json, for `visualize`", file=sys.stderr)
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
 
     def probe_report(sweep, accuracies) -> dict:
@@ -318,6 +350,8 @@ def run(config: TransferConfig) -> None:
         "dataset": dataset_name(config.train),
         "model": identity.to_dict(),
         "files": {"train": config.train, "valid": config.valid, "test": config.test},
+        "files_resolved": {name: None if path is None else str(Path(path).resolve()) for name, path in zip(
+            ("train", "valid", "test"), inputs)},
         "texts": {"train": len(train.texts), "valid": len(valid.texts), "test": None if test is None else len(test.texts)},
         "validation": validation,
         "test_labelled": test is not None and test.labels is not None,
@@ -333,8 +367,13 @@ def run(config: TransferConfig) -> None:
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
-    transfer.write_json_atomically(results_dir / "results.json", results)
+    storage.write_json(staging / RESULTS_FILE, results)
+    storage.swap_in(staging, results_dir)
     print(f"results saved to {results_dir}/", file=sys.stderr)
+    if classifier.all_neurons.features_used:  # an empty classifier ranks nothing
+        unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
+        print(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
+              f"`sentiment-discovery visualize -classifier {results_dir}`", file=sys.stderr)
 
 
 def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:

@@ -3,9 +3,11 @@
 Reads the text (and, with ``-generate``, samples a continuation, optionally with the unit
 held at ``-overwrite``), then writes ``<experiment_dir>/<experiment_name>/heatmaps/<name>.png``
 and a self-contained ``.html`` beside it, the name being the text's first 100 characters.
-Without ``-load_model`` it draws the default model shipped with the package, and without
-``-neuron`` its sentiment unit (``sentiment_unit.json``: unit, layer, and sign, a negative
-one negating the colours).
+The unit is ``-neuron``, or the top unit of a ``-classifier`` that ``transfer`` wrote
+(its sign and layer too), or one recorded with the model by an explicit act
+(``export-default``, an importer). Without ``-load_model`` and ``-classifier`` it draws the
+default model shipped with the package and its sentiment unit (``sentiment_unit.json``:
+unit, layer, and sign, a negative one negating the colours).
 """
 
 import dataclasses
@@ -30,8 +32,13 @@ class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
     text: str = option("The meaning of life is ", help="text to visualise; with -generate, the start of the text")
     neuron: int | None = option(
         None,
-        help="unit whose cell state is drawn (default: the sentiment unit saved with the model; "
-        "a negative one is drawn negated)",
+        help="unit whose cell state is drawn (default: the -classifier's sentiment unit, else the one recorded "
+        "with the model; a negative one is drawn negated)",
+    )
+    classifier: str | None = option(
+        None,
+        help="results directory written by transfer (or its classifier.json): draw its sentiment unit (top unit, "
+        "sign and layer) on the model it was fitted on (or -load_model, which must be that model)",
     )
     layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
     generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
@@ -55,14 +62,14 @@ COMMAND_CONFIG = VisualizeConfig
 
 
 def sentiment_unit(model, config: VisualizeConfig) -> int:
-    """``-neuron``, or the unit that transfer saved in the model's metadata."""
+    """``-neuron``, or the unit recorded in the model's metadata (``export-default``, an importer)."""
     if config.neuron is not None:
         return config.neuron
     unit = model.metadata.get("sentiment_unit")
     if unit is None:
         raise UserError(
             f"no -neuron given and model {config.load_model} has no sentiment_unit in its metadata; "
-            "pass -neuron N (the transfer results list the top sentiment neurons)"
+            "pass -neuron N or -classifier DIR (the results directory transfer wrote)"
         )
     if isinstance(unit, bool) or not isinstance(unit, int):
         raise UserError(
@@ -92,16 +99,36 @@ def default_model_directory(config: VisualizeConfig):
     return root / defaults.MODEL_SUBDIR, unit
 
 
-def choose_unit(model, config: VisualizeConfig, shipped: "defaults.SentimentUnit | None") -> Drawn:
+def classifier_unit(config: VisualizeConfig):
+    """The model and the sentiment unit of ``-classifier`` (checked to be the model it was fitted on)."""
+    from .. import transfer
+    from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
+    from ..storage import file_sha256
+
+    fitted = transfer.SentimentClassifier.load(config.classifier)
+    if fitted.all_neurons.features_used == 0:
+        raise UserError(f"{fitted.source} uses no unit at all, so it names no sentiment unit; pass -neuron N")
     if config.load_model is None:
-        name = "the default model"
-        if shipped is not None:
-            layer = config.layer if config.layer != -1 else shipped.layer
-            return Drawn(shipped.unit, layer, config.negate or shipped.negate, name)
-        return Drawn(config.neuron, config.layer, config.negate, name)
+        model_path = fitted.model.path
+    else:
+        model_path = resolve_load_model(config.load_model, config)
+        if file_sha256(resolve_model_directory(model_path) / WEIGHTS_FILE) != fitted.model.weights_sha256:
+            raise UserError(
+                f"{fitted.source} was fitted on model {fitted.model.path}, not on -load_model {config.load_model} "
+                "(other weights); pass the model it was fitted on, or -neuron N"
+            )
+    return model_path, defaults.SentimentUnit(fitted.top_units[0], fitted.top_unit_signs[0], fitted.model.layer)
+
+
+def choose_unit(model, config: VisualizeConfig, recorded: "defaults.SentimentUnit | None", model_name: str) -> Drawn:
+    if recorded is not None:
+        layer = config.layer if config.layer != -1 else recorded.layer
+        return Drawn(recorded.unit, layer, config.negate or recorded.negate, model_name)
+    if config.load_model is None:
+        return Drawn(config.neuron, config.layer, config.negate, model_name)
     unit = sentiment_unit(model, config)
     recorded_negative = config.neuron is None and model.metadata.get("sentiment_unit_sign") == -1
-    return Drawn(unit, config.layer, config.negate or recorded_negative, f"model {config.load_model}")
+    return Drawn(unit, config.layer, config.negate or recorded_negative, model_name)
 
 
 def print_safely(text: str) -> None:
@@ -126,13 +153,18 @@ def run(config: VisualizeConfig) -> None:
         raise UserError("-overwrite steers generated text only; add -generate")
     configure_threads()
     seed_everything(config.seed)
-    shipped = None
-    if config.load_model is None:
-        model_path, shipped = default_model_directory(config)
+    recorded = None
+    if config.classifier is not None and config.neuron is None:
+        model_path, recorded = classifier_unit(config)
+        model_name = f"model {config.load_model or model_path}"
+    elif config.load_model is None:
+        model_path, recorded = default_model_directory(config)
+        model_name = "the default model"
     else:
         model_path = resolve_load_model(config.load_model, config)
+        model_name = f"model {config.load_model}"
     model = load_model(model_path, device=select_device(config.cuda))
-    drawn = choose_unit(model, config, shipped)
+    drawn = choose_unit(model, config, recorded, model_name)
     unit, negate = drawn.unit, drawn.negate
     if config.generate:
         prompt = visualize.prompt_bytes(model, config.text, generate=True)

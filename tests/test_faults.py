@@ -1,0 +1,253 @@
+"""The fault suite: bad inputs to every command, training killed and resumed, concurrent writers.
+
+Each bad input must give one ``error:`` line, exit status 2, no traceback, no output and
+its inputs byte-identical; every SIGKILLed run must resume to the uninterrupted run's
+weights, optimizer state and histories, bit for bit; a second writer is refused.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sentiment_discovery import UserError, cli
+
+import fault_catalogue as faults
+
+CATALOGUE = faults.catalogue()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return faults.make_workspace(tmp_path_factory.mktemp("faults") / "ws")
+
+
+def test_the_catalogue_covers_every_command_with_over_40_cases():
+    assert len(CATALOGUE) >= 40
+    assert len({case.name for case in CATALOGUE}) == len(CATALOGUE)
+    commands = {case.command for case in CATALOGUE}
+    assert set(cli.COMMANDS) <= commands
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[case.name for case in CATALOGUE])
+def test_bad_input_is_one_error_line_and_changes_nothing(case, workspace, tmp_path):
+    outcome = faults.try_case(case, workspace, tmp_path / "case")
+    assert outcome.status == 2, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    assert len(outcome.lines) == 1, outcome.stderr
+    assert outcome.lines[0].startswith("error: ")
+    assert re.search(case.error, outcome.lines[0]), outcome.lines[0]
+    assert outcome.changed == []  # no output, not even partial, and every input byte-identical
+
+
+@pytest.mark.slow
+def test_training_killed_at_20_moments_resumes_bit_identical(tmp_path):
+    runs = faults.run_kills(tmp_path, kills=20, seed=18)
+    assert len(runs) == 20
+    assert all(run["killed"] for run in runs), runs
+    assert all(run["resumed"] == 0 for run in runs), runs
+    assert sum(run["moment"] == "mid-save" for run in runs) == 10
+    straight = faults.final_state(tmp_path / "exp" / "straight")
+    assert straight["iteration"] == faults.TRAIN_FLAGS["max_iters"]
+    assert faults.final_state(tmp_path / "exp" / "straight_again") == straight
+    for run in runs:
+        assert faults.final_state(tmp_path / "exp" / run["name"]) == straight, run
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_second_writer_is_refused_before_any_work(index, workspace, tmp_path):
+    name, target, argv = faults.concurrent_cases(workspace, tmp_path)[index]
+    with faults.live_writer(target) as pid:
+        before = faults.snapshot(workspace, tmp_path)
+        stderr = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+            status = cli.main(argv)
+        after = faults.snapshot(workspace, tmp_path)
+    assert status == 2, stderr.getvalue()
+    assert stderr.getvalue() == (
+        f"error: {target} is being written by another run (process {pid}); wait for it to finish or choose another "
+        f"{ {2: '-experiment_name', 3: '-experiment_name', 4: '--out'}.get(index, 'output') }\n"
+    )
+    assert after == before
+
+
+# --------------------------------------------------------------------------- the items of issue 18, one by one
+
+
+def test_classify_writes_texts_that_are_not_utf8_back_as_their_bytes(workspace, tmp_path):
+    out = tmp_path / "out.csv"
+    text = b"good \xff\xfe movie".decode("utf-8", errors="surrogateescape")  # as a shell passes $'\xff\xfe'
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert cli.main(["classify", "-classifier", str(workspace / "classifier"), "-text", text, "-output",
+                         str(out)]) == 0
+    assert out.read_bytes().splitlines()[1].startswith(b"good \xff\xfe movie,")
+
+
+def test_classify_output_lines_up_with_the_input_where_empty_rows_were_skipped(workspace, tmp_path):
+    source = tmp_path / "texts.csv"
+    source.write_text("sentence\ngood\n\"\"\nbad\n")
+    out = tmp_path / "out.csv"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert cli.main(["classify", "-classifier", str(workspace / "classifier"), "-input", str(source),
+                         "-output", str(out), "-no_feature_cache"]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(row["line"], row["sentence"]) for row in rows] == [("2", "good"), ("4", "bad")]
+    # The skipped row is warned about on one line, without Python's source-line format.
+    assert f"warning: {source}: 3 records, 1 skipped (1 empty text)\n" in stderr.getvalue()
+    assert "warnings.warn" not in stderr.getvalue()
+
+
+def test_featurize_without_a_model_uses_the_shipped_default(workspace, tmp_path, monkeypatch):
+    from sentiment_discovery import defaults, load_model
+
+    shutil.copytree(workspace / "model", tmp_path / "default" / "model")
+    monkeypatch.setenv(defaults.ENV_VAR, str(tmp_path / "default"))
+    out = tmp_path / "f.npy"
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        assert cli.main(["featurize", "-input", str(workspace / "texts.csv"), "-output", str(out)]) == 0
+    texts = faults.POSITIVE + faults.NEGATIVE
+    np.testing.assert_array_equal(np.load(out), load_model(workspace / "model").featurize(texts))
+    assert stderr.getvalue().endswith(f"wrote 10 x 16 features to {out}\n")
+
+
+def test_featurize_progress_moves_with_the_bytes_of_one_long_text(monkeypatch):
+    import tqdm.auto
+
+    from sentiment_discovery.features import CHUNK_LENGTH, featurize
+    from sentiment_discovery.text import preprocess_text
+
+    bars = []
+
+    class Recording:
+        def __init__(self, total, **options):
+            self.total, self.updates = total, []
+            bars.append(self)
+
+        def update(self, count):
+            self.updates.append(count)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    text = "a long review. " * 200
+    featurize(faults.tiny_model(), [text, "short"], progress=True)
+    (bar,) = bars
+    long = len(preprocess_text(text))
+    assert bar.total == sum(bar.updates) == long + len(preprocess_text("short"))
+    assert len(bar.updates) == -(-long // CHUNK_LENGTH) > 10  # one step per chunk of the batch, not per text
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8])
+def test_ctrl_c_while_starting_up_is_one_line(delay, workspace):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_discovery", "classify", "-classifier", str(workspace / "classifier"),
+         "-text", "good"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert (process.returncode, stderr) == (130, "interrupted\n")
+
+
+def test_corpus_is_rebuilt_after_a_same_size_edit_that_kept_the_mtime(tmp_path):
+    from sentiment_discovery.data.corpus import ByteCorpus, build_corpus
+
+    source = tmp_path / "texts.txt"
+    source.write_text("the cat sat\n")
+    build_corpus(source, tmp_path / "corpus", text_key="text")
+    stat = source.stat()
+    source.write_text("the dog sat\n")
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    build_corpus(source, tmp_path / "corpus", text_key="text")
+    assert b"dog" in ByteCorpus.open(tmp_path / "corpus").text(0)
+
+
+def _train_config(root, name="run", **overrides):
+    from sentiment_discovery.recipes import train
+
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(faults.SENTENCES[i % 3] for i in range(36)) + "\n")
+    values = {**faults.TRAIN_FLAGS, "max_iters": 6, "keep_iters": 0, "verbose": 1}
+    values.update(overrides)
+    return train.TrainConfig(train=str(corpus), experiment_dir=str(root / "exp"), experiment_name=name, **values)
+
+
+def _train(config) -> tuple[int, str]:
+    from sentiment_discovery.recipes import train
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            status = train.run(config)
+        except UserError as error:
+            return 2, str(error)
+    return status, stderr.getvalue()
+
+
+def test_resume_says_what_it_redoes_names_the_checkpoint_before_a_damaged_one_and_tidies(tmp_path):
+    config = _train_config(tmp_path)
+    assert _train(config)[0] == 0
+    model = config.model_path
+    assert sorted(p.name for p in model.iterdir()) == ["iter3", "iter6"]
+    resume = dataclasses.replace(config, resume=True, max_iters=9)
+
+    (model / "iter6" / "training_state.json").unlink()
+    status, said = _train(dataclasses.replace(resume, max_iters=6))
+    assert status == 0
+    assert (
+        f"warning: {model / 'iter6'} (iteration 6) is newer but lacks its training state (training_state.json, "
+        "training_state.pt); resuming iter3 at iteration 3: 3 iteration(s) are trained again"
+    ) in said
+
+    weights = model / "iter6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    status, error = _train(resume)
+    assert status == 2
+    assert error.startswith(f"{weights} is truncated or corrupt")
+    assert error.endswith(
+        f"; the checkpoint before it, {model / 'iter3'}, may be whole: move {model / 'iter6'} aside "
+        f"(mv {model / 'iter6'} {model / 'iter6'}.damaged) and --resume again"
+    )
+
+    shutil.rmtree(model / "iter6")
+    (model / "iter9.partial").mkdir()
+    os.replace(model / "iter3", model / "iter3.previous")  # a swap cut between its two renames
+    status, said = _train(resume)
+    assert status == 0
+    assert f"notice: restored {model / 'iter3'} from {model / 'iter3.previous'}" in said
+    assert f"notice: removed the unfinished {model / 'iter9.partial'}" in said
+    assert f"resumed {model / 'iter3'} at iteration 3" in said
+    assert sorted(p.name for p in model.iterdir()) == ["iter3", "iter6", "iter9"]
+
+
+def test_a_stop_on_a_save_point_keeps_its_validation_row(tmp_path, monkeypatch):
+    from sentiment_discovery import training
+
+    straight = _train_config(tmp_path, "straight", verbose=0)
+    assert _train(straight)[0] == 0
+    real_step = training.Trainer.step
+
+    def step(self, inputs, targets, reset, stop=False):  # as if SIGINT came during update 3, a save point
+        return real_step(self, inputs, targets, reset, stop=stop or self.state.iteration + 1 == 3)
+
+    monkeypatch.setattr(training.Trainer, "step", step)
+    stopped = _train_config(tmp_path, "stopped", verbose=0)
+    assert _train(stopped)[0] == 128 + 15
+    monkeypatch.setattr(training.Trainer, "step", real_step)
+    assert _train(dataclasses.replace(stopped, resume=True))[0] == 0
+    eval_csv = "history/eval.csv"
+    assert (stopped.experiment_path / eval_csv).read_text() == (straight.experiment_path / eval_csv).read_text()
+    assert (straight.experiment_path / eval_csv).read_text().count("\n3,") == 1
