@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-from ..checkpoint import not_a_model_directory
 from ..errors import UserError
 from ..options import option
 
@@ -146,6 +145,8 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
         if candidate.is_dir():
             return candidate
     if path.is_file():
+        from ..checkpoint import not_a_model_directory  # lazy: checkpoint imports torch (start-up time)
+
         raise not_a_model_directory(path)
     epoch = re.fullmatch(r"e(\d+)", stem) if path.name.endswith(".pt") and path.parent == Path(".") else None
     if epoch:
