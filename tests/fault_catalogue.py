@@ -415,12 +415,12 @@ def config(name, resume):
 
 def child(name, resume, stop_at_rename, signal_at_update=None):
     if signal_at_update is not None:  # tell the parent when this update starts; it kills a moment later
-        real_step = train.training.Trainer.step
+        real_step = training.Trainer.step
         def step(self, *args, **kwargs):
             if self.state.iteration + 1 == signal_at_update:
                 os.write(1, b"update\n")
             return real_step(self, *args, **kwargs)
-        train.training.Trainer.step = step
+        training.Trainer.step = step
     real_replace, count = os.replace, [0]
     def replace(*args, **kwargs):
         count[0] += 1
