@@ -154,7 +154,11 @@ def weights_computed_once(model):
     4096-unit layer costs ten times the step itself. Only valid while the weights cannot
     change, i.e. under :func:`inference`.
     """
-    cached = [layer for layer in model.layers if hasattr(layer, "effective_weights")]
+    # Layers cached by an enclosing use (a server's worker) stay as they are, and stay cached.
+    cached = [
+        layer for layer in model.layers
+        if hasattr(layer, "effective_weights") and "effective_weights" not in vars(layer)
+    ]
     for layer in cached:
         layer.effective_weights = functools.cache(layer.effective_weights)
     try:
