@@ -1,0 +1,132 @@
+"""The live page in a real headless Chromium, against `sentiment-discovery serve` as a user starts it.
+
+Skipped where no Chromium is installed; .ci/run installs Debian's and sets
+$SENTIMENT_DISCOVERY_REQUIRE_BROWSER, so that there they fail instead. The screenshot is saved
+in the test's directory, and also to $SENTIMENT_DISCOVERY_SCREENSHOT when set (that is how
+docs/images/serve.png is made).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or shutil.which("chromium-browser"))
+if os.environ.get("SENTIMENT_DISCOVERY_REQUIRE_BROWSER") and CHROMIUM is None:  # set by .ci/run: never skip there
+    raise RuntimeError("SENTIMENT_DISCOVERY_REQUIRE_BROWSER is set but no Chromium is installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+# Chromium in a container, offline: no sandbox (no user namespaces), nothing fetched in the background.
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+SENTENCE = "The acting was superb and the story moved me, but the ending felt rushed."
+START_LIMIT_S = 60  # with the shipped model it starts in a few seconds; the margin is for a busy machine
+
+
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`sentiment-discovery serve --port 0` with the shipped model, and its URL."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_discovery", "serve", "--port", "0"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = process.stderr.readline()
+        found = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        assert found, f"serve printed {line!r}"
+        url = found.group(1)
+        while True:  # listening already; answering once uvicorn runs
+            try:
+                with urllib.request.urlopen(url + "health", timeout=5) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                break
+            except OSError:
+                assert time.monotonic() - started < START_LIMIT_S and process.poll() is None
+                time.sleep(0.1)
+        yield url, time.monotonic() - started, line
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture
+def page():
+    # Playwright gives each launch a fresh, temporary profile (its --user-data-dir).
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1100, "height": 900})
+        finally:
+            browser.close()
+
+
+def rgb(hex_colour: str) -> str:
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)))
+
+
+def test_serve_starts_in_seconds(server):
+    url, seconds, line = server
+    assert seconds < START_LIMIT_S
+    assert "the model shipped with the package (1024 units, unit 601 shown)" in line
+
+
+def test_typing_shows_the_heatmap_and_the_probability(server, page, tmp_path):
+    url, _, _ = server
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#about").inner_text().startswith("the model shipped with the package: 1024-unit mlstm, unit 601")
+    page.type("#text", SENTENCE, delay=15)  # keystrokes, as a person types: the page waits for a pause
+
+    expected = post(url + "unit_values", {"text": SENTENCE})
+    classified = post(url + "classify", {"texts": [SENTENCE]})
+    cells = expected["characters"]
+    page.wait_for_function("n => document.querySelectorAll('#heatmap span').length === n", arg=len(cells))
+    page.wait_for_function("() => document.getElementById('probability').textContent !== '–'")
+    spans = page.locator("#heatmap span")
+    assert "".join(spans.all_inner_texts()) == "".join(cell["glyph"] for cell in cells)
+    shown = spans.evaluate_all("spans => spans.map(s => [s.style.backgroundColor, s.title])")
+    assert shown == [[rgb(c["background"]), f"{'+' if c['value'] >= 0 else '-'}{abs(c['value']):.4f}"] for c in cells]
+    assert page.locator("#probability").inner_text() == f"{classified['probabilities'][0]:.3f}"
+    assert page.locator("#label").inner_text() == classified["labels"][0]
+    assert page.locator("#trace-box").is_hidden()  # the shipped classifier has no per-character trace
+
+    # Write on with the unit held at +1: streamed in, every written character at +1.
+    page.fill("#new-bytes", "160")
+    page.click("#write-positive")
+    page.wait_for_selector("#generated[data-done=true]", timeout=60_000)
+    written = page.locator("#generated span.generated")
+    assert written.count() > 100
+    assert set(written.evaluate_all("spans => spans.map(s => s.title)")) == {"+1.0000"}
+    assert page.locator("#status").inner_text() == ""
+
+    screenshot = page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+    assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("SENTIMENT_DISCOVERY_SCREENSHOT"):
+        Path(os.environ["SENTIMENT_DISCOVERY_SCREENSHOT"]).write_bytes(screenshot)
+
+
+def test_a_bad_request_shows_its_error_on_the_page(server, page):
+    url, _, _ = server
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#unit", "99999")
+    page.fill("#text", "hello")
+    page.wait_for_function("() => document.getElementById('status').textContent !== ''")
+    assert page.locator("#status").inner_text() == "unit 99999 does not exist: the model has 1024 units (0..1023)"
