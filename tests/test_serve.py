@@ -3,6 +3,8 @@ computations, every kind of bad request, and concurrent callers batched together
 
 import dataclasses
 import json
+import re
+import sys
 import threading
 import time
 
@@ -399,4 +401,22 @@ def test_serve_refuses_a_port_in_use(capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: cannot listen on 127.0.0.1:{port} (") and error.endswith(
         "); pass another --port or --host"
+    )
+
+
+def test_the_page_is_self_contained(shipped):
+    _, client = shipped
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # Nothing fetched from elsewhere: every request the page makes is to its own server.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page.text)
+    assert set(re.findall(r"""fetch\("(/[a-z_]*)""", page.text)) == {"/info", "/generate"}
+    assert set(re.findall(r"""postJSON\("(/[a-z_]*)""", page.text)) == {"/unit_values", "/classify"}
+
+
+def test_serve_without_the_serve_extra_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+    assert cli.main(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: serve needs the serve extra (uvicorn is missing): pip install 'sentiment-discovery[serve]'"
     )

@@ -29,7 +29,7 @@ CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-SENTENCE = "The acting was superb and the story moved me, but the ending felt rushed."
+SENTENCE = "I wanted to like it, but it was a boring, tedious mess."
 START_LIMIT_S = 60  # with the shipped model it starts in a few seconds; the margin is for a busy machine
 
 
