@@ -44,8 +44,11 @@ def shipped_classifier():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 16-unit model and an L1 classifier fitted on its mean-pooled features."""
-    root = tmp_path_factory.mktemp("tiny")
+    return fit_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def fit_tiny(root):
+    """A 16-unit model (``root/model``) and an L1 classifier fitted on its mean-pooled features (``root/classifier``)."""
     model = make_model()
     save_model(model, root / "model")
     identity = transfer.ModelIdentity.of(model, root / "model", pooling="mean")

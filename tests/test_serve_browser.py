@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -72,7 +74,7 @@ def page():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            yield browser.new_page(viewport={"width": 1100, "height": 900})
+            yield browser.new_page(viewport={"width": 1100, "height": 560})
         finally:
             browser.close()
 
@@ -130,3 +132,41 @@ def test_a_bad_request_shows_its_error_on_the_page(server, page):
     page.fill("#text", "hello")
     page.wait_for_function("() => document.getElementById('status').textContent !== ''")
     assert page.locator("#status").inner_text() == "unit 99999 does not exist: the model has 1024 units (0..1023)"
+
+
+@pytest.fixture
+def tracing_server(tmp_path):
+    """A server in this process whose classifier has a per-character trace (tests/test_serve.py's stand-in)."""
+    import uvicorn
+
+    from sentiment_discovery.serve.app import create_app
+    from test_serve import fit_tiny, tracing_service
+
+    service = tracing_service(fit_tiny(tmp_path))
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))
+    listening = socket.create_server(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        listening.close()
+
+
+def test_the_probability_trace_is_drawn_under_the_text(tracing_server, page):
+    url = tracing_server
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#trace-box").is_visible()
+    page.fill("#text", "great fun")
+    expected = post(url + "classify", {"texts": ["great fun"], "trace": True})["traces"][0]["characters"]
+    page.wait_for_function("n => document.querySelectorAll('#trace span').length === n", arg=len(expected))
+    titles = page.locator("#trace span").evaluate_all("spans => spans.map(s => s.title)")
+    assert titles == [f"P(positive) {cell['probability']:.4f}" for cell in expected]
+    colours = page.locator("#trace span").evaluate_all("spans => spans.map(s => s.style.backgroundColor)")
+    assert colours == [rgb(cell["background"]) for cell in expected]
