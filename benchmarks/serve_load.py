@@ -16,6 +16,7 @@ Prints a markdown table and writes JSON (``--output``).
 """
 
 import argparse
+import csv
 import http.client
 import json
 import os
@@ -183,8 +184,6 @@ def time_cli(args, texts: list[str]) -> dict:
         with tempfile.TemporaryDirectory() as scratch:
             batch = [texts[i % len(texts)] for i in range(args.cli_batch)]
             path = Path(scratch) / "sentences.csv"
-            import csv
-
             with open(path, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["sentence"])

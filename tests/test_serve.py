@@ -423,3 +423,8 @@ def test_serve_without_the_serve_extra_says_how_to_install_it(monkeypatch, capsy
     assert capsys.readouterr().err.strip() == (
         "error: serve needs the serve extra (uvicorn is missing): pip install 'sentiment-discovery[serve]'"
     )
+
+
+def test_serve_checks_its_limits(capsys):
+    assert cli.main(["serve", "--max-texts", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --max-texts must be at least 1, not 0"

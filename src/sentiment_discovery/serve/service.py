@@ -44,9 +44,10 @@ class Limits:
     batch_texts: int = 256  # texts merged from waiting requests into one featurize call
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
+        for field in dataclasses.fields(self):  # each is the flag --max-<name> of serve
             if getattr(self, field.name) < 1:
-                raise UserError(f"the limit on {field.name.replace('_', ' ')} must be at least 1")
+                flag = f"--max-{field.name.replace('_', '-')}"
+                raise UserError(f"{flag} must be at least 1, not {getattr(self, field.name)}")
 
     @property
     def body_bytes(self) -> int:
