@@ -70,10 +70,16 @@ class TracingClassifier(transfer.SentimentClassifier):
         return self.predict_proba([data[: end + 1] for end in range(len(data))])[:, 1]
 
 
-def tracing_service(tiny, **options) -> InferenceService:
+class UntracedClassifier(transfer.SentimentClassifier):
+    """A classifier without ``probability_trace``, whether or not the real one has it."""
+
+    probability_trace = None
+
+
+def tracing_service(tiny, kind: type = TracingClassifier, **options) -> InferenceService:
     loaded = transfer.SentimentClassifier.load(tiny / "classifier")
     fields = {field.name: getattr(loaded, field.name) for field in dataclasses.fields(loaded) if field.init}
-    classifier = TracingClassifier(**fields)
+    classifier = kind(**fields)
     classifier.attach_model(tiny / "model")
     return InferenceService(classifier.language_model, classifier, unit=ShownUnit(3, 0), **options)
 
@@ -93,7 +99,8 @@ def test_info_names_the_shipped_model_classifier_and_unit(shipped):
     classifier = info["classifier"]
     assert (classifier["pooling"], classifier["precision"]) == (saved["model"]["pooling"], saved["model"]["precision"])
     assert info["precision"]["classify"] == saved["model"]["precision"]
-    assert classifier["top_units"] == saved["top_units"] and classifier["probability_trace"] is False
+    assert classifier["top_units"] == saved["top_units"]
+    assert classifier["probability_trace"] is callable(getattr(transfer.SentimentClassifier, "probability_trace", None))
     assert info["limits"]["texts"] == Limits().texts and len(info["colour_scale"]) == 11
     assert info["colour_scale"][0] == "#a50026" and info["colour_scale"][-1] == "#006837"  # RdYlGn's ends
 
@@ -231,11 +238,13 @@ def test_the_probability_trace_where_the_classifier_has_one(tiny):
     assert answer["probabilities"][0] == pytest.approx(float(expected[-1]), abs=1e-6)
 
 
-def test_no_trace_from_a_classifier_without_one(shipped):
-    _, client = shipped
-    answer = client.post("/classify", json={"texts": ["good"], "trace": True})
-    assert answer.status_code == 422
-    assert answer.json()["error"] == "this classifier has no per-character probability trace; ask without trace"
+def test_no_trace_from_a_classifier_without_one(tiny):
+    with TestClient(create_app(tracing_service(tiny, UntracedClassifier))) as client:
+        assert client.get("/info").json()["classifier"]["probability_trace"] is False
+        answer = client.post("/classify", json={"texts": ["good"], "trace": True})
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "this classifier has no per-character probability trace; ask without trace"
+        assert set(client.post("/classify", json={"texts": ["good"]}).json()) == {"probabilities", "labels"}
 
 
 # ---- bad requests: one clear error, and the server goes on serving
