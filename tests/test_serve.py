@@ -390,7 +390,8 @@ def test_concurrent_clients_of_every_endpoint(shipped, shipped_classifier):
     for index, value in results.items():
         text = REVIEWS[index % 3]
         if index % 4 == 0:
-            assert value == pytest.approx(expected[index % 3], abs=1e-6)
+            # Merged with other requests into batches of another size: bf16 products may round differently.
+            assert value == pytest.approx(expected[index % 3], abs=1e-3)
         elif index % 4 == 1:
             assert value == len(encode_texts(service.model, [text])[0])
         elif index % 4 == 2:
