@@ -113,10 +113,11 @@ def test_classify_gives_the_classifiers_probabilities_and_labels(shipped, shippe
     labels = shipped_classifier.predict(REVIEWS)
     assert answer["labels"] == [("negative", "positive")[label] for label in labels]
     assert set(answer) == {"probabilities", "labels"}
-    # The same lines as the CLI prints.
+    # The same lines as the CLI prints for the same texts.
     assert cli.main(["classify", "--text", REVIEWS[0], "--text", REVIEWS[1]]) == 0
     printed = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
-    assert printed == [[f"{p:.4f}", label] for p, label in zip(answer["probabilities"][:2], answer["labels"][:2])]
+    pair = client.post("/classify", json={"texts": REVIEWS[:2]}).json()
+    assert printed == [[f"{p:.4f}", label] for p, label in zip(pair["probabilities"], pair["labels"])]
 
 
 @pytest.mark.parametrize("options", [{}, {"pooling": "mean"}, {"preprocess": False, "precision": "bf16"}])
