@@ -196,3 +196,23 @@ def test_startup_benchmark_times_help_against_import_torch(tmp_path, capsys):
     assert all(row["median_s"] > 0 for row in report["rows"])
     assert json.loads((tmp_path / "startup.json").read_text())["rows"] == report["rows"]
     assert "`--help` target: under 0.5 s" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_serve_load_runs_bounded_levels_against_the_shipped_model(tmp_path, capsys):
+    pytest.importorskip("uvicorn")
+    serve_load = script("serve_load")
+    output = tmp_path / "load.json"
+    args = ["--clients", "1", "3", "--duration", "30", "--max-requests", "4", "--texts-per-request", "2",
+            "--sentences", "10", "--cli-calls", "0", "--cli-batch", "0", "--output", str(output)]
+    assert serve_load.main(args) == 0
+    result = json.loads(output.read_text())
+    assert [level["clients"] for level in result["levels"]] == [1, 3]
+    for level in result["levels"]:
+        # The request budget ends each level long before its 30 s.
+        assert (level["requests"], level["failures"], level["texts_per_request"]) == (4, 0, 2)
+        assert level["seconds"] < 30 and level["texts_per_s"] == pytest.approx(2 * level["requests_per_s"])
+        latency = level["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert result["model"]["rnn_size"] == 1024 and result["settings"]["max_requests"] == 4
+    assert "| 3 | 2 | 4 |" in capsys.readouterr().out

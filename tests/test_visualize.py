@@ -260,3 +260,30 @@ def test_printed_text_escapes_control_bytes(capsys):
 
     print_safely("good\x1b[2J film\tyes\n\ufffd")
     assert capsys.readouterr().out == "good\\x1b[2J film\tyes\n\ufffd\n"
+
+
+def test_step_by_step_generation_is_generate(small_model):
+    from sentiment_discovery.visualize import SteeredGeneration, inference
+
+    whole = generate(small_model, "Great", unit=3, new_bytes=20, temperature=0.8, overwrite=-0.5, seed=11)
+    data = prompt_bytes(small_model, "Great", generate=True)
+    with inference(small_model):
+        generation = SteeredGeneration(small_model, data, 3, temperature=0.8, overwrite=-0.5, seed=11)
+        steps = [generation.step() for _ in range(20)]
+    assert generation.prompt_trace.data == data
+    assert data + bytes(byte for byte, _ in steps) == whole.data
+    np.testing.assert_array_equal(
+        np.append(generation.prompt_trace.values, np.float32([value for _, value in steps])), whole.values
+    )
+    with pytest.raises(UserError, match="^the prompt is empty; give some text to continue$"):
+        SteeredGeneration(small_model, b"", 3)
+
+
+def test_the_weights_cache_nests(small_model):
+    from sentiment_discovery.visualize import weights_computed_once
+
+    with weights_computed_once(small_model):
+        cached = vars(small_model.layers[0])["effective_weights"]
+        generate(small_model, "ab", unit=0, new_bytes=3)  # a generation inside a server's worker
+        assert vars(small_model.layers[0])["effective_weights"] is cached
+    assert "effective_weights" not in vars(small_model.layers[0])

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
     "export-default": ("sentiment_discovery.recipes.export_default", "install a model and its classifier as the default model shipped in the package"),
     "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
+    "serve": ("sentiment_discovery.recipes.serve", "a live page (heatmap, P(positive), steered writing) and a JSON API over a model loaded once"),
 }
 
 

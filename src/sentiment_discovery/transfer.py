@@ -595,10 +595,15 @@ class SentimentClassifier:
         self.check_model(identity)
         self._language_model = language_model
 
-    def features(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    @property
+    def language_model(self):
+        """The language model whose features it reads, loaded (and checked) on first use."""
         if self._language_model is None:
             self.attach_model(self.model.path)
-        return self._language_model.featurize(
+        return self._language_model
+
+    def features(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.language_model.featurize(
             list(texts), batch_size=batch_size, preprocess=self.model.preprocess, layer=self.model.layer,
             progress=progress, precision=self.precision, pooling=self.model.pooling,
         )

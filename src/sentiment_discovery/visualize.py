@@ -137,7 +137,7 @@ def check_unit(model, unit: int) -> int:
 
 
 @contextlib.contextmanager
-def _inference(model, precision: str):
+def inference(model, precision: str = "fp32"):
     """Gradients and dropout off, products in ``precision``, for the duration; the model's mode is restored after."""
     was_training = model.training
     model.eval()
@@ -154,14 +154,18 @@ def _fp32(state: RNNState) -> RNNState:
 
 
 @contextlib.contextmanager
-def _weights_computed_once(model):
+def weights_computed_once(model):
     """Each layer's effective (weight-normed) weights computed once, not at every step.
 
     Generation calls the model one byte at a time, and recomputing weight norm over a
     4096-unit layer costs ten times the step itself. Only valid while the weights cannot
-    change, i.e. under :func:`_inference`.
+    change, i.e. under :func:`inference`.
     """
-    cached = [layer for layer in model.layers if hasattr(layer, "effective_weights")]
+    # Layers cached by an enclosing use (a server's worker) stay as they are, and stay cached.
+    cached = [
+        layer for layer in model.layers
+        if hasattr(layer, "effective_weights") and "effective_weights" not in vars(layer)
+    ]
     for layer in cached:
         layer.effective_weights = functools.cache(layer.effective_weights)
     try:
@@ -194,7 +198,7 @@ def unit_values(
     """
     layer, unit = layer_index(model, layer), check_unit(model, unit)
     data = prompt_bytes(model, text, preprocess=preprocess)
-    with _inference(model, precision):
+    with inference(model, precision):
         values, _ = _run(model, data, layer, unit)
     return Trace(data, values, len(data))
 
@@ -205,6 +209,51 @@ def _next_byte(logits: torch.Tensor, temperature: float, generator: torch.Genera
     # Sampled on the CPU so that a seed gives the same text on every device.
     probabilities = torch.softmax(logits.float().cpu() / temperature, dim=-1)
     return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+class SteeredGeneration:
+    """Generation one byte at a time, for callers that show the text as it is written.
+
+    Construction runs the prompt (prepared bytes, see :func:`prompt_bytes`) and reads its
+    last byte, so :attr:`prompt_trace` holds the unit after every prompt byte; each
+    :meth:`step` then picks one byte and reads it. Run it under :func:`inference`; the unit
+    is held at ``overwrite`` (when given) from the step that reads the prompt's last byte.
+    :func:`generate` is this loop run to the end.
+    """
+
+    def __init__(
+        self,
+        model,
+        data: bytes,
+        unit: int,
+        *,
+        layer: int = -1,
+        temperature: float = 0.0,
+        overwrite: float | None = None,
+        seed: int | None = None,
+    ):
+        if temperature < 0:
+            raise UserError(f"-temperature must be 0 (greedy) or more, not {temperature}")
+        if not data:
+            raise UserError("the prompt is empty; give some text to continue")
+        self.model, self.temperature = model, temperature
+        self.layer, self.unit = layer_index(model, layer), check_unit(model, unit)
+        self.held = CellOverwrite(self.layer, self.unit, float(overwrite)) if overwrite is not None else None
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        values, self.state = _run(model, data[:-1], self.layer, self.unit)
+        self.logits, last_value = self._read(data[-1])
+        self.prompt_trace = Trace(data, np.append(values, np.float32(last_value)), len(data))
+
+    def _read(self, byte: int) -> tuple[torch.Tensor, float]:
+        encoded = self.model.encode(torch.tensor([[byte]], device=self.model.device), self.state, overwrite=self.held)
+        self.state = _fp32(encoded.state)
+        return self.model.decode(encoded.hidden[0, -1]), float(self.state.cell[self.layer][0, self.unit])
+
+    def step(self) -> tuple[int, float]:
+        """The next byte and the unit's value after reading it."""
+        byte = _next_byte(self.logits, self.temperature, self.generator)
+        self.logits, value = self._read(byte)
+        return byte, value
 
 
 def generate(
@@ -233,32 +282,17 @@ def generate(
     """
     from tqdm.auto import tqdm
 
-    layer, unit = layer_index(model, layer), check_unit(model, unit)
     if new_bytes < 0:
         raise UserError(f"cannot generate {new_bytes} bytes; ask for 0 or more")
-    if temperature < 0:
-        raise UserError(f"-temperature must be 0 (greedy) or more, not {temperature}")
     data = prompt_bytes(model, prompt, generate=True, preprocess=preprocess)
-    held = CellOverwrite(layer, unit, float(overwrite)) if overwrite is not None else None
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    text = bytearray(data)
-    with _inference(model, precision), _weights_computed_once(model):
-        values, state = _run(model, data[:-1], layer, unit)
-        values = list(values)
-
-        def read(byte: int) -> torch.Tensor:
-            nonlocal state
-            encoded = model.encode(torch.tensor([[byte]], device=model.device), state, overwrite=held)
-            state = _fp32(encoded.state)
-            values.append(float(state.cell[layer][0, unit]))
-            return model.decode(encoded.hidden[0, -1])
-
-        pending = data[-1]
-        for _ in tqdm(range(new_bytes), unit="byte", desc="generate", disable=not progress):
-            pending = _next_byte(read(pending), temperature, generator)
-            text.append(pending)
-        read(pending)  # the last byte's value, for the heatmap
-    return Trace(bytes(text), np.array(values, dtype=np.float32), len(data))
+    with inference(model, precision), weights_computed_once(model):
+        generation = SteeredGeneration(
+            model, data, unit, layer=layer, temperature=temperature, overwrite=overwrite, seed=seed
+        )
+        steps = [generation.step() for _ in tqdm(range(new_bytes), unit="byte", desc="generate", disable=not progress)]
+    text = data + bytes(byte for byte, _ in steps)
+    values = np.append(generation.prompt_trace.values, np.array([value for _, value in steps], dtype=np.float32))
+    return Trace(text, values, len(data))
 
 
 def heatmap_file_stem(text: str) -> str:
@@ -409,6 +443,35 @@ pre span.generated {{ text-decoration: underline; }}
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One character of a heatmap as a page draws it."""
+
+    character: str
+    glyph: str  # what is shown: the character, or a visible stand-in for a control character
+    value: float  # the unit after the character's last byte, before clipping or negating
+    background: str  # "#rrggbb"
+    colour: str  # the text's colour, readable on that background
+    generated: bool
+
+
+def character_cells(trace: Trace, negate: bool = False) -> list[Cell]:
+    """The heatmap's cells, one per character; the HTML page and the live page both draw these."""
+    values = trace.character_values()
+    colours = value_colours(values, negate)
+    return [
+        Cell(
+            character,
+            _glyph(character),
+            float(value),
+            "#{:02x}{:02x}{:02x}".format(*colour),
+            _text_colour(colour),
+            last >= trace.prompt_length,
+        )
+        for (character, last), value, colour in zip(trace.characters, values, colours)
+    ]
+
+
 def render_html(
     trace: Trace,
     path: str | Path,
@@ -421,21 +484,16 @@ def render_html(
     Hovering a character shows the unit's value after it; generated characters are
     underlined; rows break where the PNG's do.
     """
-    characters = trace.characters
-    values = trace.character_values()
-    colours = value_colours(values, negate)
-    positions = geometry.layout([character for character, _ in characters])
+    cells = character_cells(trace, negate)
+    positions = geometry.layout([cell.character for cell in cells])
     parts = []
-    for index, ((character, last), value, colour, (_, column)) in enumerate(
-        zip(characters, values, colours, positions)
-    ):
+    for index, (cell, (_, column)) in enumerate(zip(cells, positions)):
         if index and column == 0:
             parts.append("\n")
-        generated = ' class="generated"' if last >= trace.prompt_length else ""
-        background = "#{:02x}{:02x}{:02x}".format(*colour)
+        generated = ' class="generated"' if cell.generated else ""
         parts.append(
-            f'<span{generated} style="background:{background};color:{_text_colour(colour)}" '
-            f'title="{value:+.4f}">{html.escape(_glyph(character))}</span>'
+            f'<span{generated} style="background:{cell.background};color:{cell.colour}" '
+            f'title="{cell.value:+.4f}">{html.escape(cell.glyph)}</span>'
         )
     page = _HTML_PAGE.format(
         title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts)

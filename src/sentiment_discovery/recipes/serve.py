@@ -1,0 +1,124 @@
+"""``sentiment-discovery serve``: a live page and a JSON API over a model loaded once (docs/serve.md).
+
+Loads the model and classifier (the ones shipped with the package unless ``--model`` or
+``--classifier`` name others) and serves on 127.0.0.1 until interrupted. Needs the
+``serve`` extra: ``pip install 'sentiment-discovery[serve]'``.
+"""
+
+import dataclasses
+import ipaddress
+import socket
+import sys
+import time
+
+from ..errors import UserError
+from ..options import option
+from ..precision import PRECISIONS
+
+INSTALL_EXTRA = "pip install 'sentiment-discovery[serve]'"
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    model: str | None = option(
+        None,
+        help="model directory (default: the classifier's model; without --classifier, the model shipped with "
+        "the package); a model without a classifier serves everything but /classify",
+        aliases=["load_model"],
+    )
+    classifier: str | None = option(
+        None,
+        help="results directory written by transfer (or its classifier.json); default: the shipped classifier "
+        "when no --model is given",
+    )
+    unit: int | None = option(
+        None,
+        help="unit the page shows first (default: the sentiment unit: the shipped one, the classifier's top "
+        "unit, or the one recorded in the model)",
+        aliases=["neuron"],
+    )
+    layer: int | None = option(None, help="layer of --unit (default: the sentiment unit's, else the top one)")
+    host: str = option("127.0.0.1", help="address to listen on; anything but loopback exposes the model to the network")
+    port: int = option(8000, help="port to listen on (0: any free port, printed at start)")
+    precision: str = option(
+        "auto", choices=PRECISIONS,
+        help="precision of the matrix products: auto (bf16 where the hardware runs it natively, else fp32), "
+        "or fp32/bf16/fp16; /featurize may ask for another",
+    )
+    batch_size: int = option(64, help="texts per featurize batch (sorted by length)")
+    max_text_chars: int = option(10_000, help="longest text a request may send, in characters (longer: 413)")
+    max_texts: int = option(256, help="most texts in one classify or featurize request (more: 413)")
+    max_new_bytes: int = option(2_000, help="most bytes one generate request may write (more: 413)")
+    max_batch_texts: int = option(
+        256, help="most texts of waiting classify/featurize requests merged into one featurize call"
+    )
+    cuda: bool = option(False, help="run on the GPU if there is one")
+
+
+COMMAND_CONFIG = ServeConfig
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before the model loads, so a port in use fails at once."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a port; give 0..65535 (0: any free one)")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family)
+    except OSError as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror}); pass another --port or --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(config: ServeConfig) -> None:
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+    except ImportError as error:
+        raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
+    from ..runtime import select_device
+    from ..serve.service import InferenceService, Limits
+
+    limits = Limits(
+        text_chars=config.max_text_chars, texts=config.max_texts, new_bytes=config.max_new_bytes,
+        batch_texts=config.max_batch_texts,
+    )
+    if config.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {config.batch_size}")
+    sock = listen(config.host, config.port)
+    try:
+        started = time.perf_counter()
+        service = InferenceService.load(
+            config.model, config.classifier, unit=config.unit, layer=config.layer,
+            device=str(select_device(config.cuda)), limits=limits, batch_size=config.batch_size,
+            featurize_precision=config.precision,
+        )
+        loaded = time.perf_counter() - started
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        info = service.info()
+        print(
+            f"serving {info['model']['name']} ({info['model']['rnn_size']} units, unit {info['unit']['unit']} shown"
+            f"{'' if service.classifier else ', no classifier'}), loaded in {loaded:.1f} s, "
+            f"on http://{shown}:{port}/ ; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not _is_loopback(config.host):
+            print(f"warning: {config.host} is not a loopback address: anyone who can reach it can use this "
+                  "server, which has no authentication", file=sys.stderr)
+        server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
