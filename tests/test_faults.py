@@ -251,3 +251,27 @@ def test_a_stop_on_a_save_point_keeps_its_validation_row(tmp_path, monkeypatch):
     eval_csv = "history/eval.csv"
     assert (stopped.experiment_path / eval_csv).read_text() == (straight.experiment_path / eval_csv).read_text()
     assert (straight.experiment_path / eval_csv).read_text().count("\n3,") == 1
+
+
+def test_a_second_train_into_a_live_experiment_is_refused(tmp_path):
+    config = _train_config(tmp_path, max_iters=100_000, save_iters=50, verbose=0)
+    command = [sys.executable, "-m", "sentiment_discovery", "train", "-train", config.train,
+               "-experiment_dir", config.experiment_dir, "-experiment_name", config.experiment_name, "-rnn_size", "16", "-embed_size", "8", "-batch_size", "4",
+               "-seq_length", "16", "-max_iters", "100000", "-save_iters", "50", "-verbose", "0"]  # fmt: skip
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        history = config.experiment_path / "history" / "train.csv"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not history.is_file():
+            time.sleep(0.1)
+        assert first.poll() is None and history.is_file()
+        status, error = _train(dataclasses.replace(config, max_iters=2))  # bounded, should the lock fail
+        assert status == 2
+        assert error == (
+            f"{config.experiment_path} is being written by another run (process {first.pid}); wait for it to finish "
+            "or choose another -experiment_name"
+        )
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130, stderr

@@ -13,6 +13,7 @@ The package data directory ``sentiment_discovery/default_model/`` holds
 instead. :func:`export_default_model` (``sentiment-discovery export-default``) fills one in.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -214,74 +215,77 @@ def export_default_model(
 
     out = Path(out) if out is not None else default_directory()
     out.mkdir(parents=True, exist_ok=True)
-    with storage.output_lock(out, what="--out"):  # two exports into one directory: the second is refused
-        staging = out / ".export.partial"
+    # Two exports into one directory: the second is refused (the lock is held to the end).
+    lock = contextlib.ExitStack()
+    lock.enter_context(storage.output_lock(out, what="--out"))
+    staging = out / ".export.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        # The model: verbatim (same weights, same hash), or re-saved with bfloat16 storage.
+        staged_model = staging / MODEL_SUBDIR
+        if bf16:
+            language_model = load_model(source_dir)
+            save_model(language_model, staged_model, metadata=dict(language_model.metadata), dtype=torch.bfloat16)
+        else:
+            staged_model.mkdir()
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copyfile(source_dir / name, staged_model / name)
+        weights_storage = "bfloat16" if bf16 else "as fitted"
+        # Writing the unit into the model is this command's explicit purpose (visualize reads it).
+        update_model_metadata(
+            staged_model,
+            sentiment_unit=unit.unit,
+            sentiment_unit_sign=unit.sign,
+            sentiment_unit_source=f"default model {CLASSIFIER_SUBDIR}/",
+            default_model={"weights_storage": weights_storage, "fitted_on_weights_sha256": fitted.model.weights_sha256},
+        )
+        weights_sha256 = storage.file_sha256(staged_model / WEIGHTS_FILE)
+
+        # The classifier, pointing at the staged model by relative location and hash.
+        staged_identity = dataclasses.replace(
+            fitted.model, name=MODEL_SUBDIR, path=str(staged_model.resolve()), weights_sha256=weights_sha256
+        )
+        probe = dataclasses.replace(fitted, model=staged_identity, source=None)
+        before = fitted.predict_proba(list(CHECK_TEXTS))[:, 1]
+        after = probe.predict_proba(list(CHECK_TEXTS))[:, 1]
+        change = float(abs(after - before).max())
+        agree = int(((before > 0.5) == (after > 0.5)).sum())
+        values = fitted.to_dict()
+        values["model"] = dataclasses.replace(staged_identity, path=RELATIVE_MODEL_PATH).to_dict()
+        values["export"] = {
+            "fitted_on": {"path": fitted.model.path, "weights_sha256": fitted.model.weights_sha256},
+            "weights_storage": weights_storage,
+            "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
+        }
+        staged_classifier = staging / CLASSIFIER_SUBDIR
+        storage.write_json(staged_classifier / transfer.CLASSIFIER_FILE, values)
+        for pattern in RESULTS_PATTERNS:
+            for path in sorted(fitted.source.parent.glob(pattern)):
+                shutil.copyfile(path, staged_classifier / path.name)
+
+        unit_values = unit.to_dict()
+        unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
+        threshold = _threshold_accuracy(results, unit.unit)
+        if threshold is not None:
+            unit_values["threshold_0_accuracy"] = threshold
+        if results and results.get("dataset"):
+            unit_values["dataset"] = results["dataset"]
+        storage.write_json(staging / SENTIMENT_UNIT_FILE, unit_values)
+
+        for path in staging.rglob("*"):  # readable by everyone who can import the package
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+        # Verify the staged directory exactly as the default loaders will read it.
+        check = transfer.SentimentClassifier.load(staged_classifier)
+        check.attach_model(check.model.path)
+        if read_sentiment_unit(staging / SENTIMENT_UNIT_FILE) != unit:
+            raise UserError(f"{staging / SENTIMENT_UNIT_FILE} did not read back as written")
+
+        _swap_in(staging, out, [MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE])
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
-            # The model: verbatim (same weights, same hash), or re-saved with bfloat16 storage.
-            staged_model = staging / MODEL_SUBDIR
-            if bf16:
-                language_model = load_model(source_dir)
-                save_model(language_model, staged_model, metadata=dict(language_model.metadata), dtype=torch.bfloat16)
-            else:
-                staged_model.mkdir()
-                for name in (CONFIG_FILE, WEIGHTS_FILE):
-                    shutil.copyfile(source_dir / name, staged_model / name)
-            weights_storage = "bfloat16" if bf16 else "as fitted"
-            # Writing the unit into the model is this command's explicit purpose (visualize reads it).
-            update_model_metadata(
-                staged_model,
-                sentiment_unit=unit.unit,
-                sentiment_unit_sign=unit.sign,
-                sentiment_unit_source=f"default model {CLASSIFIER_SUBDIR}/",
-                default_model={"weights_storage": weights_storage, "fitted_on_weights_sha256": fitted.model.weights_sha256},
-            )
-            weights_sha256 = storage.file_sha256(staged_model / WEIGHTS_FILE)
-
-            # The classifier, pointing at the staged model by relative location and hash.
-            staged_identity = dataclasses.replace(
-                fitted.model, name=MODEL_SUBDIR, path=str(staged_model.resolve()), weights_sha256=weights_sha256
-            )
-            probe = dataclasses.replace(fitted, model=staged_identity, source=None)
-            before = fitted.predict_proba(list(CHECK_TEXTS))[:, 1]
-            after = probe.predict_proba(list(CHECK_TEXTS))[:, 1]
-            change = float(abs(after - before).max())
-            agree = int(((before > 0.5) == (after > 0.5)).sum())
-            values = fitted.to_dict()
-            values["model"] = dataclasses.replace(staged_identity, path=RELATIVE_MODEL_PATH).to_dict()
-            values["export"] = {
-                "fitted_on": {"path": fitted.model.path, "weights_sha256": fitted.model.weights_sha256},
-                "weights_storage": weights_storage,
-                "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
-            }
-            staged_classifier = staging / CLASSIFIER_SUBDIR
-            storage.write_json(staged_classifier / transfer.CLASSIFIER_FILE, values)
-            for pattern in RESULTS_PATTERNS:
-                for path in sorted(fitted.source.parent.glob(pattern)):
-                    shutil.copyfile(path, staged_classifier / path.name)
-
-            unit_values = unit.to_dict()
-            unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
-            threshold = _threshold_accuracy(results, unit.unit)
-            if threshold is not None:
-                unit_values["threshold_0_accuracy"] = threshold
-            if results and results.get("dataset"):
-                unit_values["dataset"] = results["dataset"]
-            storage.write_json(staging / SENTIMENT_UNIT_FILE, unit_values)
-
-            for path in staging.rglob("*"):  # readable by everyone who can import the package
-                os.chmod(path, 0o755 if path.is_dir() else 0o644)
-
-            # Verify the staged directory exactly as the default loaders will read it.
-            check = transfer.SentimentClassifier.load(staged_classifier)
-            check.attach_model(check.model.path)
-            if read_sentiment_unit(staging / SENTIMENT_UNIT_FILE) != unit:
-                raise UserError(f"{staging / SENTIMENT_UNIT_FILE} did not read back as written")
-
-            _swap_in(staging, out, [MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE])
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        lock.close()
 
     model_bytes = directory_bytes(out / MODEL_SUBDIR)
     if model_bytes > SIZE_LIMIT_BYTES:
