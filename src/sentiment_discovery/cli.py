@@ -8,6 +8,7 @@ a :class:`UserError` becomes one ``error:`` line and exit status 2.
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -31,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
     "serve": ("sentiment_discovery.recipes.serve", "a live page (heatmap, P(positive), steered writing) and a JSON API over a model loaded once"),
 }
+
+
+# Commands that run without torch.
+LIGHT_COMMANDS = ("download",)
 
 
 def recipe(command: str):
@@ -118,6 +123,12 @@ def _main(argv: list[str] | None) -> int:
         sys.stdout.write(flag_reference_markdown(config_classes()))
         return 0
     module = recipe(args.command)
+    if args.command not in LIGHT_COMMANDS:
+        # torch is imported on first use (for a fast --help), which for these commands is now:
+        # import it here, under the same hold, since a Ctrl-C inside torch's import can abort
+        # the interpreter from C++ instead of raising KeyboardInterrupt.
+        with _interrupts_held():
+            importlib.import_module("torch")
     try:
         config = config_from_args(module.COMMAND_CONFIG, args, command=args.command)
         status = module.run(config)
@@ -127,5 +138,18 @@ def _main(argv: list[str] | None) -> int:
     return int(status or 0)
 
 
+def program() -> None:
+    """The ``sentiment-discovery`` program (and ``python -m sentiment_discovery``): :func:`main`, then exit."""
+    status = main()
+    if status == 130:
+        # A Ctrl-C that lands while CPython runs code through its PyRun API (some imports do)
+        # is marked "unhandled" although main caught it, and the interpreter would then end
+        # itself by SIGINT at exit instead of with status 130: leave at once, streams flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()
