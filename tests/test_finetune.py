@@ -202,3 +202,27 @@ def test_probability_trace_of_the_frozen_feature_classifier(tmp_path):
         assert trace[-1] == pytest.approx(classifier.predict_proba([text])[0, 1], abs=1e-6)
         data = b"\n " + text.encode() + b" "
         assert trace[10] == pytest.approx(probe.predict_proba(featurize(model, [data[:11]], pooling=pooling))[0], abs=1e-6)
+
+
+def test_visualize_draws_the_sentiment_trace_of_a_finetuned_classifier(data_files, capsys):
+    from matplotlib.image import imread
+
+    from sentiment_discovery.visualize import HeatmapGeometry, TRACE_STRIP_HEIGHT, probability_colours
+
+    assert main(finetune_args(data_files, "run", "-epochs", "0.5")) == 0
+    run = data_files["root"] / "exp/run/finetune"
+    heatmaps = data_files["root"] / "exp/mlstm/heatmaps"
+    for given in (run, run / "model"):
+        assert main(["visualize", "-load_model", str(given), "-text", "I loved it", "-experiment_dir",
+                     str(data_files["root"] / "exp")]) == 0
+    page = (heatmaps / "I loved it.html").read_text()
+    assert page.count("P(positive) so far") == len("\n I loved it ")
+    trace = SentimentClassifier.load(run).probability_trace("I loved it")
+    assert f"P(positive) so far {trace[-1]:.3f}" in page
+    image = np.round(imread(heatmaps / "I loved it.png")[:, :, :3] * 255).astype(int)
+    geometry = HeatmapGeometry(strip_height=TRACE_STRIP_HEIGHT)
+    positions = geometry.layout(list("\n I loved it "))  # the newline ends the first row
+    for index in (0, 5, 11):
+        left, top, _, _ = geometry.strip_box(*positions[index])
+        expected = probability_colours(trace[index : index + 1])[0].astype(int)
+        assert np.abs(image[top + 2, left + 2] - expected).max() <= 1

@@ -620,19 +620,23 @@ class SentimentClassifier:
 
         The prefix ending at byte t is pooled as the classifier's features are (the state at
         t, or the mean or maximum of the states up to t), so the last value is
-        ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included).
+        ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included);
+        ``bytes`` are taken as already prepared, as ``featurize`` takes them.
         """
         import torch
 
         from .features import CHUNK_LENGTH, _products_autocast, prefix_pooled
         from .text import preprocess_text
 
-        if not isinstance(text, str):
+        if not isinstance(text, (str, bytes)):
             raise UserError(f"probability_trace takes one text (a str), not a {type(text).__name__}")
         if self._language_model is None:
             self.attach_model(self.model.path)
         model = self._language_model
-        data = preprocess_text(text, model.text_options) if self.model.preprocess else text.encode("utf-8")
+        if isinstance(text, bytes):
+            data = text
+        else:
+            data = preprocess_text(text, model.text_options) if self.model.preprocess else text.encode("utf-8")
         if not data:
             raise UserError("the text is empty; give some text")
         tokens = torch.tensor([list(data)], dtype=torch.int64, device=model.device)

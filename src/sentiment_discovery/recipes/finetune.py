@@ -269,9 +269,16 @@ def init_head_from_probe(model, data: dict[str, Texts], config: FinetuneConfig, 
                                   seed=config.seed)
     model.head.load_probe(fit.coef, fit.intercept, fit.mean, fit.scale)
     accuracy = fit.valid_accuracy[fit.C]
+    test_accuracy = None
+    test = data.get("test")
+    if test is not None and test.labels is not None:
+        # Reported beside the fine-tuned result (the frozen-feature baseline of the same run), never used to choose.
+        test_features = pooled_features(model, test, precision, config.eval_batch_size)
+        test_accuracy = head_probe(model.head).accuracy(test_features, test.labels)
+    shown = "" if test_accuracy is None else f", test {100 * test_accuracy:.2f}%"
     say(f"head starts as an L2 logistic regression on the {config.pooling}-pooled features: C={fit.C:g}, "
-        f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - began:.0f} s)")
-    return {"head_init": "probe", "C": fit.C, "valid_accuracy": accuracy,
+        f"validation accuracy {100 * accuracy:.2f}%{shown} ({time.perf_counter() - began:.0f} s)")
+    return {"head_init": "probe", "C": fit.C, "valid_accuracy": accuracy, "test_accuracy": test_accuracy,
             "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in fit.valid_accuracy.items()],
             "seconds": round(time.perf_counter() - began, 1)}
 
@@ -507,17 +514,23 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
            started: float, total_steps: int) -> None:
     """Write the best weights as a model directory with its classifier, the accuracy lines and results.json."""
     load_weights(run_dir / "best", model, device)
+    probe = head_probe(model.head)
+    rnn_size = model.language_model.config.rnn_size
+    # The unit the head weighs most (a concat feature's index taken back to its unit), for visualize.
+    top = int(transfer.rank_units(probe, 1)[0])
     model_dir = save_model(model.language_model, run_dir / MODEL_SUBDIR, metadata={
         "finetuned": {"from": str(start_model), "classes": 2, "pooling": config.pooling, "best_step": state.best_step},
+        "sentiment_unit": top % rnn_size, "sentiment_unit_sign": transfer.unit_sign(probe, top),
+        "sentiment_unit_source": "the fine-tuned head's largest weight",
     })
     identity = transfer.ModelIdentity.of(model.language_model, model_dir, precision=precision, pooling=config.pooling)
     identity = dataclasses.replace(identity, path=MODEL_SUBDIR)  # relative to classifier.json: the folder moves whole
-    probe = head_probe(model.head)
-    texts = {name: split.texts for name, split in splits.items()}
     features, eval_seconds = {}, {}
     for name, split in splits.items():
         began = time.perf_counter()
-        features[name] = model.language_model.featurize(split.texts, batch_size=config.eval_batch_size, progress=True,
+        # Validation and test texts whole, as classify reads them; train as it was fed (cut to -max_text_length).
+        texts = data[name].data if name == "train" else split.texts
+        features[name] = model.language_model.featurize(texts, batch_size=config.eval_batch_size, progress=True,
                                                         precision=precision, pooling=config.pooling)
         eval_seconds[name] = round(time.perf_counter() - began, 1)
     labels = {name: split.labels for name, split in splits.items()}

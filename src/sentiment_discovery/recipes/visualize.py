@@ -6,13 +6,19 @@ and a self-contained ``.html`` beside it, the name being the text's first 100 ch
 Without ``-load_model`` it draws the default model shipped with the package, and without
 ``-neuron`` its sentiment unit (``sentiment_unit.json``: unit, layer, and sign, a negative
 one negating the colours).
+
+Where the model has a classifier (the default model's, or a ``finetune`` run: ``-load_model``
+its directory or its ``model/``), a strip under each character shows the classifier's
+P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
 import sys
 import unicodedata
 
-from .. import defaults, visualize
+from pathlib import Path
+
+from .. import defaults, transfer, visualize
 from ..checkpoint import load_model
 from ..errors import UserError
 from ..options import option
@@ -101,6 +107,25 @@ def choose_unit(model, config: VisualizeConfig, shipped: "defaults.SentimentUnit
     return Drawn(unit, config.layer, config.negate or recorded_negative, f"model {config.load_model}")
 
 
+def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | None":
+    """The classifier whose sentiment trace is drawn, if the model has one.
+
+    The default classifier goes with the default model; a ``finetune`` run directory holds
+    its classifier beside its ``model/``.
+    """
+    if config.load_model is None:
+        if (defaults.default_directory() / defaults.CLASSIFIER_PART).is_file():
+            return transfer.SentimentClassifier.load()
+        return None
+    given = Path(config.load_model)
+    for candidate in (given / transfer.CLASSIFIER_FILE, given.parent / transfer.CLASSIFIER_FILE):
+        if candidate.is_file():
+            classifier = transfer.SentimentClassifier.load(candidate)
+            if Path(classifier.model.path).resolve() in (given.resolve(), (given / "model").resolve()):
+                return classifier
+    return None
+
+
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
     shown = "".join(
@@ -117,8 +142,11 @@ def run(config: VisualizeConfig) -> None:
         raise UserError("-overwrite steers generated text only; add -generate")
     seed_everything(config.seed)
     shipped = None
+    classifier = find_classifier(config)
     if config.load_model is None:
         model_path, shipped = default_model_directory(config)
+    elif classifier is not None:
+        model_path = Path(classifier.model.path)  # a finetune run directory: its model/
     else:
         model_path = resolve_load_model(config.load_model, config)
     model = load_model(model_path, device=select_device(config.cuda))
@@ -149,11 +177,17 @@ def run(config: VisualizeConfig) -> None:
         print_safely(trace.text.lstrip())
     else:
         trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer)
+    if classifier is not None:
+        classifier.attach_model(model_path)
+        trace = dataclasses.replace(trace, probabilities=classifier.probability_trace(trace.data))
 
     layer = visualize.layer_index(model, drawn.layer)
     caption = f"unit {unit} of layer {layer}, {drawn.model_name}"
     if negate:
         caption += ", colours negated"
+    if classifier is not None:
+        caption += (f"; the bar under each character is the classifier's P(positive) of the text so far "
+                    f"(red 0, yellow 0.5, green 1; {trace.probabilities[-1]:.3f} for the whole text)")
     if config.generate:
         sampling = "greedy" if config.temperature == 0 else f"temperature {config.temperature}, seed {config.seed}"
         caption += f"; generated text underlined ({sampling})"
