@@ -138,6 +138,7 @@ HARD = ("-dropout", "0.3", "-lm_loss_weight", "0.5", "-warmup", "0.2", "-decay",
         "-unfreeze_every", "0.5", "-patience", "0")
 
 
+@pytest.mark.slow
 def test_resume_after_a_stop_equals_an_uninterrupted_run(data_files, capsys):
     assert main(finetune_args(data_files, "whole", *HARD)) == 0
     assert main(finetune_args(data_files, "parts", *HARD, "-max_steps", "5")) == 0

@@ -51,7 +51,8 @@ EMPTY_WINDOW = {"loss": 0.0, "lm_loss": 0.0, "correct": 0, "texts": 0, "bytes": 
 @dataclasses.dataclass(kw_only=True)
 class FinetuneConfig(ExperimentConfig):
     load_model: str | None = option(
-        None, help="model directory to start from (default: the language model shipped with the package)",
+        None, help="model directory to start from (default: the pre-trained language model shipped with the "
+        "package, default_model/frozen/model)",
         aliases=["model"],
     )
     # ---- data: the flags and readers of `transfer`
@@ -229,10 +230,14 @@ def run(config: FinetuneConfig) -> int:
 
 
 def resolve_start_model(config: FinetuneConfig) -> Path:
+    """``-load_model``, else the shipped pre-trained model (``frozen/``, beside a fine-tuned default)."""
     if config.load_model is None:
-        from ..defaults import model_directory
+        from .. import defaults
 
-        return Path(model_directory())
+        pretrained = defaults.default_directory() / defaults.FROZEN_SUBDIR / defaults.MODEL_SUBDIR
+        if (pretrained / "config.json").is_file():
+            return pretrained
+        return Path(defaults.model_directory())
     return resolve_load_model(config.load_model, config)
 
 
