@@ -1,10 +1,12 @@
 """The quick start (`make demo`): the shipped model on a few sentences, then sentiment transfer on SST-2.
 
-1. `classify` labels a handful of sentences with the shipped model and its SST-2 classifier.
-2. `visualize` draws the sentiment unit over two of them (PNG + HTML) and writes a review
-   with the unit held positive and one with it held negative.
+1. `classify` labels a handful of sentences with the shipped model and its SST-2 classifier
+   (the model fine-tuned on SST-2 with its head).
+2. `visualize` draws the sentiment unit and the classifier's P(positive) so far over two of
+   them (PNG + HTML), and writes a review with the pre-trained model's unit held positive and
+   one with it held negative.
 3. If SST-2 is at hand (`$SENTIMENT_DISCOVERY_DATA/sst2`, by default `../shared/data/sst2`,
-   or downloadable), `transfer` fits the L1 logistic regression on the shipped model's
+   or downloadable), `transfer` fits the L1 logistic regression on the pre-trained model's
    mean-pooled features and prints the results in the 2017 format. Where the products run
    in fp32 on the CPU (no native bf16, see docs/performance.md), all of SST-2 would take
    about ten minutes on two cores: the demo then transfers on a stratified subset, says
@@ -102,18 +104,20 @@ def main() -> None:
     for sentence in SENTENCES[:2]:
         run("visualize", "--text", sentence, *common)
 
+    # Generation and transfer read the pre-trained model: the default one was fine-tuned on SST-2.
+    pretrained = defaults.default_directory() / defaults.FROZEN_SUBDIR / defaults.MODEL_SUBDIR
     step("visualize -generate: the unit held positive (+1), then negative (-1)")
     for value in ("+1", "-1"):
         run("visualize", "--text", "I bought this for my son and", "-generate", "-seq_length", "200",
-            "-overwrite", value, "-seed", "1", *common)
+            "-overwrite", value, "-seed", "1", "-load_model", str(pretrained), *common)
 
     sst2 = sst2_directory()
     if sst2 is None:
         print("\nSST-2 is not available here; skipping sentiment transfer.")
         return
-    step(f"transfer: the shipped model's features on SST-2 ({sst2})")
+    step(f"transfer: the pre-trained model's features on SST-2 ({sst2})")
     # Transfer never writes into its model, so the package's own model is used as it is.
-    model = defaults.model_directory()
+    model = pretrained
     # Mean-pooled features, as the shipped classifier was fitted (docs/transfer.md, "Pooling").
     transfer = ["transfer", *common, "-load_model", str(model), "-pooling", "mean", "-no_data_efficiency",
                 "-text_key", "sentence", "-label_key", "label"]

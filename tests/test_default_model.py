@@ -227,9 +227,13 @@ def test_visualize_text_draws_the_recorded_unit(use_default, tmp_path, capsys):
     assert cli.main(["visualize", "-experiment_dir", str(tmp_path / "a"), "--text", text]) == 0
     page = visualize_page(tmp_path / "a", text)
     expected = unit_values(load_model(use_default / "model"), text, unit["unit"])
-    assert re.findall(r'title="([^"]+)"', page) == [f"{v:+.4f}" for v in expected.values]
+    # With the default classifier, each character also shows its sentiment trace.
+    trace = SentimentClassifier.load().probability_trace(text)
+    assert re.findall(r'title="([^"]+)"', page) == [
+        f"{v:+.4f}, P(positive) so far {p:.3f}" for v, p in zip(expected.values, trace)
+    ]
     caption = f"unit {unit['unit']} of layer 0, the default model" + (", colours negated" if unit["negate"] else "")
-    assert f"<p>{caption}</p>" in page
+    assert f"<p>{caption}; the bar under each character is the classifier" in page
     assert "wrote " in capsys.readouterr().err
 
 
@@ -243,12 +247,12 @@ def test_visualize_negates_a_negative_sentiment_unit(exported, tmp_path, monkeyp
     text = "boring and long"
     assert cli.main(["visualize", "-experiment_dir", str(tmp_path / "a"), "--text", text]) == 0
     page = visualize_page(tmp_path / "a", text)
-    assert "<p>unit 2 of layer 0, the default model, colours negated</p>" in page
+    assert "<p>unit 2 of layer 0, the default model, colours negated; " in page
     expected = unit_values(load_model(copy / "model"), text, 2)
-    assert re.findall(r'title="([^"]+)"', page) == [f"{v:+.4f}" for v in expected.values]
+    assert [t.split(",")[0] for t in re.findall(r'title="([^"]+)"', page)] == [f"{v:+.4f}" for v in expected.values]
     # -neuron picks another unit, not negated unless asked.
     assert cli.main(["visualize", "-experiment_dir", str(tmp_path / "b"), "--text", text, "-neuron", "4"]) == 0
-    assert "<p>unit 4 of layer 0, the default model</p>" in visualize_page(tmp_path / "b", text)
+    assert "<p>unit 4 of layer 0, the default model; " in visualize_page(tmp_path / "b", text)
 
 
 def test_visualize_negates_a_negative_unit_saved_in_a_models_metadata(tmp_path):
@@ -383,10 +387,24 @@ def test_transfer_leaves_the_model_byte_identical_and_visualize_reads_the_unit_f
     assert f"unit {unit} of layer 0, model {model_dir.resolve()}" in html
     assert ("colours negated" in html) == (sign < 0)
     expected = unit_values(load_model(model_dir), text, unit).values
-    assert re.findall(r'title="([^"]+)"', html) == [f"{v:+.4f}" for v in expected]
+    titles = re.findall(r'title="([^"]+)"', html)
+    assert [title.split(",")[0] for title in titles] == [f"{v:+.4f}" for v in expected]
+    # The classifier's sentiment trace is drawn too: P(positive) of the text so far.
+    assert all(", P(positive) so far " in title for title in titles)
     # -load_model must be the model the classifier was fitted on.
     other = tmp_path / "other"
     save_model(make_model(seed=7), other)
     capsys.readouterr()
     assert cli.main(args + ["-load_model", str(other)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {results_dir / 'classifier.json'} was fitted on model ")
+
+
+def test_shipped_frozen_feature_classifier_stays_available_and_the_package_stays_small(shipped):
+    frozen = SentimentClassifier.load(defaults.frozen_classifier_directory())
+    assert Path(frozen.model.path) == (shipped / "frozen" / "model").resolve()
+    frozen.attach_model(frozen.model.path)  # its own weights, checked by sha256
+    assert frozen.model.weights_sha256 != SentimentClassifier.load().model.weights_sha256
+    files = defaults.shipped_files(shipped)
+    assert [p for p in files if not packaged(p.relative_to(shipped).as_posix())] == []
+    total = sum(path.stat().st_size for path in files)
+    assert total <= defaults.PACKAGE_SIZE_LIMIT_BYTES, f"the default models take {total / 1e6:.1f} MB (at most 30 MB)"

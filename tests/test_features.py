@@ -66,8 +66,8 @@ def test_mean_pooling_is_the_mean_cell_state_over_the_text_bytes(layers):
 
 
 def test_unknown_pooling_and_layer_are_refused(small_model):
-    with pytest.raises(UserError, match="pooling must be one of final, mean, not 'max'"):
-        small_model.featurize(["fine"], pooling="max")
+    with pytest.raises(UserError, match="pooling must be one of final, mean, max, concat, not 'median'"):
+        small_model.featurize(["fine"], pooling="median")
     with pytest.raises(UserError, match="layer 3 does not exist: the model has 1 layer"):
         small_model.featurize(["fine"], layer=3)
 

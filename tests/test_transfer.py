@@ -499,7 +499,7 @@ def test_mean_pooling_is_recorded_checked_and_reused_by_classify(experiment, cap
     final = ModelIdentity.of(language_model, classifier.model.path)
     with pytest.raises(UserError, match="fitted on features with pooling 'mean', not 'final'"):
         classifier.check_model(final)
-    with pytest.raises(UserError, match="-pooling must be one of final, mean, not 'last'"):
+    with pytest.raises(UserError, match="-pooling must be one of final, mean, max, concat, not 'last'"):
         ModelIdentity.of(language_model, classifier.model.path, pooling="last")
 
 

@@ -8,7 +8,7 @@ import it from here.
 """
 
 # How a text's sequence of cell states becomes one feature vector (features.featurize).
-POOLINGS = ("final", "mean")
+POOLINGS = ("final", "mean", "max", "concat")
 # Recurrent layer types (model.ModelConfig).
 RNN_TYPES = ("mlstm", "lstm")
 # The mLSTM implementations (model.MLSTM_IMPLEMENTATIONS).
@@ -22,3 +22,7 @@ SCHEDULES = ("LinearLR", "ExponentialLR")
 FORMATS = ("csv", "tsv", "json", "jsonl", "txt")
 # The release dealt every corpus into 1002 shards (1000 train, 1 validation, 1 test).
 DEFAULT_NUM_SHARDS = 1002
+
+# Fine-tuning (finetune.py): the learning-rate decay after the warm-up, and how the head starts.
+DECAYS = ("linear", "cosine", "constant")
+HEAD_INITS = ("probe", "random")

@@ -7,7 +7,9 @@ The package data directory ``sentiment_discovery/default_model/`` holds
   model path is ``../model``, relative to itself, and whose weights sha256 is that of
   ``model/model.safetensors``;
 - ``sentiment_unit.json``: the sentiment unit (the classifier's top unit), its sign and layer;
-- ``MODEL_CARD.md``: what the model is, how it was made, how well it does.
+- ``MODEL_CARD.md``: what the model is, how it was made, how well it does;
+- ``frozen/``: the same layout for the language model as pre-trained (before fine-tuning)
+  and its frozen-feature L1 classifier, kept available beside the default.
 
 ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names another directory of the same layout to use
 instead. :func:`export_default_model` (``sentiment-discovery export-default``) fills one in.
@@ -29,6 +31,8 @@ PACKAGE_DIRECTORY = Path(__file__).resolve().parent / "default_model"
 MODEL_SUBDIR = "model"
 CLASSIFIER_SUBDIR = "classifier"
 SENTIMENT_UNIT_FILE = "sentiment_unit.json"
+# The pre-trained model and its frozen-feature classifier, shipped beside a fine-tuned default.
+FROZEN_SUBDIR = "frozen"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 SENTIMENT_UNIT_FORMAT = "sentiment-discovery-sentiment-unit"
 SENTIMENT_UNIT_FORMAT_VERSION = 1
@@ -36,6 +40,8 @@ SENTIMENT_UNIT_FORMAT_VERSION = 1
 RELATIVE_MODEL_PATH = f"../{MODEL_SUBDIR}"
 # The package test's limit on the shipped model's size on disk.
 SIZE_LIMIT_BYTES = 25_000_000
+# ... and on every default-model file the package carries together.
+PACKAGE_SIZE_LIMIT_BYTES = 30_000_000
 # The results files of a transfer run copied beside classifier.json (figures and results.json).
 RESULTS_PATTERNS = ("results.json", "*.png")
 # A few short reviews to compare the exported classifier's probabilities with the original's.
@@ -93,6 +99,12 @@ def classifier_directory(hint: str | None = None) -> Path:
     """The default classifier's directory (with the model it needs)."""
     hint = hint or f"pass a classifier (the results directory `sentiment-discovery transfer` writes), {INSTALL}"
     return require([MODEL_PART, CLASSIFIER_PART], hint) / CLASSIFIER_SUBDIR
+
+
+def frozen_classifier_directory() -> Path:
+    """The frozen-feature classifier shipped beside a fine-tuned default, with the pre-trained model it reads."""
+    parts = [f"{FROZEN_SUBDIR}/{MODEL_PART}", f"{FROZEN_SUBDIR}/{CLASSIFIER_PART}"]
+    return require(parts, "this default model ships no frozen-feature classifier") / FROZEN_SUBDIR / CLASSIFIER_SUBDIR
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,48 @@ from .text import preprocess_text
 CHUNK_LENGTH = 256
 
 
+def pooled_width(rnn_size: int, pooling: str) -> int:
+    """Length of a text's feature vector: ``concat`` joins the final, max and mean states."""
+    return 3 * rnn_size if pooling == "concat" else rnn_size
+
+
+def pool_sequence(cells: torch.Tensor, is_text: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool whole sequences of states [B, T, H] over the positions where ``is_text`` [B, T] holds.
+
+    Texts are left-padded, so the last position is every text's last byte. Differentiable:
+    fine-tuning trains through it.
+    """
+    if pooling not in POOLINGS:
+        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    mask = is_text[:, :, None]
+    final = cells[:, -1]
+    if pooling == "final":
+        return final
+    mean = (cells * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+    if pooling == "mean":
+        return mean
+    maximum = cells.masked_fill(~mask, float("-inf")).amax(dim=1)
+    if pooling == "max":
+        return maximum
+    return torch.cat([final, maximum, mean], dim=1)
+
+
+def prefix_pooled(cells: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Row t: the pooled feature of the text's first t + 1 bytes, from one text's states [T, H]."""
+    if pooling not in POOLINGS:
+        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    if pooling == "final":
+        return cells
+    counts = torch.arange(1, cells.shape[0] + 1, device=cells.device, dtype=cells.dtype)[:, None]
+    mean = cells.cumsum(dim=0) / counts
+    if pooling == "mean":
+        return mean
+    maximum = cells.cummax(dim=0).values
+    if pooling == "max":
+        return maximum
+    return torch.cat([cells, maximum, mean], dim=1)
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Indices grouped into batches of similar length (longest first), to waste little padding.
 
@@ -67,7 +109,7 @@ def iter_pooled_cells(
     progress: bool = False,
     precision: str = "auto",
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield (indices, pooled cell state of ``layer`` [B, rnn_size] float32) per length-sorted batch.
+    """Yield (indices, pooled cell state of ``layer`` [B, width] float32) per length-sorted batch.
 
     The mean is taken over each text's own bytes only (the left padding is excluded), and is
     accumulated chunk by chunk, so memory stays flat however long a text is.
@@ -89,19 +131,25 @@ def iter_pooled_cells(
             is_text = torch.arange(tokens.shape[1], device=model.device) >= (tokens.shape[1] - lengths)[:, None]
             state = model.init_state(len(indices))
             cell_sum = torch.zeros(len(indices), model.config.rnn_size, device=model.device)
+            cell_max = torch.full_like(cell_sum, float("-inf"))
             width = tokens.shape[1]
             first_byte = width - np.array([len(b) for b in batch])
             for start in range(0, width, CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
-                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling == "mean")
+                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling != "final")
                 state = encoded.state
                 if precision != "fp32":  # carry the state between chunks in float32
                     state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
-                if pooling == "mean":
+                if pooling != "final":
                     cells = encoded.cell_sequences[layer].float()
-                    cell_sum += (cells * is_text[:, start:stop, None]).sum(dim=1)
+                    chunk_mask = is_text[:, start:stop, None]
+                    cell_sum += (cells * chunk_mask).sum(dim=1)
+                    cell_max = torch.maximum(cell_max, cells.masked_fill(~chunk_mask, float("-inf")).amax(dim=1))
                 bar.update(int(np.clip(min(stop, width) - np.maximum(first_byte, start), 0, None).sum()))
-            pooled = state.cell[layer].float() if pooling == "final" else cell_sum / lengths[:, None]
+            final, mean = state.cell[layer].float(), cell_sum / lengths[:, None]
+            pooled = {"final": final, "mean": mean, "max": cell_max}.get(pooling)
+            if pooled is None:
+                pooled = torch.cat([final, cell_max, mean], dim=1)
             yield indices, pooled
     bar.close()
 
@@ -116,11 +164,12 @@ def featurize(
     precision: str = "auto",
     pooling: str = "final",
 ) -> np.ndarray:
-    """The cell state of ``layer`` for each text: float32 [N, rnn_size].
+    """The cell state of ``layer`` for each text: float32 [N, rnn_size] (``concat``: [N, 3 x rnn_size]).
 
     ``pooling`` "final" is the state after the last byte (the paper's feature); "mean" is
     its average over the text's bytes, which transfers much better from small or briefly
-    trained models (docs/results.md), since the final state mostly remembers the last words.
+    trained models (docs/results.md), since the final state mostly remembers the last words;
+    "max" is the per-unit maximum, "concat" joins final, max and mean (3 x rnn_size wide).
     Texts are prepared with the model's text options (as the published release did)
     unless ``preprocess`` is false; ``bytes`` items are used as they are. ``precision``
     (:data:`sentiment_discovery.precision.PRECISIONS`) is that of the matrix products:
@@ -131,7 +180,7 @@ def featurize(
     byte_strings = encode_texts(model, texts, preprocess)
     if not -model.config.layers <= layer < model.config.layers:
         raise UserError(f"layer {layer} does not exist: the model has {model.config.layers} layer(s)")
-    features = np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32)
+    features = np.zeros((len(byte_strings), pooled_width(model.config.rnn_size, pooling)), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:

@@ -119,6 +119,13 @@ class ModelIdentity:
         }
         return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
+    @property
+    def feature_width(self) -> int:
+        """Length of a text's feature vector (``concat`` pooling joins three states)."""
+        from .features import pooled_width
+
+        return pooled_width(self.rnn_size, self.pooling)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -180,7 +187,7 @@ def featurize_cached(
     """The features of ``texts`` from the cache, or from the model (and then stored)."""
     key = identity.feature_key(texts) if cache is not None else None
     if cache is not None:
-        features = cache.load(key, len(texts), identity.rnn_size)
+        features = cache.load(key, len(texts), identity.feature_width)
         if features is not None:
             return FeatureRun(features, 0.0, cached=True)
     start = time.perf_counter()
@@ -613,10 +620,11 @@ class SentimentClassifier:
             raise UserError("pass a list of texts, not a single string")
         if hasattr(texts_or_features, "shape"):
             features = np.asarray(texts_or_features)
-            if features.ndim != 2 or features.shape[1] != self.model.rnn_size:
+            width = self.model.feature_width
+            if features.ndim != 2 or features.shape[1] != width:
                 raise UserError(
                     f"features of shape {tuple(features.shape)} do not fit a classifier of a "
-                    f"{self.model.rnn_size}-unit model; expected [texts, {self.model.rnn_size}]"
+                    f"{self.model.rnn_size}-unit model with {self.model.pooling} pooling; expected [texts, {width}]"
                 )
             return features
         return self.features(texts_or_features)
@@ -630,6 +638,45 @@ class SentimentClassifier:
 
     def predict(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
         return self.probe(use).predict(self._as_features(texts_or_features))
+
+    def probability_trace(self, text: str) -> np.ndarray:
+        """P(positive) of the text so far, after each byte of the prepared text: float64 [bytes].
+
+        The prefix ending at byte t is pooled as the classifier's features are (the state at
+        t, or the mean or maximum of the states up to t), so the last value is
+        ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included);
+        ``bytes`` are taken as already prepared, as ``featurize`` takes them.
+        """
+        import torch
+
+        from .features import CHUNK_LENGTH, _products_autocast, prefix_pooled
+        from .text import preprocess_text
+
+        if not isinstance(text, (str, bytes)):
+            raise UserError(f"probability_trace takes one text (a str), not a {type(text).__name__}")
+        if self._language_model is None:
+            self.attach_model(self.model.path)
+        model = self._language_model
+        if isinstance(text, bytes):
+            data = text
+        else:
+            data = preprocess_text(text, model.text_options) if self.model.preprocess else text.encode("utf-8")
+        if not data:
+            raise UserError("the text is empty; give some text")
+        tokens = torch.tensor([list(data)], dtype=torch.int64, device=model.device)
+        cells, state = [], None
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), _products_autocast(self.model.precision, model.device):
+                for start in range(0, tokens.shape[1], CHUNK_LENGTH):
+                    encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
+                    state = encoded.state
+                    cells.append(encoded.cell_sequences[self.model.layer][0].float())
+        finally:
+            model.train(was_training)
+        pooled = prefix_pooled(torch.cat(cells), self.model.pooling)
+        return self.all_neurons.predict_proba(pooled.cpu().numpy())
 
 
 # --------------------------------------------------------------------------- fitting it all

@@ -51,11 +51,17 @@ class Trace:
     data: bytes
     values: np.ndarray  # float32 [len(data)]
     prompt_length: int
+    # A classifier's P(positive) of the text up to each byte (its sentiment trace), when there is one.
+    probabilities: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
         if self.values.shape != (len(self.data),):
             raise ValueError(f"{len(self.data)} bytes but values of shape {self.values.shape}")
+        if self.probabilities is not None:
+            self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
+            if self.probabilities.shape != (len(self.data),):
+                raise ValueError(f"{len(self.data)} bytes but probabilities of shape {self.probabilities.shape}")
 
     @functools.cached_property
     def characters(self) -> list[tuple[str, int]]:
@@ -73,6 +79,12 @@ class Trace:
     def character_values(self) -> np.ndarray:
         """The value of each character: the unit after the character's last byte."""
         return self.values[[last for _, last in self.characters]]
+
+    def character_probabilities(self) -> np.ndarray | None:
+        """P(positive) of the text up to and including each character, if a classifier was run."""
+        if self.probabilities is None:
+            return None
+        return self.probabilities[[last for _, last in self.characters]]
 
 
 def utf8_characters(data: bytes) -> list[tuple[str, int]]:
@@ -352,6 +364,8 @@ class HeatmapGeometry:
     margin: int = 4
     font_size: float = 14.0  # pixels
     dpi: int = 100
+    # Under each row of characters, a strip of this height coloured by the sentiment trace (0: none).
+    strip_height: int = 0
 
     def layout(self, characters: Sequence[str]) -> list[tuple[int, int]]:
         """(row, column) of each character."""
@@ -368,26 +382,50 @@ class HeatmapGeometry:
         positions = self.layout(characters)
         return positions[-1][0] + 1 if positions else 1
 
+    @property
+    def row_height(self) -> int:
+        return self.cell_height + self.strip_height
+
     def image_size(self, rows: int) -> tuple[int, int]:
         """(width, height) in pixels of an image with ``rows`` rows."""
-        return self.columns * self.cell_width + 2 * self.margin, rows * self.cell_height + 2 * self.margin
+        return self.columns * self.cell_width + 2 * self.margin, rows * self.row_height + 2 * self.margin
 
     def cell_box(self, row: int, column: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) pixel edges of a cell; right and bottom are exclusive."""
         left = self.margin + column * self.cell_width
-        top = self.margin + row * self.cell_height
+        top = self.margin + row * self.row_height
         return left, top, left + self.cell_width, top + self.cell_height
+
+    def strip_box(self, row: int, column: int) -> tuple[int, int, int, int]:
+        """Pixel edges of the sentiment-trace strip under a cell."""
+        left, _, right, bottom = self.cell_box(row, column)
+        return left, bottom, right, bottom + self.strip_height
+
+
+def probability_colours(probabilities: np.ndarray) -> np.ndarray:
+    """RGB uint8 [N, 3] of P(positive): red (0) through yellow (0.5) to green (1), the heatmap's colours."""
+    return value_colours(2.0 * np.asarray(probabilities, dtype=np.float64) - 1.0)
+
+
+TRACE_STRIP_HEIGHT = 7
 
 
 def render_png(
-    trace: Trace, path: str | Path, negate: bool = False, geometry: HeatmapGeometry = HeatmapGeometry()
+    trace: Trace, path: str | Path, negate: bool = False, geometry: HeatmapGeometry | None = None
 ) -> Path:
-    """Draw the heatmap of ``trace`` to a PNG at ``path``: coloured cells, monospace characters."""
+    """Draw the heatmap of ``trace`` to a PNG at ``path``: coloured cells, monospace characters.
+
+    With a sentiment trace, a strip under each character shows P(positive) of the text so far
+    (red 0, yellow 0.5, green 1).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    probabilities = trace.character_probabilities()
+    if geometry is None:
+        geometry = HeatmapGeometry(strip_height=TRACE_STRIP_HEIGHT if probabilities is not None else 0)
     characters = [character for character, _ in trace.characters]
     colours = value_colours(trace.character_values(), negate)
     positions = geometry.layout(characters)
@@ -399,6 +437,10 @@ def render_png(
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_axis_off()
     font_points = geometry.font_size * 72 / geometry.dpi
+    if probabilities is not None and geometry.strip_height:
+        for (row, column), colour in zip(positions, probability_colours(probabilities)):
+            left, top, right, bottom = geometry.strip_box(row, column)
+            image[top:bottom, left:right] = colour
     for character, (row, column), colour in zip(characters, positions, colours):
         left, top, right, bottom = geometry.cell_box(row, column)
         image[top:bottom, left:right] = colour
@@ -453,12 +495,17 @@ class Cell:
     background: str  # "#rrggbb"
     colour: str  # the text's colour, readable on that background
     generated: bool
+    # With a sentiment trace: the classifier's P(positive) of the text so far, and its colour.
+    probability: float | None = None
+    probability_colour: str | None = None
 
 
 def character_cells(trace: Trace, negate: bool = False) -> list[Cell]:
     """The heatmap's cells, one per character; the HTML page and the live page both draw these."""
     values = trace.character_values()
     colours = value_colours(values, negate)
+    probabilities = trace.character_probabilities()
+    probability_colours_ = [None] * len(values) if probabilities is None else probability_colours(probabilities)
     return [
         Cell(
             character,
@@ -467,8 +514,12 @@ def character_cells(trace: Trace, negate: bool = False) -> list[Cell]:
             "#{:02x}{:02x}{:02x}".format(*colour),
             _text_colour(colour),
             last >= trace.prompt_length,
+            None if probabilities is None else float(probabilities[index]),
+            None if bar is None else "#{:02x}{:02x}{:02x}".format(*bar),
         )
-        for (character, last), value, colour in zip(trace.characters, values, colours)
+        for index, ((character, last), value, colour, bar) in enumerate(
+            zip(trace.characters, values, colours, probability_colours_)
+        )
     ]
 
 
@@ -481,8 +532,9 @@ def render_html(
 ) -> Path:
     """Write the heatmap as one self-contained HTML page: a coloured span per character.
 
-    Hovering a character shows the unit's value after it; generated characters are
-    underlined; rows break where the PNG's do.
+    Hovering a character shows the unit's value after it (and, with a sentiment trace,
+    P(positive) of the text so far, also drawn as the colour of a bar under the character);
+    generated characters are underlined; rows break where the PNG's do.
     """
     cells = character_cells(trace, negate)
     positions = geometry.layout([cell.character for cell in cells])
@@ -491,9 +543,13 @@ def render_html(
         if index and column == 0:
             parts.append("\n")
         generated = ' class="generated"' if cell.generated else ""
+        title, bar = f"{cell.value:+.4f}", ""
+        if cell.probability is not None:
+            title += f", P(positive) so far {cell.probability:.3f}"
+            bar = f";border-bottom:6px solid {cell.probability_colour}"
         parts.append(
-            f'<span{generated} style="background:{cell.background};color:{cell.colour}" '
-            f'title="{cell.value:+.4f}">{html.escape(cell.glyph)}</span>'
+            f'<span{generated} style="background:{cell.background};color:{cell.colour}{bar}" '
+            f'title="{title}">{html.escape(cell.glyph)}</span>'
         )
     page = _HTML_PAGE.format(
         title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts)

@@ -40,7 +40,12 @@ def card_lines(report: "defaults.ExportReport") -> list[str]:
         + (" (fires low on positive text: visualize negates it)" if unit.negate else ""),
     ]
     results = report.results
-    if results:
+    if results and results.get("kind") == "finetuned":
+        for key, name in (("finetuned_accuracy", "fine-tuned classifier"), ("top_unit_accuracy", "top unit alone")):
+            entry = results.get(key) or {}
+            accuracies = "/".join(percent(entry.get(s)) for s in ("train", "valid", "test"))
+            lines.append(f"{name}: {accuracies} train/val/test accuracy (as fitted, before any bf16 storage)")
+    elif results:
         for key, name in (("all_neurons", "all units (L1)"), ("n_neurons", "top unit(s) alone")):
             entry = results.get(key) or {}
             accuracies = "/".join(percent(entry.get(f"{s}_accuracy")) for s in ("train", "valid", "test"))

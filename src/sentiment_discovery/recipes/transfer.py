@@ -88,8 +88,9 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     pooling: str = option(
         "final",
         choices=POOLINGS,
-        help="feature of a text: the cell state after its last byte (final, the paper's) or its mean over "
-        "the text's bytes (mean: far better from small models); the classifier records it",
+        help="feature of a text: the cell state after its last byte (final, the paper's), its mean over "
+        "the text's bytes (mean: far better from small models), its per-unit max, or all three joined (concat); "
+        "the classifier records it",
     )
     no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
     c_grid: list[float] = option(

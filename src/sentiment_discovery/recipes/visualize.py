@@ -8,17 +8,27 @@ The unit is ``-neuron``, or the top unit of a ``-classifier`` that ``transfer`` 
 (``export-default``, an importer). Without ``-load_model`` and ``-classifier`` it draws the
 default model shipped with the package and its sentiment unit (``sentiment_unit.json``:
 unit, layer, and sign, a negative one negating the colours).
+
+Where the model has a classifier (``-classifier``, the default model's, or a ``finetune``
+run: ``-load_model`` its directory or its ``model/``), a strip under each character shows the
+classifier's P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
 import sys
 import unicodedata
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from .. import defaults
 from ..errors import UserError
 from ..options import option
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
+
+if TYPE_CHECKING:
+    from .. import transfer
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -131,6 +141,29 @@ def choose_unit(model, config: VisualizeConfig, recorded: "defaults.SentimentUni
     return Drawn(unit, config.layer, config.negate or recorded_negative, model_name)
 
 
+def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | None":
+    """The classifier whose sentiment trace is drawn, if the model has one.
+
+    ``-classifier`` when given; else the default classifier goes with the default model, and a
+    ``finetune`` run directory holds its classifier beside its ``model/``.
+    """
+    from .. import transfer
+
+    if config.classifier is not None:
+        return transfer.SentimentClassifier.load(config.classifier)
+    if config.load_model is None:
+        if (defaults.default_directory() / defaults.CLASSIFIER_PART).is_file():
+            return transfer.SentimentClassifier.load()
+        return None
+    given = Path(config.load_model)
+    for candidate in (given / transfer.CLASSIFIER_FILE, given.parent / transfer.CLASSIFIER_FILE):
+        if candidate.is_file():
+            classifier = transfer.SentimentClassifier.load(candidate)
+            if Path(classifier.model.path).resolve() in (given.resolve(), (given / "model").resolve()):
+                return classifier
+    return None
+
+
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
     shown = "".join(
@@ -153,6 +186,7 @@ def run(config: VisualizeConfig) -> None:
         raise UserError("-overwrite steers generated text only; add -generate")
     configure_threads()
     seed_everything(config.seed)
+    classifier = find_classifier(config)
     recorded = None
     if config.classifier is not None and config.neuron is None:
         model_path, recorded = classifier_unit(config)
@@ -160,6 +194,9 @@ def run(config: VisualizeConfig) -> None:
     elif config.load_model is None:
         model_path, recorded = default_model_directory(config)
         model_name = "the default model"
+    elif classifier is not None and config.classifier is None:
+        model_path = Path(classifier.model.path)  # a finetune run directory: its model/
+        model_name = f"model {config.load_model}"
     else:
         model_path = resolve_load_model(config.load_model, config)
         model_name = f"model {config.load_model}"
@@ -192,11 +229,17 @@ def run(config: VisualizeConfig) -> None:
         print_safely(trace.text.lstrip())
     else:
         trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer, precision=config.precision)
+    if classifier is not None:
+        classifier.attach_model(model_path)
+        trace = dataclasses.replace(trace, probabilities=classifier.probability_trace(trace.data))
 
     layer = visualize.layer_index(model, drawn.layer)
     caption = f"unit {unit} of layer {layer}, {drawn.model_name}"
     if negate:
         caption += ", colours negated"
+    if classifier is not None:
+        caption += (f"; the bar under each character is the classifier's P(positive) of the text so far "
+                    f"(red 0, yellow 0.5, green 1; {trace.probabilities[-1]:.3f} for the whole text)")
     if config.generate:
         sampling = "greedy" if config.temperature == 0 else f"temperature {config.temperature}, seed {config.seed}"
         caption += f"; generated text underlined ({sampling})"
