@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from .. import storage
 from ..choices import DECAYS, FORMATS, HEAD_INITS, POOLINGS
 from ..errors import UserError
 from ..options import option
@@ -182,6 +182,12 @@ def say(message: str) -> None:
 
 
 def run(config: FinetuneConfig) -> int:
+    """The run, holding the lock of its directory: a second run into it is refused before any work."""
+    with storage.output_lock(config.experiment_path / RUN_DIR, what="-experiment_name"):
+        return _run(config)
+
+
+def _run(config: FinetuneConfig) -> int:
     import torch
     from .. import finetune, transfer
     from ..checkpoint import load_model
@@ -269,9 +275,7 @@ def remove(path: Path) -> None:
 
 
 def write_json(path: Path, values: dict) -> None:
-    from .. import transfer
-
-    transfer.write_json_atomically(path, values)
+    storage.write_json(path, values)
 
 
 # --------------------------------------------------------------------------- the head's starting point
@@ -447,7 +451,6 @@ def evaluate_and_keep_best(config, model, valid: Texts, state: RunState, precisi
 
 def save_weights(directory: Path, model: finetune.SequenceClassifier) -> None:
     """The language model (a model directory) and the head, swapped in whole."""
-    from .. import training
     from ..checkpoint import save_model
 
     from safetensors.torch import save_file
@@ -457,7 +460,7 @@ def save_weights(directory: Path, model: finetune.SequenceClassifier) -> None:
     save_model(model.language_model, staging / MODEL_SUBDIR)
     head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
     save_file(head, staging / "head.safetensors")
-    training._swap_in(staging, directory)
+    storage.swap_in(staging, directory)
 
 
 def load_weights(directory: Path, model: finetune.SequenceClassifier, device) -> None:
@@ -490,7 +493,7 @@ def save_checkpoint(directory: Path, config, model, optimizer, state: RunState) 
     info = {"format": STATE_FORMAT, "format_version": 1, "config": comparable_config(config),
             "state": dataclasses.asdict(state)}
     (staging / "state.json").write_text(json.dumps(info, indent=1) + "\n")
-    training._swap_in(staging, directory)
+    storage.swap_in(staging, directory)
 
 
 def restore_checkpoint(directory: Path, config, model, optimizer, state: RunState, device) -> None:
@@ -517,12 +520,10 @@ def restore_checkpoint(directory: Path, config, model, optimizer, state: RunStat
 
 
 def write_history(history: list[dict], path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as handle:
+    with storage.atomic_file(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(partial, path)
 
 
 def plot_learning_curve(history: list[dict], path: Path) -> Path:
@@ -545,9 +546,8 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
     accuracy_axes.set_ylabel("validation accuracy (%)", color="tab:orange")
     loss_axes.grid(True, alpha=0.3)
     loss_axes.set_title("fine-tuning: train loss and validation accuracy")
-    partial = path.with_name(path.stem + ".partial.png")
-    figure.savefig(partial)
-    os.replace(partial, path)
+    with storage.atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png")
     return path
 
 
