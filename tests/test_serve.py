@@ -261,7 +261,7 @@ BAD_REQUESTS = [
     ("/classify", {"texts": ["a"], "extra": 1}, 422, "extra: Extra inputs are not permitted"),
     ("/classify", {"texts": ["a" * 10_001]}, 413, "text 0 has 10001 characters; this server takes at most 10000"),
     ("/classify", {"texts": ["a"] * 257}, 413, "257 texts in one request; this server takes at most 256"),
-    ("/featurize", {"texts": ["a"], "pooling": "max"}, 422, "pooling must be one of final, mean, not 'max'"),
+    ("/featurize", {"texts": ["a"], "pooling": "median"}, 422, "pooling must be one of final, mean, max, concat, not 'median'"),
     ("/featurize", {"texts": ["a"], "precision": "fp8"}, 422, "precision must be one of auto, fp32, bf16, fp16, not 'fp8'"),
     ("/featurize", {"texts": ["a"], "layer": 1}, 422,
      "layer 1 does not exist: the model has 1 layer(s) (0..0, or -1 for the top)"),

@@ -276,13 +276,13 @@ class LinearProbe:
             "converged": self.converged,
         }
 
-    def check_shape(self, rnn_size: int, name: str) -> None:
-        """A clear error unless the weights fit ``rnn_size`` features (a hand-edited or damaged file)."""
-        width = rnn_size if self.units is None else len(self.units)
+    def check_shape(self, feature_width: int, name: str) -> None:
+        """A clear error unless the weights fit ``feature_width`` features (a hand-edited or damaged file)."""
+        width = feature_width if self.units is None else len(self.units)
         if self.coef.shape != (width,):
-            raise ValueError(f"{name} has {self.coef.size} weights for {width} features of a {rnn_size}-unit model")
-        if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < rnn_size):
-            raise ValueError(f"{name} uses units outside 0..{rnn_size - 1}")
+            raise ValueError(f"{name} has {self.coef.size} weights for {width} features of {feature_width}")
+        if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < feature_width):
+            raise ValueError(f"{name} uses features outside 0..{feature_width - 1}")
         for part in ("mean", "scale"):
             values = getattr(self, part)
             if values is not None and values.shape != (width,):
@@ -546,13 +546,16 @@ class SentimentClassifier:
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
             )
+            # concat pooling gives 3 x rnn_size features (features.pooled_width, written out
+            # here: this module must load without torch's import for the features module).
             rnn_size = classifier.model.rnn_size
+            width = 3 * rnn_size if classifier.model.pooling == "concat" else rnn_size
             for name in PROBE_NAMES:
-                classifier.probe(name).check_shape(rnn_size, name)
+                classifier.probe(name).check_shape(width, name)
             if len(classifier.top_unit_signs) != len(classifier.top_units) or not classifier.top_units:
                 raise ValueError("top_units and top_unit_signs differ in length")
-            if not all(0 <= unit < rnn_size for unit in classifier.top_units):
-                raise ValueError(f"top_units lie outside 0..{rnn_size - 1}")
+            if not all(0 <= unit < width for unit in classifier.top_units):
+                raise ValueError(f"top_units lie outside 0..{width - 1}")
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
         if not Path(classifier.model.path).is_absolute():
@@ -649,7 +652,9 @@ class SentimentClassifier:
         """
         import torch
 
-        from .features import CHUNK_LENGTH, _products_autocast, prefix_pooled
+        from .features import CHUNK_LENGTH, prefix_pooled
+        from .model import RNNState
+        from .precision import products_autocast
         from .text import preprocess_text
 
         if not isinstance(text, (str, bytes)):
@@ -668,10 +673,11 @@ class SentimentClassifier:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), _products_autocast(self.model.precision, model.device):
+            # Products in this classifier's featurizing precision ("auto" unless told), as predict_proba's.
+            with torch.no_grad(), products_autocast(self.precision, model.device):
                 for start in range(0, tokens.shape[1], CHUNK_LENGTH):
                     encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
-                    state = encoded.state
+                    state = RNNState([h.float() for h in encoded.state.hidden], [c.float() for c in encoded.state.cell])
                     cells.append(encoded.cell_sequences[self.model.layer][0].float())
         finally:
             model.train(was_training)
