@@ -65,6 +65,20 @@ def test_mean_pooling_is_the_mean_cell_state_over_the_text_bytes(layers):
     np.testing.assert_allclose(pooled, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_pass_gives_every_pooling_exactly_as_alone(precision):
+    from sentiment_discovery.features import featurize_poolings
+
+    model = make_model(layers=2)
+    texts = ["a fine film", "x" * 300, "no"]
+    both = featurize_poolings(model, texts, ("mean", "final"), batch_size=2, precision=precision)
+    assert sorted(both) == ["final", "mean"]
+    for pooling in ("mean", "final"):
+        np.testing.assert_array_equal(both[pooling], model.featurize(texts, batch_size=2, pooling=pooling, precision=precision))
+    with pytest.raises(UserError, match="pooling must be one of final, mean, not 'max'"):
+        featurize_poolings(model, texts, ("mean", "max"))
+
+
 def test_unknown_pooling_and_layer_are_refused(small_model):
     with pytest.raises(UserError, match="pooling must be one of final, mean, not 'max'"):
         small_model.featurize(["fine"], pooling="max")

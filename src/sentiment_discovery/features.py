@@ -71,19 +71,22 @@ def iter_pooled_cells(
     batch_size: int,
     *,
     layer: int = -1,
-    pooling: str = "final",
+    poolings: Sequence[str] = ("final",),
     progress: bool = False,
     precision: str = "fp32",
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield (indices, pooled cell state of ``layer`` [B, rnn_size] float32) per length-sorted batch.
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Yield (indices, {pooling: cell state of ``layer`` [B, rnn_size] float32}) per length-sorted batch.
 
     The mean is taken over each text's own bytes only (the left padding is excluded), and is
-    accumulated chunk by chunk, so memory stays flat however long a text is.
+    accumulated chunk by chunk, so memory stays flat however long a text is. Several poolings
+    come from one pass over the texts.
     """
     from tqdm.auto import tqdm
 
-    if pooling not in POOLINGS:
-        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    for pooling in poolings:
+        if pooling not in POOLINGS:
+            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    mean_pooling = "mean" in poolings
     autocast = _products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     bar = tqdm(total=len(byte_strings), unit="text", disable=not progress, desc="featurize")
@@ -97,16 +100,16 @@ def iter_pooled_cells(
             cell_sum = torch.zeros(len(indices), model.config.rnn_size, device=model.device)
             for start in range(0, tokens.shape[1], CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
-                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling == "mean")
+                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], mean_pooling)
                 state = encoded.state
                 if precision != "fp32":  # carry the state between chunks in float32
                     state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
-                if pooling == "mean":
+                if mean_pooling:
                     cells = encoded.cell_sequences[layer].float()
                     cell_sum += (cells * is_text[:, start:stop, None]).sum(dim=1)
-            pooled = state.cell[layer].float() if pooling == "final" else cell_sum / lengths[:, None]
+            pooled = {"final": state.cell[layer].float(), "mean": cell_sum / lengths[:, None]}
             bar.update(len(indices))
-            yield indices, pooled
+            yield indices, {pooling: pooled[pooling] for pooling in poolings}
     bar.close()
 
 
@@ -130,17 +133,36 @@ def featurize(
     "bf16" runs the matrix products in bfloat16 (about twice as fast on CPUs with bf16
     instructions); the cell state and the features stay float32.
     """
+    return featurize_poolings(
+        model, texts, (pooling,), batch_size=batch_size, preprocess=preprocess, layer=layer, progress=progress,
+        precision=precision,
+    )[pooling]
+
+
+def featurize_poolings(
+    model,
+    texts: Sequence[str | bytes],
+    poolings: Sequence[str],
+    *,
+    batch_size: int = 64,
+    preprocess: bool = True,
+    layer: int = -1,
+    progress: bool = False,
+    precision: str = "fp32",
+) -> dict[str, np.ndarray]:
+    """:func:`featurize` for several poolings at the cost of one: ``{pooling: float32 [N, rnn_size]}``."""
     byte_strings = encode_texts(model, texts, preprocess)
     if not -model.config.layers <= layer < model.config.layers:
         raise UserError(f"layer {layer} does not exist: the model has {model.config.layers} layer(s)")
-    features = np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32)
+    features = {pooling: np.zeros((len(byte_strings), model.config.rnn_size), dtype=np.float32) for pooling in poolings}
     was_training = model.training
     model.eval()
     try:
         for indices, pooled in iter_pooled_cells(
-            model, byte_strings, batch_size, layer=layer, pooling=pooling, progress=progress, precision=precision
+            model, byte_strings, batch_size, layer=layer, poolings=poolings, progress=progress, precision=precision
         ):
-            features[indices] = pooled.cpu().numpy()
+            for pooling, values in pooled.items():
+                features[pooling][indices] = values.cpu().numpy()
     finally:
         model.train(was_training)
     return features
