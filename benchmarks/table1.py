@@ -163,7 +163,7 @@ def timed_cache(cache_dir: Path | None, key: str, compute, seconds: float | None
 
 
 def mlstm_features(task: Task, args, pooling: str):
-    """(identity, features, seconds, cached) of one pooling; every pooling the run asks for comes from one pass."""
+    """(identity, features, seconds, cached) of one pooling; both poolings come from one pass and are cached."""
     from sentiment_discovery import transfer
     from sentiment_discovery.checkpoint import load_model
     from sentiment_discovery.features import featurize_poolings
@@ -180,7 +180,7 @@ def mlstm_features(task: Task, args, pooling: str):
                                       precision=args.precision)
         seconds = time.perf_counter() - start
         for name, matrix in features.items():
-            # The pass's time is recorded for each pooling it gave: what featurizing that pooling alone costs.
+            # The pass's whole time is recorded for each pooling it gave (a final-state pass alone is a little cheaper).
             timed_cache(args.cache_dir, identities[name].feature_key(task.texts), lambda: matrix, seconds=seconds)
         return identities[pooling], features[pooling], seconds, False
     features, seconds, cached = timed_cache(args.cache_dir, key, None)
