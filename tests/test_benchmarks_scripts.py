@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,3 +217,80 @@ def test_serve_load_runs_bounded_levels_against_the_shipped_model(tmp_path, caps
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert result["model"]["rnn_size"] == 1024 and result["settings"]["max_requests"] == 4
     assert "| 3 | 2 | 4 |" in capsys.readouterr().out
+
+
+def table1_data(target: Path) -> Path:
+    """A few rows of each of the six datasets, in the shared data folder's layout."""
+    import csv
+    import gzip
+
+    for name in ("mr", "cr", "subj", "mpqa"):
+        with open(SHARED_DATA / name / f"{name}.csv", encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        chosen = [r for r in rows if r["label"] == "1"][:12] + [r for r in rows if r["label"] == "0"][:12]
+        (target / name).mkdir(parents=True)
+        with open(target / name / f"{name}.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, ["label", "sentence"])
+            writer.writeheader()
+            writer.writerows(chosen)
+    sst2_slice(target / "sst2", (("train.csv", 30), ("dev.csv", 12), ("test.csv", 12)))
+    (target / "imdb").mkdir()
+    for split in ("train", "test"):
+        with gzip.open(SHARED_DATA / "imdb" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+        # The negative reviews come first, the positive last: some of each, shortened.
+        chosen = [row[:3] + [row[3][:300]] for row in rows[1:16] + rows[-15:]]
+        with gzip.open(target / "imdb" / f"{split}.csv.gz", "wt", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows([rows[0], *chosen])
+    return target
+
+
+@pytest.mark.slow
+def test_table1_runs_every_dataset_with_one_protocol_and_resumes(tmp_path, capsys, monkeypatch):
+    if not (SHARED_DATA / "mr").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set SENTIMENT_DISCOVERY_DATA)")
+    from conftest import make_model
+
+    from sentiment_discovery import ByteLM, save_model
+    from sentiment_discovery.cross_validation import assign_folds
+    from sentiment_discovery.data.readers import read_labeled
+
+    table1 = script("table1")
+    data = table1_data(tmp_path / "data")
+    save_model(make_model(0), tmp_path / "m")
+    args = ["--model", str(tmp_path / "m"), "--data", str(data), "--folds", "3", "--imdb-limit", "20",
+            "--systems", "mlstm-mean", "mlstm-final", "tfidf", "--out", str(tmp_path / "out")]
+    report = table1.main(args)
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "table1.json").read_text()) == report
+    results = {(r["dataset"], r["system"]): r for r in report["results"]}
+    assert len(results) == 6 * 3
+    for name in ("mr", "cr", "subj", "mpqa"):
+        texts_labels = read_labeled(str(data / name / f"{name}.csv"), "sentence", "label")
+        folds = assign_folds(texts_labels.texts, texts_labels.labels, 3, 1234)
+        mean = results[(name, "mlstm-mean")]
+        assert [fold["texts"]["test"] for fold in mean["folds"]] == np.bincount(folds).tolist()
+        for system in ("mlstm-mean", "mlstm-final", "tfidf"):
+            accuracies = results[(name, system)]["test_accuracy_per_fold"]
+            assert len(accuracies) == 3
+            assert results[(name, system)]["test_accuracy_mean"] == pytest.approx(np.mean(accuracies))
+            assert results[(name, system)]["test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+        row = next(line for line in out.splitlines() if line.startswith(f"| {name.upper()} |"))
+        assert f"{100 * mean['test_accuracy_mean']:.2f} ± {100 * mean['test_accuracy_std']:.2f}" in row
+        assert f"| 3-fold CV | {table1.PAPER[name]} |" in row
+    assert results[("imdb", "tfidf")]["source"]["limit"]["per_split"] == 20
+    assert results[("sst2", "mlstm-final")]["test_accuracy_std"] is None
+    assert (tmp_path / "out" / "table1.md").read_text().startswith("| dataset | protocol | paper |")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("featurized again although every result is saved")
+
+    monkeypatch.setattr(ByteLM, "featurize", fail)
+    monkeypatch.setattr("sentiment_discovery.features.featurize_poolings", fail)
+    again = table1.main(args)
+    assert [r["test_accuracy_per_fold"] for r in again["results"]] == [r["test_accuracy_per_fold"] for r in report["results"]]
+    assert capsys.readouterr().err.count("saved result reused") == 18
+    # --saved-only computes nothing: what was never run shows as such.
+    partial = table1.main(args + ["--saved-only", "--systems", "mlstm-mean", "minilm"])
+    assert len(partial["results"]) == 6
+    assert all(line.endswith(" | not run |") for line in partial["markdown"].splitlines()[2:])

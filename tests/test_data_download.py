@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -101,7 +102,7 @@ def test_wrong_hash_and_missing_files_are_user_errors(http_root, tmp_path):
     with pytest.raises(UserError) as error:
         download("sst2", tmp_path, datasets=fake_sst2(url), mirror=url)
     assert str(error.value) == f"{url}/test_binary_sent.csv does not exist (check --mirror)"
-    with pytest.raises(UserError, match="unknown dataset 'mnist'; choose one of sst2, imdb"):
+    with pytest.raises(UserError, match="unknown dataset .mnist.; choose one of sst2, imdb, mr, cr, subj, mpqa"):
         download("mnist", tmp_path)
 
 
@@ -227,3 +228,115 @@ def test_published_hashes_are_the_shared_data_readme_values(shared_data):
     assert downloads.IMDB.archive.sha256 == "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
     for file in downloads.IMDB.files:
         assert content_sha256(shared_data / "imdb" / file.name) == file.sha256
+
+
+# --------------------------------------------------------------------------- MR, CR, SUBJ, MPQA
+
+
+def staged_sentences(csv_path) -> tuple[list[str], list[str]]:
+    import csv
+
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["sentence"] for r in rows if r["label"] == "1"], [r["sentence"] for r in rows if r["label"] == "0"]
+
+
+def original_file(lines: list[str], blank_at: tuple[int, ...] = ()) -> bytes:
+    """Lines as the original distribution stores them: Windows-1252, one per line, some blank lines between."""
+    out = []
+    for index, line in enumerate(lines):
+        if index in blank_at:
+            out.append(b"")
+        out.append(line.encode("cp1252"))
+    return b"\n".join(out) + b"\n"
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def original_archives(shared_data) -> dict[str, bytes]:
+    """The four sets' original archives, in their published layouts, rebuilt from the staged CSVs."""
+    mr_pos, mr_neg = staged_sentences(shared_data / "mr" / "mr.csv")
+    subj, plot = staged_sentences(shared_data / "subj" / "subj.csv")
+    cr_pos, cr_neg = staged_sentences(shared_data / "cr" / "cr.csv")
+    mpqa_pos, mpqa_neg = staged_sentences(shared_data / "mpqa" / "mpqa.csv")
+    return {
+        "rt-polaritydata.tar.gz": tar_gz({
+            "rt-polaritydata.README.1.0.txt": b"readme",
+            "rt-polaritydata/rt-polarity.neg": original_file(mr_neg),
+            "rt-polaritydata/rt-polarity.pos": original_file(mr_pos),
+        }),
+        "rotten_imdb.tar.gz": tar_gz({
+            "subjdata.README.1.0": b"readme",
+            "plot.tok.gt9.5000": original_file(plot),
+            "quote.tok.gt9.5000": original_file(subj),
+        }),
+        # The source's blank lines (4 in CR, 3 in MPQA) are put back: the conversion drops them.
+        "datasmall_NB_ACL12.zip": zip_bytes({
+            "data/customerr/custrev.pos": original_file(cr_pos, blank_at=(10, 500)),
+            "data/customerr/custrev.neg": original_file(cr_neg, blank_at=(0, 7)),
+            "data/mpqa/mpqa.pos": original_file(mpqa_pos, blank_at=(3,)),
+            "data/mpqa/mpqa.neg": original_file(mpqa_neg, blank_at=(100, 101)),
+            "data/rt10662/rt-polarity.pos": b"not used\n",
+        }),
+    }
+
+
+def test_sentence_sets_from_their_original_archives_reproduce_the_staged_csvs(shared_data, http_root, tmp_path):
+    root, url = http_root
+    archives = original_archives(shared_data)
+    for name, data in archives.items():
+        (root / name).write_bytes(data)
+    sources = {name: dataclasses.replace(dataset, base_url=url) for name, dataset in downloads.DATASETS.items()}
+    # The published MR archive has its own checksum; this rebuilt one differs in its tar/gzip framing.
+    sources["mr"] = dataclasses.replace(
+        sources["mr"], archive=dataclasses.replace(sources["mr"].archive, sha256=sha256(archives["rt-polaritydata.tar.gz"]))
+    )
+    for name in ("mr", "cr", "subj", "mpqa"):
+        directory = download(name, tmp_path, datasets=sources)
+        assert [p.name for p in directory.iterdir()] == [f"{name}.csv"]
+        assert (directory / f"{name}.csv").read_bytes() == (shared_data / name / f"{name}.csv").read_bytes()
+
+
+def test_sentence_set_errors_name_the_archive_problem(http_root, tmp_path):
+    root, url = http_root
+    csv_bytes = b'label,sentence\n1,"good "\n1,"caf\xc3\xa9 \xe2\x80\xa6"\n0,"bad"\n'
+    archive = tar_gz({"rt-polaritydata/rt-polarity.pos": b"good \r\n\ncaf\xe9 \x85\n", "rt-polaritydata/rt-polarity.neg": b"bad"})
+    (root / "rt-polaritydata.tar.gz").write_bytes(archive)
+    dataset = dataclasses.replace(
+        downloads.MR, base_url=url, files=(OutputFile("mr.csv", sha256(csv_bytes)),),
+        archive=dataclasses.replace(downloads.MR.archive, sha256=sha256(archive)),
+    )
+    directory = download("mr", tmp_path, datasets={"mr": dataset})
+    assert (directory / "mr.csv").read_bytes() == csv_bytes  # CRLF, blank line, cp1252 and no final newline handled
+    (root / "rt-polaritydata.tar.gz").write_bytes(tar_gz({"rt-polaritydata/rt-polarity.pos": b"x\n"}))
+    unverified = dataclasses.replace(dataset, archive=dataclasses.replace(dataset.archive, sha256=None))
+    with pytest.raises(UserError) as error:
+        download("mr", tmp_path / "again", datasets={"mr": unverified})
+    assert str(error.value).endswith("holds no rt-polarity.neg: not the published archive")
+    assert list((tmp_path / "again" / "mr").iterdir()) == []
+    other = b'label,sentence\n1,"x"\n0,"y"\n'
+    (root / "rt-polaritydata.tar.gz").write_bytes(
+        tar_gz({"rt-polaritydata/rt-polarity.pos": b"x\n", "rt-polaritydata/rt-polarity.neg": b"y\n"})
+    )
+    with pytest.raises(UserError) as error:
+        download("mr", tmp_path / "again", datasets={"mr": unverified})
+    assert str(error.value) == (
+        f"mr.csv converted from rt-polaritydata.tar.gz has sha256 {sha256(other)}, expected {sha256(csv_bytes)}: "
+        "the file is damaged or not the published one"
+    )
+
+
+def test_sentence_set_hashes_are_the_shared_data_readme_values(shared_data):
+    readme = (shared_data / "README.md").read_text()
+    for name in ("mr", "cr", "subj", "mpqa"):
+        (file,) = downloads.DATASETS[name].files
+        assert f"{file.sha256}  {name}/{file.name}" in readme
+    assert cli.main(["download", "cr", "-to", str(shared_data)]) == 0

@@ -65,6 +65,21 @@ def test_mean_pooling_is_the_mean_cell_state_over_the_text_bytes(layers):
     np.testing.assert_allclose(pooled, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_pass_gives_every_pooling_exactly_as_alone(precision):
+    from sentiment_discovery.features import featurize_poolings
+
+    model = make_model(layers=2)
+    texts = ["a fine film", "x" * 300, "no"]
+    every = ("mean", "final", "max", "concat")
+    pooled = featurize_poolings(model, texts, every, batch_size=2, precision=precision)
+    assert sorted(pooled) == sorted(every)
+    for pooling in every:
+        np.testing.assert_array_equal(pooled[pooling], model.featurize(texts, batch_size=2, pooling=pooling, precision=precision))
+    with pytest.raises(UserError, match="pooling must be one of final, mean, max, concat, not 'median'"):
+        featurize_poolings(model, texts, ("mean", "median"))
+
+
 def test_unknown_pooling_and_layer_are_refused(small_model):
     with pytest.raises(UserError, match="pooling must be one of final, mean, max, concat, not 'median'"):
         small_model.featurize(["fine"], pooling="median")

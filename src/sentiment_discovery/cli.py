@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-openai": ("sentiment_discovery.recipes.importers", "convert OpenAI's released weights (model/0.npy ... 14.npy) into a model directory"),
     "import-pytorch": ("sentiment_discovery.recipes.importers", "convert a 2017 PyTorch reproduction checkpoint (.pt) into a model directory"),
     "preprocess": ("sentiment_discovery.recipes.preprocess", "clean review dumps into an on-disk byte corpus (train/valid/test)"),
-    "download": ("sentiment_discovery.recipes.download", "fetch SST-2 or IMDB from their canonical sources, verified by sha256"),
+    "download": ("sentiment_discovery.recipes.download", "fetch SST-2, IMDB, MR, CR, SUBJ or MPQA from their canonical sources, verified by sha256"),
     "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
     "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
     "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),

@@ -105,19 +105,22 @@ def iter_pooled_cells(
     batch_size: int,
     *,
     layer: int = -1,
-    pooling: str = "final",
+    poolings: Sequence[str] = ("final",),
     progress: bool = False,
     precision: str = "auto",
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield (indices, pooled cell state of ``layer`` [B, width] float32) per length-sorted batch.
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Yield (indices, {pooling: pooled cell state of ``layer`` [B, width] float32}) per length-sorted batch.
 
-    The mean is taken over each text's own bytes only (the left padding is excluded), and is
-    accumulated chunk by chunk, so memory stays flat however long a text is.
+    The mean and maximum are taken over each text's own bytes only (the left padding is
+    excluded), and are accumulated chunk by chunk, so memory stays flat however long a text
+    is. Several poolings come from one pass over the texts.
     """
     from tqdm.auto import tqdm
 
-    if pooling not in POOLINGS:
-        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    for pooling in poolings:
+        if pooling not in POOLINGS:
+            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    over_sequence = any(pooling != "final" for pooling in poolings)
     precision = resolve_precision(precision, model.device)
     autocast = products_autocast(precision, model.device)
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
@@ -136,21 +139,21 @@ def iter_pooled_cells(
             first_byte = width - np.array([len(b) for b in batch])
             for start in range(0, width, CHUNK_LENGTH):
                 stop = start + CHUNK_LENGTH
-                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], pooling != "final")
+                encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], over_sequence)
                 state = encoded.state
                 if precision != "fp32":  # carry the state between chunks in float32
                     state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
-                if pooling != "final":
+                if over_sequence:
                     cells = encoded.cell_sequences[layer].float()
                     chunk_mask = is_text[:, start:stop, None]
                     cell_sum += (cells * chunk_mask).sum(dim=1)
                     cell_max = torch.maximum(cell_max, cells.masked_fill(~chunk_mask, float("-inf")).amax(dim=1))
                 bar.update(int(np.clip(min(stop, width) - np.maximum(first_byte, start), 0, None).sum()))
             final, mean = state.cell[layer].float(), cell_sum / lengths[:, None]
-            pooled = {"final": final, "mean": mean, "max": cell_max}.get(pooling)
-            if pooled is None:
-                pooled = torch.cat([final, cell_max, mean], dim=1)
-            yield indices, pooled
+            pooled = {"final": final, "mean": mean, "max": cell_max}
+            if "concat" in poolings:
+                pooled["concat"] = torch.cat([final, cell_max, mean], dim=1)
+            yield indices, {pooling: pooled[pooling] for pooling in poolings}
     bar.close()
 
 
@@ -177,17 +180,39 @@ def featurize(
     on CPUs with bf16 instructions), else in float32; the cell state and the features
     stay float32.
     """
+    return featurize_poolings(
+        model, texts, (pooling,), batch_size=batch_size, preprocess=preprocess, layer=layer, progress=progress,
+        precision=precision,
+    )[pooling]
+
+
+def featurize_poolings(
+    model,
+    texts: Sequence[str | bytes],
+    poolings: Sequence[str],
+    *,
+    batch_size: int = 64,
+    preprocess: bool = True,
+    layer: int = -1,
+    progress: bool = False,
+    precision: str = "auto",
+) -> dict[str, np.ndarray]:
+    """:func:`featurize` for several poolings at the cost of one: ``{pooling: float32 [N, width]}``."""
     byte_strings = encode_texts(model, texts, preprocess)
     if not -model.config.layers <= layer < model.config.layers:
         raise UserError(f"layer {layer} does not exist: the model has {model.config.layers} layer(s)")
-    features = np.zeros((len(byte_strings), pooled_width(model.config.rnn_size, pooling)), dtype=np.float32)
+    features = {
+        pooling: np.zeros((len(byte_strings), pooled_width(model.config.rnn_size, pooling)), dtype=np.float32)
+        for pooling in poolings
+    }
     was_training = model.training
     model.eval()
     try:
         for indices, pooled in iter_pooled_cells(
-            model, byte_strings, batch_size, layer=layer, pooling=pooling, progress=progress, precision=precision
+            model, byte_strings, batch_size, layer=layer, poolings=poolings, progress=progress, precision=precision
         ):
-            features[indices] = pooled.cpu().numpy()
+            for pooling, values in pooled.items():
+                features[pooling][indices] = values.cpu().numpy()
     finally:
         model.train(was_training)
     return features

@@ -1,9 +1,11 @@
-"""Fetching the standard labelled sets (SST-2, IMDB) into ``<to>/<dataset>/``, verified by sha256.
+"""Fetching the standard labelled sets (SST-2, IMDB, MR, CR, SUBJ, MPQA) into ``<to>/<dataset>/``, verified by sha256.
 
 The layout is the one of the project's shared data folder::
 
     <to>/sst2/train.csv, dev.csv, test.csv        header label,sentence (label 1 = positive)
     <to>/imdb/train.csv.gz, test.csv.gz           header id,rating,label,text (gzipped CSV)
+    <to>/mr/mr.csv, cr/cr.csv, subj/subj.csv, mpqa/mpqa.csv
+                                                  header label,sentence (1 = positive / subjective)
 
 SST-2 is the binary, untokenised Stanford Sentiment Treebank as distributed with the
 original "Generating Reviews and Discovering Sentiment" release (its ``data/`` folder
@@ -15,6 +17,14 @@ archive's sha256 and converted: one row per review of ``train``/``test`` ``neg``
 ``pos``, in increasing id order, ``rating`` from the file name ``<id>_<rating>.txt``,
 label 0 for ``neg`` and 1 for ``pos``, the text unchanged. Gzip output differs from tool
 to tool, so the converted files are verified by the sha256 of their decompressed CSV.
+
+MR and SUBJ are Pang and Lee's ``rt-polaritydata.tar.gz`` (v1.0) and ``rotten_imdb.tar.gz``
+from the Cornell movie-review data page; CR and MPQA are the ``custrev`` and ``mpqa`` files of
+the NB-SVM archive ``datasmall_NB_ACL12.zip`` as SentEval distributes it. Each becomes one CSV
+(these sets have no standard split; they are cross-validated): the positive (subjective) file's
+lines, then the negative (objective) file's, each line verbatim without its line end, decoded
+as Windows-1252, blank lines dropped, the sentence always quoted. The CSVs are verified by
+sha256, so a conversion that differs by one byte is an error.
 
 Files already present and verified make a run a no-op. ``mirror`` (a directory or an
 http(s) URL) is searched first for finished files in the same layout
@@ -33,6 +43,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.parse
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +70,8 @@ class Archive:
     """An original archive that ``convert`` turns into the dataset's files."""
 
     name: str
-    sha256: str
+    # None where no checksum of the archive is published: the converted files' sha256 still checks every byte.
+    sha256: str | None
     convert: Callable[[Path, Path], None]  # (archive path, dataset directory) -> writes the outputs
 
 
@@ -108,6 +120,67 @@ def convert_aclimdb(archive: Path, directory: Path) -> None:
         _write_gzipped_csv(directory / f"{split}.csv.gz.partial", IMDB_HEADER, rows)
 
 
+# --------------------------------------------------------------------------- MR, CR, SUBJ, MPQA conversion
+
+# The original files are Windows-1252 (MR uses 0x85, 0x91, 0x96, 0x97 for ... ' - -).
+SENTENCE_ENCODING = "cp1252"
+
+
+def _archive_members(archive: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of the members whose file names are ``names``, at any depth of a .tar.gz or .zip archive."""
+    found: dict[str, bytes] = {}
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as bundle:
+                for info in bundle.infolist():
+                    name = info.filename.rsplit("/", 1)[-1]
+                    if name in names and not info.is_dir():
+                        found[name] = bundle.read(info)
+        else:
+            with tarfile.open(archive, mode="r|gz") as tar:
+                for member in tar:
+                    name = member.name.rsplit("/", 1)[-1]
+                    if name in names and member.isfile():
+                        found[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
+        raise UserError(f"{archive}: not a readable archive ({error})") from None
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise UserError(f"{archive} holds no {', '.join(missing)}: not the published archive")
+    return found
+
+
+def sentence_lines(data: bytes) -> list[str]:
+    """A source file's lines, decoded, without line ends; blank lines dropped."""
+    lines = []
+    for line in data.split(b"\n"):
+        text = line.removesuffix(b"\r").decode(SENTENCE_ENCODING)
+        if text.strip():
+            lines.append(text)
+    return lines
+
+
+def write_sentence_csv(path: Path, positive: list[str], negative: list[str]) -> None:
+    """``label,sentence`` with every sentence quoted: the positive rows (label 1) first, then the negative."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("label,sentence\n")
+        writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+        writer.writerows([1, text] for text in positive)
+        writer.writerows([0, text] for text in negative)
+
+
+def sentence_pair_converter(output: str, positive: str, negative: str) -> Callable[[Path, Path], None]:
+    """A ``convert`` that writes ``output`` from the archive's ``positive`` and ``negative`` line files."""
+
+    def convert(archive: Path, directory: Path) -> None:
+        members = _archive_members(archive, (positive, negative))
+        write_sentence_csv(
+            directory / f"{output}.partial", sentence_lines(members[positive]), sentence_lines(members[negative])
+        )
+
+    return convert
+
+
 # --------------------------------------------------------------------------- the datasets
 
 SST2 = Dataset(
@@ -133,7 +206,45 @@ IMDB = Dataset(
     ),
 )
 
-DATASETS = {dataset.name: dataset for dataset in (SST2, IMDB)}
+CORNELL_MOVIE_REVIEW_DATA = "https://www.cs.cornell.edu/people/pabo/movie-review-data"
+SENTEVAL_DATA = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
+# One archive holds CR and MPQA (and copies of MR and SUBJ, taken here from Cornell instead).
+NBSVM_ARCHIVE = "datasmall_NB_ACL12.zip"
+
+MR = Dataset(
+    name="mr",
+    base_url=CORNELL_MOVIE_REVIEW_DATA,
+    files=(OutputFile("mr.csv", "674f65e0da2730257765bfa03123234fa2c95f8cbd2dd618a626356c1ca00eb5"),),
+    archive=Archive(
+        # The checksum Hugging Face's rotten_tomatoes loader publishes for this archive (487,770 bytes).
+        "rt-polaritydata.tar.gz", "a05befe52aafda71d458d188a1c54506a998b1308613ba76bbda2e5029409ce9",
+        sentence_pair_converter("mr.csv", "rt-polarity.pos", "rt-polarity.neg"),
+    ),
+)
+
+SUBJ = Dataset(
+    name="subj",
+    base_url=CORNELL_MOVIE_REVIEW_DATA,
+    files=(OutputFile("subj.csv", "8d1e972dd37d8af538f50b14297372726363199d37fde277f62a82c4073d9c20"),),
+    # quote.* holds the subjective review snippets (label 1), plot.* the objective plot sentences.
+    archive=Archive("rotten_imdb.tar.gz", None, sentence_pair_converter("subj.csv", "quote.tok.gt9.5000", "plot.tok.gt9.5000")),
+)
+
+CR = Dataset(
+    name="cr",
+    base_url=SENTEVAL_DATA,
+    files=(OutputFile("cr.csv", "50a1cc3db91083c149fc17c0ccb9e25a96e76ad1f9a2aca34debad005bc1af91"),),
+    archive=Archive(NBSVM_ARCHIVE, None, sentence_pair_converter("cr.csv", "custrev.pos", "custrev.neg")),
+)
+
+MPQA = Dataset(
+    name="mpqa",
+    base_url=SENTEVAL_DATA,
+    files=(OutputFile("mpqa.csv", "e621601d883f5e5c28f8ec207335f4fc42cf1048d1d871501c3f92f0c836aa79"),),
+    archive=Archive(NBSVM_ARCHIVE, None, sentence_pair_converter("mpqa.csv", "mpqa.pos", "mpqa.neg")),
+)
+
+DATASETS = {dataset.name: dataset for dataset in (SST2, IMDB, MR, CR, SUBJ, MPQA)}
 
 
 # --------------------------------------------------------------------------- hashing and fetching
@@ -295,7 +406,7 @@ def _fetch_and_convert(dataset, mirror, directory, progress) -> None:
     downloaded = directory / (archive.name + ".partial")
     location = _source(dataset, mirror, archive.name, downloaded, progress)
     actual = file_sha256(downloaded)
-    if actual != archive.sha256:
+    if archive.sha256 is not None and actual != archive.sha256:
         raise UserError(f"{location} has sha256 {actual}, expected {archive.sha256}: damaged or not the published archive")
     archive.convert(downloaded, directory)
     for file in dataset.files:

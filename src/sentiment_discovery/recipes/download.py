@@ -1,4 +1,4 @@
-"""``sentiment-discovery download sst2|imdb``: the standard labelled sets, verified by sha256."""
+"""``sentiment-discovery download sst2|imdb|mr|cr|subj|mpqa``: the standard labelled sets, verified by sha256."""
 
 import dataclasses
 import sys

@@ -101,6 +101,11 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)")
     data_efficiency_seeds: int = option(3, help="random subsets per size in the data-efficiency curve")
     no_data_efficiency: bool = option(False, help="skip the data-efficiency curve")
+    cv: int = option(
+        0,
+        help="K-fold cross-validation of -train alone, as for MR, CR, SUBJ, MPQA (stratified, seeded with -seed, equal "
+        "texts in one fold; C chosen on the next fold, never the test fold); 0: off",
+    )
 
 
 COMMAND_CONFIG = TransferConfig
@@ -151,6 +156,8 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
     transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
     if config.valid:
         splits["valid"] = read_labeled_split(config, "valid", config.valid)
+    elif config.cv:
+        pass  # each fold's validation part comes from -train
     elif len(parse_split(config.split)) != 2:
         raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
     if config.test and config.no_test_eval:
@@ -229,6 +236,14 @@ def check_flags(config: TransferConfig) -> None:
         raise UserError(f"-c_grid values must be positive, not {' '.join(map(str, config.c_grid))}")
     if config.write_results and not config.write_results.lower().endswith(".csv"):
         raise UserError(f"-write_results writes CSV; name the file .csv, not {config.write_results}")
+    if config.cv < 0:
+        raise UserError(f"-cv must be a number of folds (10 is the usual), or 0 for no cross-validation, not {config.cv}")
+    if config.cv:
+        given = [flag for flag, value in (("-valid", config.valid), ("-test", config.test),
+                                          ("-write_results", config.write_results)) if value]
+        if given:
+            raise UserError(f"-cv cross-validates the -train file alone and fits one classifier per fold: "
+                            f"drop {', '.join(given)} (join the files into one to cross-validate them all)")
 
 
 def print_notices(fit: "transfer.TransferFit") -> None:
@@ -285,6 +300,10 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
     splits = read_splits(config)
+    if config.cv:  # bad fold counts are found before any featurizing
+        from ..cross_validation import assign_folds
+
+        folds = assign_folds(splits["train"].texts, splits["train"].labels, config.cv, config.seed)
     model = load_model(model_path, device=select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=config.layer, preprocess=not config.no_preprocess, precision=config.precision,
@@ -293,6 +312,8 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     if not 1 <= config.num_neurons <= identity.rnn_size:
         raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
     timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
+    if config.cv:
+        return run_cross_validation(config, splits["train"], folds, identity, timing, started)
     if "valid" in splits:
         train, valid = splits["train"], splits["valid"]
         validation = f"validation file {config.valid}"
@@ -416,3 +437,52 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
         "rows": rows,
         "summary": transfer.summarize_curve(rows),
     }
+
+
+def run_cross_validation(config: TransferConfig, data: Split, assignment: np.ndarray, identity, timing: dict,
+                         started: float) -> None:
+    """``-cv K``: the transfer procedure on each of K folds of -train; results.json holds every fold and the summary.
+
+    No classifier.json is written (there are K of them, none fitted on all the data), the
+    model's config.json is left alone, and the data-efficiency curve is not drawn.
+    """
+    from .. import cross_validation
+
+    jobs = config.jobs or transfer.default_jobs()
+    fit_start = time.perf_counter()
+    results = cross_validation.cross_validate(
+        data.features, data.labels, assignment, identity, num_neurons=config.num_neurons, c_grid=config.c_grid,
+        standardize=config.standardize, seed=config.seed, jobs=jobs,
+    )
+    timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
+    summary = cross_validation.summarize(results)
+    lines = cross_validation.result_lines(results, summary)
+    print("\n".join(lines), flush=True)
+    unconverged = sum(r.fit.all_neurons.unconverged + r.fit.n_neurons.unconverged for r in results)
+    if unconverged:
+        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+              f"before converging", file=sys.stderr)
+    results_dir = config.experiment_path / dataset_name(config.train) / identity.name
+    timing["total_seconds"] = round(time.perf_counter() - started, 3)
+    report = {
+        "dataset": dataset_name(config.train),
+        "model": identity.to_dict(),
+        "files": {"train": config.train, "valid": None, "test": None},
+        "protocol": {
+            "cross_validation_folds": config.cv,
+            "seed": config.seed,
+            "folds": "stratified by label, seeded; rows with the same text always in the same fold",
+            "validation": "for test fold k, C is chosen on fold k+1 (mod K) and the other K-2 folds are fitted",
+        },
+        "texts": len(data.texts),
+        "fold_of_text": assignment.tolist(),
+        "standardize": config.standardize,
+        "c_grid": sorted(config.c_grid),
+        "summary": summary,
+        "folds": [result.to_dict() for result in results],
+        "seed_output": lines,
+        "timing": timing,
+        "command_config": dataclasses.asdict(config),
+    }
+    transfer.write_json_atomically(results_dir / "results.json", report)
+    print(f"results saved to {results_dir}/", file=sys.stderr)
