@@ -439,7 +439,7 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
     }
 
 
-def run_cross_validation(config: TransferConfig, data: Split, assignment: np.ndarray, identity, timing: dict,
+def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.ndarray", identity, timing: dict,
                          started: float) -> None:
     """``-cv K``: the transfer procedure on each of K folds of -train; results.json holds every fold and the summary.
 
