@@ -446,7 +446,7 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
     No classifier.json is written (there are K of them, none fitted on all the data), the
     model's config.json is left alone, and the data-efficiency curve is not drawn.
     """
-    from .. import cross_validation
+    from .. import cross_validation, transfer
 
     jobs = config.jobs or transfer.default_jobs()
     fit_start = time.perf_counter()
