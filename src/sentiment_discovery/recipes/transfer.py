@@ -484,5 +484,5 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
-    transfer.write_json_atomically(results_dir / "results.json", report)
+    storage.write_json(results_dir / "results.json", report)
     print(f"results saved to {results_dir}/", file=sys.stderr)
