@@ -20,7 +20,7 @@ with the same settings, so an interrupted run resumes. Language-model features a
 embeddings are cached (with the time they took), so a rerun only refits. Prints the
 markdown table beside the paper's numbers, with wall times, and writes it with the JSON.
 
-    python benchmarks/table1.py --model src/sentiment_discovery/default_model/model --imdb-limit 2500 \\
+    python benchmarks/table1.py --model src/sentiment_discovery/default_model/frozen/model --imdb-limit 2500 \\
         --out /tmp/table1 --cache-dir /tmp/table1/cache
 """
 
