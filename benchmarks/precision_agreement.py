@@ -7,7 +7,6 @@ The classifier records the precision it was fitted in (bf16), but `classify` fea
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sentiment_discovery import storage
 from sentiment_discovery.data.readers import read_labeled
 from sentiment_discovery.transfer import SentimentClassifier
 
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"probabilities differ by at most {report['max_probability_difference']:.4f}")
     print(f"  featurizing: fp32 {fp32['texts_per_s']:.1f} texts/s, bf16 {bf16['texts_per_s']:.1f} texts/s "
           f"({report['threads']} threads)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    storage.write_json(args.json, report)
     print(f"wrote {args.json}", file=sys.stderr)
     return report
 

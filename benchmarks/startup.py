@@ -10,7 +10,6 @@ paid before.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -18,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sentiment_discovery import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.5
@@ -82,8 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "python": sys.version.split()[0],
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    storage.write_json(args.json, report)
     print(f"wrote {args.json}", file=sys.stderr)
     return report
 

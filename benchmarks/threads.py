@@ -13,7 +13,6 @@ machine's load average.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from sentiment_discovery import storage
 from sentiment_discovery.model import ByteLM, ModelConfig
 from sentiment_discovery.precision import resolve_precision
 from sentiment_discovery.recipes.benchmark import BenchmarkConfig
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print("\n".join(lines))
     report = {"benchmark": "threads", "cores": cores, "torch": torch.__version__, "rows": rows, "table": lines}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    storage.write_json(args.json, report)
     print(f"wrote {args.json}", file=sys.stderr)
     return report
 

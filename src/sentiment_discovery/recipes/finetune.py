@@ -492,7 +492,7 @@ def save_checkpoint(directory: Path, config, model, optimizer, state: RunState) 
                staging / "state.pt")
     info = {"format": STATE_FORMAT, "format_version": 1, "config": comparable_config(config),
             "state": dataclasses.asdict(state)}
-    (staging / "state.json").write_text(json.dumps(info, indent=1) + "\n")
+    storage.write_json(staging / "state.json", info)
     storage.swap_in(staging, directory)
 
 
