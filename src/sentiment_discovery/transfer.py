@@ -29,11 +29,11 @@ import numpy as np
 
 from . import storage
 from .errors import UserError
+from .locations import CLASSIFIER_FILE, classifier_directory
 from .storage import file_sha256  # noqa: F401 - part of this module's public API
 
 DEFAULT_C_GRID = tuple(float(2.0**power) for power in range(-8, 1))
 TOP_UNITS_SHOWN = 5
-CLASSIFIER_FILE = "classifier.json"
 CLASSIFIER_FORMAT = "sentiment-discovery-classifier"
 CLASSIFIER_FORMAT_VERSION = 1
 PROBE_NAMES = ("all_neurons", "n_neurons")
@@ -529,8 +529,6 @@ class SentimentClassifier:
         hardware runs it natively, else fp32) whatever precision the classifier was fitted in.
         """
         if path is None:
-            from .defaults import classifier_directory
-
             path = classifier_directory()
         path = Path(path)
         if path.is_dir():
