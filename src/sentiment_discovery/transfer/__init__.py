@@ -12,7 +12,7 @@ module per idea:
   exactly as the paper's code did (grid 2^-8 ... 2^0, liblinear, raw features);
 - ``classifier``: :class:`SentimentClassifier`, saved as JSON (never a pickle) and checked
   against the model, and :func:`fit_sentiment_classifier`, the paper's procedure;
-- ``report``: the 2017 result lines and the predictions CSV;
+- ``report``: the 2017 result lines, a probe's results entry, the predictions CSV;
 - ``curve``: the data-efficiency curve;
 - ``plots``: the figures.
 
@@ -40,6 +40,7 @@ from .plots import plot_data_efficiency, plot_unit_histogram, plot_unit_weights
 from .probe import MAX_ITER, LinearProbe, PreparedInputs, rank_units, threshold_accuracy, unit_sign
 from .report import (
     accuracy_text,
+    probe_report,
     seed_result_lines,
     threshold_line,
     top_units_line,
@@ -52,7 +53,7 @@ __all__ = [
     "TOP_UNITS_SHOWN", "FeatureCache", "FeatureRun", "LinearProbe", "ModelIdentity", "PreparedInputs",
     "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "curve_seeds",
     "curve_sizes", "data_efficiency_curve", "default_jobs", "featurize_cached", "file_sha256",
-    "fit_sentiment_classifier", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights",
+    "fit_sentiment_classifier", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
     "rank_units", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
     "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "unit_sign", "write_predictions",
 ]

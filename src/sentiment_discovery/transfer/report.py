@@ -1,4 +1,4 @@
-"""What a transfer run reports: the 2017 release's result lines and the predictions CSV."""
+"""What a transfer run reports: the 2017 release's result lines, a probe's results entry, the predictions CSV."""
 
 import os
 from collections.abc import Sequence
@@ -10,6 +10,7 @@ from .. import storage
 from ..errors import UserError
 from .classifier import SentimentClassifier
 from .probe import LinearProbe
+from .sweep import Sweep
 
 
 def accuracy_text(accuracy: float | None) -> str:
@@ -33,6 +34,17 @@ def top_units_line(units: Sequence[int]) -> str:
 def threshold_line(unit: int, sign: int, accuracies: Sequence[float | None]) -> str:
     shown = "/".join(accuracy_text(a) for a in accuracies)
     return f"{shown} train/val/test accuracy w/ neuron {unit} {'>' if sign > 0 else '<'} 0"
+
+
+def probe_report(sweep: Sweep, accuracies: Sequence[float | None]) -> dict:
+    """A probe's entry in ``results.json``: its accuracy on train, valid and test, its C and every C tried."""
+    return {
+        **dict(zip(("train_accuracy", "valid_accuracy", "test_accuracy"), accuracies)),
+        "C": sweep.C,
+        "features_used": sweep.probe.features_used,
+        "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in sweep.valid_accuracy.items()],
+        "unconverged_fits": sweep.unconverged,
+    }
 
 
 def write_predictions(
