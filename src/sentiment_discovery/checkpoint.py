@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from . import storage
 from .errors import UserError
+from .locations import model_directory
 from .model import ByteLM, ModelConfig
 from .text import TextOptions
 
@@ -120,8 +121,6 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names); see ``docs/default_model.md``.
     """
     if path is None:
-        from .defaults import model_directory
-
         path = model_directory()
     directory = resolve_model_directory(path)
     config = read_model_config(directory)

@@ -74,21 +74,12 @@ class FoldFit:
 
     def to_dict(self) -> dict:
         classifier = self.fit.classifier
-
-        def probe(sweep, accuracies) -> dict:
-            return {
-                **{f"{split}_accuracy": a for split, a in zip(SPLITS, accuracies)},
-                "C": sweep.C,
-                "features_used": sweep.probe.features_used,
-                "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in sweep.valid_accuracy.items()],
-                "unconverged_fits": sweep.unconverged,
-            }
-
+        n_neurons = transfer.probe_report(self.fit.n_neurons, self.n_neurons)
         return {
             "fold": self.fold,
             "texts": {split: int(len(rows)) for split, rows in self.rows.items()},
-            "all_neurons": probe(self.fit.all_neurons, self.all_neurons),
-            "n_neurons": {**probe(self.fit.n_neurons, self.n_neurons), "units": classifier.n_neurons.units.tolist()},
+            "all_neurons": transfer.probe_report(self.fit.all_neurons, self.all_neurons),
+            "n_neurons": {**n_neurons, "units": classifier.n_neurons.units.tolist()},
             "top_units": classifier.top_units,
             "top_unit_signs": classifier.top_unit_signs,
         }

@@ -13,6 +13,11 @@ The package data directory ``sentiment_discovery/default_model/`` holds
 
 ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names another directory of the same layout to use
 instead. :func:`export_default_model` (``sentiment-discovery export-default``) fills one in.
+Where the parts live is ``locations`` (re-exported here), which the loaders read too.
+
+torch, the checkpoint module and ``transfer`` (numpy) are imported inside
+:func:`export_default_model`, so that ``--help`` of the commands that import this module
+starts without them.
 """
 
 import contextlib
@@ -25,14 +30,36 @@ from pathlib import Path
 
 from . import storage
 from .errors import UserError
+from .locations import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_PART,
+    CLASSIFIER_SUBDIR,
+    ENV_VAR,
+    FROZEN_SUBDIR,
+    GET_A_MODEL,
+    INSTALL,
+    MODEL_PART,
+    MODEL_SUBDIR,
+    PACKAGE_DIRECTORY,
+    classifier_directory,
+    default_directory,
+    frozen_classifier_directory,
+    model_directory,
+    require,
+)
 
-ENV_VAR = "SENTIMENT_DISCOVERY_DEFAULT_MODEL"
-PACKAGE_DIRECTORY = Path(__file__).resolve().parent / "default_model"
-MODEL_SUBDIR = "model"
-CLASSIFIER_SUBDIR = "classifier"
+# The names of ``locations`` are part of this module's API (``defaults.ENV_VAR``, ``defaults.model_directory()``).
+__all__ = [
+    "CHECK_TEXTS", "CLASSIFIER_FILE", "CLASSIFIER_PART", "CLASSIFIER_SUBDIR", "ENV_VAR", "FROZEN_SUBDIR",
+    "GET_A_MODEL", "INSTALL", "MODEL_CARD_FILE", "MODEL_PART", "MODEL_SUBDIR", "PACKAGE_DIRECTORY",
+    "PACKAGE_SIZE_LIMIT_BYTES", "RELATIVE_MODEL_PATH", "RESULTS_PATTERNS", "SENTIMENT_UNIT_FILE",
+    "SENTIMENT_UNIT_FORMAT", "SENTIMENT_UNIT_FORMAT_VERSION", "SIZE_LIMIT_BYTES", "ExportReport", "SentimentUnit",
+    "classifier_directory", "default_directory", "directory_bytes", "export_default_model",
+    "frozen_classifier_directory", "model_directory", "read_sentiment_unit", "require", "sentiment_unit",
+    "shipped_files",
+]
+
 SENTIMENT_UNIT_FILE = "sentiment_unit.json"
-# The pre-trained model and its frozen-feature classifier, shipped beside a fine-tuned default.
-FROZEN_SUBDIR = "frozen"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 SENTIMENT_UNIT_FORMAT = "sentiment-discovery-sentiment-unit"
 SENTIMENT_UNIT_FORMAT_VERSION = 1
@@ -55,56 +82,6 @@ CHECK_TEXTS = (
     "Not bad at all.",
     "I wanted to like this, but it was a boring mess.",
 )
-
-GET_A_MODEL = (
-    "train one with `sentiment-discovery train` or convert published weights with "
-    "`sentiment-discovery import-openai`"
-)
-INSTALL = "or install a default model with `sentiment-discovery export-default`"
-
-
-def default_directory() -> Path:
-    """``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` if set, else the package's ``default_model/``."""
-    value = os.environ.get(ENV_VAR)
-    return Path(value).expanduser() if value else PACKAGE_DIRECTORY
-
-
-def _describe(root: Path) -> str:
-    return f"{root} (${ENV_VAR})" if os.environ.get(ENV_VAR) else str(root)
-
-
-def require(parts: Sequence[str], hint: str) -> Path:
-    """The default directory, or one ``UserError`` naming the parts of it that are missing.
-
-    ``parts`` are paths relative to the default directory, e.g. ``model/config.json``.
-    """
-    root = default_directory()
-    missing = [part for part in parts if not (root / part).is_file()]
-    if missing:
-        raise UserError(f"no default model installed: {_describe(root)} lacks {' and '.join(missing)}; {hint}")
-    return root
-
-
-MODEL_PART = f"{MODEL_SUBDIR}/config.json"
-CLASSIFIER_PART = f"{CLASSIFIER_SUBDIR}/classifier.json"
-
-
-def model_directory(hint: str | None = None) -> Path:
-    """The default model directory; ``hint`` ends the error when it is missing."""
-    hint = hint or f"pass a model directory ({GET_A_MODEL}), {INSTALL}"
-    return require([MODEL_PART], hint) / MODEL_SUBDIR
-
-
-def classifier_directory(hint: str | None = None) -> Path:
-    """The default classifier's directory (with the model it needs)."""
-    hint = hint or f"pass a classifier (the results directory `sentiment-discovery transfer` writes), {INSTALL}"
-    return require([MODEL_PART, CLASSIFIER_PART], hint) / CLASSIFIER_SUBDIR
-
-
-def frozen_classifier_directory() -> Path:
-    """The frozen-feature classifier shipped beside a fine-tuned default, with the pre-trained model it reads."""
-    parts = [f"{FROZEN_SUBDIR}/{MODEL_PART}", f"{FROZEN_SUBDIR}/{CLASSIFIER_PART}"]
-    return require(parts, "this default model ships no frozen-feature classifier") / FROZEN_SUBDIR / CLASSIFIER_SUBDIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,13 +248,13 @@ def export_default_model(
             "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
         }
         staged_classifier = staging / CLASSIFIER_SUBDIR
-        storage.write_json(staged_classifier / transfer.CLASSIFIER_FILE, values)
+        storage.write_json(staged_classifier / CLASSIFIER_FILE, values)
         for pattern in RESULTS_PATTERNS:
             for path in sorted(fitted.source.parent.glob(pattern)):
                 shutil.copyfile(path, staged_classifier / path.name)
 
         unit_values = unit.to_dict()
-        unit_values["classifier"] = f"{CLASSIFIER_SUBDIR}/{transfer.CLASSIFIER_FILE}"
+        unit_values["classifier"] = CLASSIFIER_PART
         threshold = _threshold_accuracy(results, unit.unit)
         if threshold is not None:
             unit_values["threshold_0_accuracy"] = threshold

@@ -358,16 +358,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         )
         print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
-
-    def probe_report(sweep, accuracies) -> dict:
-        return {
-            **dict(zip(("train_accuracy", "valid_accuracy", "test_accuracy"), accuracies)),
-            "C": sweep.C,
-            "features_used": sweep.probe.features_used,
-            "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in sweep.valid_accuracy.items()],
-            "unconverged_fits": sweep.unconverged,
-        }
-
+    n_neurons = transfer.probe_report(fit.n_neurons, evaluation.n_neurons)
     results = {
         "dataset": dataset_name(config.train),
         "model": identity.to_dict(),
@@ -379,9 +370,9 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         "test_labelled": test is not None and test.labels is not None,
         "standardize": config.standardize,
         "c_grid": sorted(config.c_grid),
-        "all_neurons": probe_report(fit.all_neurons, evaluation.all_neurons),
+        "all_neurons": transfer.probe_report(fit.all_neurons, evaluation.all_neurons),
         "top_units": classifier.top_units,
-        "n_neurons": {**probe_report(fit.n_neurons, evaluation.n_neurons), "units": classifier.top_units[: config.num_neurons]},
+        "n_neurons": {**n_neurons, "units": classifier.top_units[: config.num_neurons]},
         "single_unit_threshold_0": evaluation.single_units,
         "data_efficiency": curve,
         "seed_output": evaluation.lines,

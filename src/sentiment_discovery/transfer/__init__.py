@@ -1,0 +1,59 @@
+"""Sentiment transfer: L1 logistic regression on a language model's features, and the sentiment neuron.
+
+Components used by the ``transfer`` and ``classify`` recipes (and usable from Python), one
+module per idea:
+
+- ``cache``: text hashing, :class:`ModelIdentity` (what features depend on besides the
+  texts), :class:`FeatureCache` and :func:`featurize_cached`;
+- ``probe``: :class:`LinearProbe` (a logistic regression over some units), fitting one with
+  liblinear's L1 penalty (:class:`PreparedInputs`), unit ranking and signs, the threshold-0 rule;
+- ``labels``: the check every set of labels passes before a fit;
+- ``sweep``: the regularisation sweep, one fit per C, C chosen on validation accuracy
+  exactly as the paper's code did (grid 2^-8 ... 2^0, liblinear, raw features);
+- ``classifier``: :class:`SentimentClassifier`, saved as JSON (never a pickle) and checked
+  against the model, and :func:`fit_sentiment_classifier`, the paper's procedure;
+- ``report``: the 2017 result lines, a probe's results entry, the predictions CSV;
+- ``curve``: the data-efficiency curve;
+- ``plots``: the figures.
+
+Every name below is importable from here (``from sentiment_discovery.transfer import
+SentimentClassifier``). Probabilities are always computed here (``LinearProbe.decision_function``),
+never by scikit-learn, so a classifier loaded from disk gives bit-identical probabilities.
+"""
+
+from ..errors import UserError
+from ..locations import CLASSIFIER_FILE
+from ..storage import file_sha256
+from .cache import FeatureCache, FeatureRun, ModelIdentity, featurize_cached, texts_sha256
+from .classifier import (
+    CLASSIFIER_FORMAT,
+    CLASSIFIER_FORMAT_VERSION,
+    PROBE_NAMES,
+    TOP_UNITS_SHOWN,
+    SentimentClassifier,
+    TransferFit,
+    fit_sentiment_classifier,
+)
+from .curve import curve_seeds, curve_sizes, data_efficiency_curve, stratified_sample, summarize_curve
+from .labels import check_labels
+from .plots import plot_data_efficiency, plot_unit_histogram, plot_unit_weights
+from .probe import MAX_ITER, LinearProbe, PreparedInputs, rank_units, threshold_accuracy, unit_sign
+from .report import (
+    accuracy_text,
+    probe_report,
+    seed_result_lines,
+    threshold_line,
+    top_units_line,
+    write_predictions,
+)
+from .sweep import DEFAULT_C_GRID, Sweep, default_jobs, sweep_regularization
+
+__all__ = [
+    "CLASSIFIER_FILE", "CLASSIFIER_FORMAT", "CLASSIFIER_FORMAT_VERSION", "DEFAULT_C_GRID", "MAX_ITER", "PROBE_NAMES",
+    "TOP_UNITS_SHOWN", "FeatureCache", "FeatureRun", "LinearProbe", "ModelIdentity", "PreparedInputs",
+    "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "curve_seeds",
+    "curve_sizes", "data_efficiency_curve", "default_jobs", "featurize_cached", "file_sha256",
+    "fit_sentiment_classifier", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
+    "rank_units", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
+    "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "unit_sign", "write_predictions",
+]

@@ -1,0 +1,277 @@
+"""The sentiment classifier: two probes on one model's features and the units they found, saved as JSON.
+
+:class:`SentimentClassifier` holds the all-unit probe, the top-unit probe and the ranked
+units, with the identity of the model whose features it reads; it is saved as
+``classifier.json`` (never a pickle) and checked against the model by hash when it is
+loaded with one. :func:`fit_sentiment_classifier` is the paper's procedure that makes one.
+The language model (torch) is imported on first use, so a classifier loads without it.
+"""
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import storage
+from ..errors import UserError
+from ..locations import CLASSIFIER_FILE, classifier_directory
+from .cache import ModelIdentity
+from .probe import LinearProbe, rank_units, unit_sign
+from .sweep import DEFAULT_C_GRID, Sweep, sweep_regularization
+
+TOP_UNITS_SHOWN = 5
+CLASSIFIER_FORMAT = "sentiment-discovery-classifier"
+CLASSIFIER_FORMAT_VERSION = 1
+PROBE_NAMES = ("all_neurons", "n_neurons")
+
+
+@dataclasses.dataclass
+class SentimentClassifier:
+    """The full-feature probe, the top-unit probe and the units found, tied to one model's features."""
+
+    all_neurons: LinearProbe
+    n_neurons: LinearProbe
+    top_units: list[int]
+    top_unit_signs: list[int]
+    model: ModelIdentity
+    source: Path | None = dataclasses.field(default=None, compare=False)  # the file it was loaded from
+    device: str = dataclasses.field(default="cpu", compare=False)
+    # The precision new texts are featurized in (resolved when they are; "auto" suits the machine).
+    precision: str = dataclasses.field(default="auto", compare=False)
+    # The language model, loaded on first use by a prediction on texts.
+    _language_model: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def probe(self, use: str) -> LinearProbe:
+        if use not in PROBE_NAMES:
+            raise UserError(f"unknown classifier {use!r}; choose {' or '.join(PROBE_NAMES)}")
+        return getattr(self, use)
+
+    # ---- saving and loading
+
+    def to_dict(self) -> dict:
+        return {
+            "format": CLASSIFIER_FORMAT,
+            "format_version": CLASSIFIER_FORMAT_VERSION,
+            "model": self.model.to_dict(),
+            "top_units": [int(u) for u in self.top_units],
+            "top_unit_signs": [int(s) for s in self.top_unit_signs],
+            "all_neurons": self.all_neurons.to_dict(),
+            "n_neurons": self.n_neurons.to_dict(),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / CLASSIFIER_FILE
+        return storage.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        model: str | os.PathLike | None = None,
+        device: str = "cpu",
+        precision: str = "auto",
+    ):
+        """A saved classifier (its results directory or its ``classifier.json``); None: the shipped default.
+
+        ``model``: the model directory whose features it reads; by default the one it was
+        fitted on (a relative model path in the file is relative to the file's directory, as
+        in the shipped default). Either way the model must be the same weights (checked by hash).
+        ``precision``: that of the products when it featurizes texts; "auto" (bf16 where the
+        hardware runs it natively, else fp32) whatever precision the classifier was fitted in.
+        """
+        if path is None:
+            path = classifier_directory()
+        path = Path(path)
+        if path.is_dir():
+            path = path / CLASSIFIER_FILE
+        if not path.is_file():
+            raise UserError(f"no classifier at {path}; pass the results directory that `transfer` wrote")
+        values = storage.read_json(path, CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION)
+        try:
+            classifier = cls(
+                all_neurons=LinearProbe.from_dict(values["all_neurons"]),
+                n_neurons=LinearProbe.from_dict(values["n_neurons"]),
+                top_units=[int(u) for u in values["top_units"]],
+                top_unit_signs=[int(s) for s in values["top_unit_signs"]],
+                model=ModelIdentity(**values["model"]),
+            )
+            # concat pooling gives 3 x rnn_size features (features.pooled_width, written out
+            # here: this module must load without torch's import for the features module).
+            rnn_size = classifier.model.rnn_size
+            width = 3 * rnn_size if classifier.model.pooling == "concat" else rnn_size
+            for name in PROBE_NAMES:
+                classifier.probe(name).check_shape(width, name)
+            if len(classifier.top_unit_signs) != len(classifier.top_units) or not classifier.top_units:
+                raise ValueError("top_units and top_unit_signs differ in length")
+            if not all(0 <= unit < width for unit in classifier.top_units):
+                raise ValueError(f"top_units lie outside 0..{width - 1}")
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
+        if not Path(classifier.model.path).is_absolute():
+            located = (path.parent / classifier.model.path).resolve()
+            classifier.model = dataclasses.replace(classifier.model, path=str(located))
+        classifier.source, classifier.device, classifier.precision = path, device, precision
+        if model is not None:
+            classifier.attach_model(model)
+        return classifier
+
+    # ---- the model it belongs to
+
+    def check_model(self, identity: ModelIdentity) -> None:
+        """A clear error unless ``identity`` gives the features this classifier was fitted on."""
+        source = self.source or "this classifier"
+        if identity.rnn_size != self.model.rnn_size:
+            raise UserError(
+                f"{source} was fitted on a {self.model.rnn_size}-unit model ({self.model.path}), "
+                f"but {identity.path} has {identity.rnn_size} units; pass the model it was fitted on"
+            )
+        if identity.weights_sha256 != self.model.weights_sha256:
+            raise UserError(
+                f"{source} was fitted on model {self.model.path} (weights sha256 {self.model.weights_sha256[:12]}...), "
+                f"but {identity.path} has different weights ({identity.weights_sha256[:12]}...); "
+                "pass the model it was fitted on, or run `transfer` with this one"
+            )
+        # Not the precision: the recorded one is a record, not an order (see ModelIdentity).
+        for name in ("layer", "preprocess", "text_options", "pooling"):
+            if getattr(identity, name) != getattr(self.model, name):
+                raise UserError(
+                    f"{source} was fitted on features with {name} {getattr(self.model, name)!r}, "
+                    f"not {getattr(identity, name)!r} as {identity.path} gives now"
+                )
+
+    def attach_model(self, directory: str | os.PathLike) -> None:
+        from ..checkpoint import load_model
+
+        language_model = load_model(directory, device=self.device)
+        identity = ModelIdentity.of(
+            language_model,
+            directory,
+            layer=self.model.layer,
+            preprocess=self.model.preprocess,
+            precision=self.precision,
+            pooling=self.model.pooling,
+        )
+        self.check_model(identity)
+        self._language_model = language_model
+
+    @property
+    def language_model(self):
+        """The language model whose features it reads, loaded (and checked) on first use."""
+        if self._language_model is None:
+            self.attach_model(self.model.path)
+        return self._language_model
+
+    def features(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self.language_model.featurize(
+            list(texts), batch_size=batch_size, preprocess=self.model.preprocess, layer=self.model.layer,
+            progress=progress, precision=self.precision, pooling=self.model.pooling,
+        )
+
+    def _as_features(self, texts_or_features) -> np.ndarray:
+        if isinstance(texts_or_features, str):
+            raise UserError("pass a list of texts, not a single string")
+        if hasattr(texts_or_features, "shape"):
+            features = np.asarray(texts_or_features)
+            width = self.model.feature_width
+            if features.ndim != 2 or features.shape[1] != width:
+                raise UserError(
+                    f"features of shape {tuple(features.shape)} do not fit a classifier of a "
+                    f"{self.model.rnn_size}-unit model with {self.model.pooling} pooling; expected [texts, {width}]"
+                )
+            return features
+        return self.features(texts_or_features)
+
+    # ---- predictions
+
+    def predict_proba(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
+        """[N, 2] probabilities of labels 0 and 1 (scikit-learn's layout), from texts or features."""
+        positive = self.probe(use).predict_proba(self._as_features(texts_or_features))
+        return np.stack([1.0 - positive, positive], axis=1)
+
+    def predict(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
+        return self.probe(use).predict(self._as_features(texts_or_features))
+
+    def probability_trace(self, text: str) -> np.ndarray:
+        """P(positive) of the text so far, after each byte of the prepared text: float64 [bytes].
+
+        The prefix ending at byte t is pooled as the classifier's features are (the state at
+        t, or the mean or maximum of the states up to t), so the last value is
+        ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included);
+        ``bytes`` are taken as already prepared, as ``featurize`` takes them.
+        """
+        import torch
+
+        from ..features import CHUNK_LENGTH, prefix_pooled
+        from ..model import RNNState
+        from ..precision import products_autocast
+        from ..text import preprocess_text
+
+        if not isinstance(text, (str, bytes)):
+            raise UserError(f"probability_trace takes one text (a str), not a {type(text).__name__}")
+        if self._language_model is None:
+            self.attach_model(self.model.path)
+        model = self._language_model
+        if isinstance(text, bytes):
+            data = text
+        else:
+            data = preprocess_text(text, model.text_options) if self.model.preprocess else text.encode("utf-8")
+        if not data:
+            raise UserError("the text is empty; give some text")
+        tokens = torch.tensor([list(data)], dtype=torch.int64, device=model.device)
+        cells, state = [], None
+        was_training = model.training
+        model.eval()
+        try:
+            # Products in this classifier's featurizing precision ("auto" unless told), as predict_proba's.
+            with torch.no_grad(), products_autocast(self.precision, model.device):
+                for start in range(0, tokens.shape[1], CHUNK_LENGTH):
+                    encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
+                    state = RNNState([h.float() for h in encoded.state.hidden], [c.float() for c in encoded.state.cell])
+                    cells.append(encoded.cell_sequences[self.model.layer][0].float())
+        finally:
+            model.train(was_training)
+        pooled = prefix_pooled(torch.cat(cells), self.model.pooling)
+        return self.all_neurons.predict_proba(pooled.cpu().numpy())
+
+
+@dataclasses.dataclass
+class TransferFit:
+    classifier: SentimentClassifier
+    all_neurons: Sweep
+    n_neurons: Sweep
+
+
+def fit_sentiment_classifier(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    valid_features: np.ndarray,
+    valid_labels: np.ndarray,
+    model: ModelIdentity,
+    *,
+    num_neurons: int = 1,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    standardize: bool = False,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: bool = True,
+) -> TransferFit:
+    """The paper's procedure: L1 sweep on all units, rank units, sweep again on the top ``num_neurons``."""
+    width = train_features.shape[1]
+    if not 1 <= num_neurons <= width:
+        raise UserError(f"-num_neurons must be between 1 and the model's {width} units, not {num_neurons}")
+    common = dict(c_grid=c_grid, standardize=standardize, seed=seed, jobs=jobs, progress=progress)
+    full = sweep_regularization(train_features, train_labels, valid_features, valid_labels, **common)
+    top_units = rank_units(full.probe, max(TOP_UNITS_SHOWN, num_neurons)).tolist()
+    top = sweep_regularization(
+        train_features, train_labels, valid_features, valid_labels, units=top_units[:num_neurons], **common
+    )
+    classifier = SentimentClassifier(
+        all_neurons=full.probe,
+        n_neurons=top.probe,
+        top_units=[int(u) for u in top_units],
+        top_unit_signs=[unit_sign(full.probe, u) for u in top_units],
+        model=model,
+    )
+    return TransferFit(classifier, full, top)

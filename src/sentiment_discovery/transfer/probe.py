@@ -1,0 +1,175 @@
+"""A linear probe: the logistic regression over some units' features that every classifier here is.
+
+:class:`LinearProbe` holds the weights and computes its own probabilities (never through
+scikit-learn, so a probe read back from JSON gives bit-identical ones);
+:class:`PreparedInputs` converts the training features once and fits a probe per C with
+liblinear's L1 logistic regression, as the paper's code did; the units a probe leans on
+are ranked by weight, and the paper's single-unit rule (positive when the unit's value,
+signed, is above 0) is scored. scikit-learn and scipy are imported inside the functions
+that use them, so that a saved probe loads without them.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+# liblinear's default; the paper's code used it too. Fits that hit it are counted and reported.
+MAX_ITER = 100
+
+
+def _l1_logistic_regression(C: float, seed: int):
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    # scikit-learn 1.8 spells the L1 penalty l1_ratio=1 and warns on penalty="l1".
+    major, minor = (int(part) for part in sklearn.__version__.split(".")[:2])
+    penalty = {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
+    return LogisticRegression(C=C, solver="liblinear", max_iter=MAX_ITER, random_state=seed, **penalty)
+
+
+@dataclasses.dataclass
+class LinearProbe:
+    """A logistic regression over some units' features: ``sigmoid(((x[:, units] - mean) / scale) @ coef + b)``.
+
+    ``units`` None means every unit. ``mean``/``scale`` are the standardisation fitted on
+    the training features (None: raw features, as in the paper).
+    """
+
+    coef: np.ndarray  # float64 [k]
+    intercept: float
+    C: float
+    units: np.ndarray | None = None  # int64 [k]
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    converged: bool = True
+
+    @property
+    def features_used(self) -> int:
+        return int(np.count_nonzero(self.coef))
+
+    @property
+    def standardized(self) -> bool:
+        return self.mean is not None
+
+    def inputs(self, features: np.ndarray) -> np.ndarray:
+        """The classifier's inputs (float64) from a full feature matrix [N, rnn_size]."""
+        selected = features if self.units is None else features[:, self.units]
+        selected = np.asarray(selected, dtype=np.float64)
+        if self.mean is not None:
+            selected = (selected - self.mean) / self.scale
+        return selected
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        return self.inputs(features) @ self.coef + self.intercept
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Probability of label 1 for each row, float64 [N]."""
+        from scipy.special import expit
+
+        return expit(self.decision_function(features))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return (self.decision_function(features) > 0).astype(np.int64)
+
+    def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(self.predict(features) == labels))
+
+    def to_dict(self) -> dict:
+        return {
+            "C": self.C,
+            "units": None if self.units is None else [int(u) for u in self.units],
+            "coef": _floats(self.coef),
+            "intercept": self.intercept,
+            "standardize": None if self.mean is None else {"mean": _floats(self.mean), "scale": _floats(self.scale)},
+            "converged": self.converged,
+        }
+
+    def check_shape(self, feature_width: int, name: str) -> None:
+        """A clear error unless the weights fit ``feature_width`` features (a hand-edited or damaged file)."""
+        width = feature_width if self.units is None else len(self.units)
+        if self.coef.shape != (width,):
+            raise ValueError(f"{name} has {self.coef.size} weights for {width} features of {feature_width}")
+        if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < feature_width):
+            raise ValueError(f"{name} uses features outside 0..{feature_width - 1}")
+        for part in ("mean", "scale"):
+            values = getattr(self, part)
+            if values is not None and values.shape != (width,):
+                raise ValueError(f"{name} has {values.size} standardization {part}s for {width} features")
+        if not (np.isfinite(self.coef).all() and np.isfinite(self.intercept)):
+            raise ValueError(f"{name} has non-finite weights")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LinearProbe":
+        standardize = values.get("standardize") or {}
+        units = values.get("units")
+        return cls(
+            coef=np.asarray(values["coef"], dtype=np.float64),
+            intercept=float(values["intercept"]),
+            C=float(values["C"]),
+            units=None if units is None else np.asarray(units, dtype=np.int64),
+            mean=_array_or_none(standardize.get("mean")),
+            scale=_array_or_none(standardize.get("scale")),
+            converged=bool(values.get("converged", True)),
+        )
+
+
+def _floats(array: np.ndarray) -> list[float]:
+    # Python floats print in their shortest round-trip form, so JSON keeps every bit.
+    return [float(value) for value in array]
+
+
+def _array_or_none(values) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
+@dataclasses.dataclass
+class PreparedInputs:
+    """Training inputs converted once (float64, optionally standardised) and shared by every fit of a sweep."""
+
+    train: np.ndarray
+    units: np.ndarray | None
+    mean: np.ndarray | None
+    scale: np.ndarray | None
+
+    @classmethod
+    def of(cls, features: np.ndarray, units: Sequence[int] | None = None, standardize: bool = False):
+        units = None if units is None else np.asarray(units, dtype=np.int64)
+        selected = np.asarray(features if units is None else features[:, units], dtype=np.float64)
+        mean = scale = None
+        if standardize:
+            mean = selected.mean(axis=0)
+            scale = selected.std(axis=0)
+            scale[scale == 0] = 1.0  # a constant unit stays 0 instead of dividing by zero
+            selected = (selected - mean) / scale
+        return cls(np.ascontiguousarray(selected), units, mean, scale)
+
+    def fit(self, labels: np.ndarray, C: float, seed: int) -> LinearProbe:
+        model = _l1_logistic_regression(C, seed).fit(self.train, labels)
+        return LinearProbe(
+            coef=model.coef_[0].astype(np.float64),
+            intercept=float(model.intercept_[0]),
+            C=float(C),
+            units=self.units,
+            mean=self.mean,
+            scale=self.scale,
+            converged=bool(np.max(model.n_iter_) < MAX_ITER),
+        )
+
+
+def rank_units(probe: LinearProbe, count: int) -> np.ndarray:
+    """The ``count`` units with the largest absolute weight, largest first (ties: lower index)."""
+    importance = np.abs(probe.coef)
+    order = np.argsort(-importance, kind="stable")[:count]
+    return order if probe.units is None else probe.units[order]
+
+
+def unit_sign(probe: LinearProbe, unit: int) -> int:
+    """+1 if the unit fires high on positive texts in ``probe`` (its weight is not negative), else -1."""
+    index = unit if probe.units is None else int(np.flatnonzero(probe.units == unit)[0])
+    return -1 if probe.coef[index] < 0 else 1
+
+
+def threshold_accuracy(values: np.ndarray, labels: np.ndarray, sign: int) -> float:
+    """Accuracy of the paper's rule for a single unit: positive when ``sign * value > 0``."""
+    return float(np.mean((sign * np.asarray(values) > 0).astype(np.int64) == labels))
