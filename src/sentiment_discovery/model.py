@@ -15,45 +15,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .choices import RNN_TYPES
 from .errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
-from .storage import dataclass_from_dict
+from .model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
 from .text import TextOptions
 
 VOCAB_SIZE = 256
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Architecture of a :class:`ByteLM`; saved as the ``model`` section of ``config.json``."""
-
-    rnn_type: str = "mlstm"
-    embed_size: int = 64
-    rnn_size: int = 4096
-    layers: int = 1
-    dropout: float = 0.0
-    weight_norm: bool = False
-    lstm_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.rnn_type not in RNN_TYPES:
-            raise UserError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, not {self.rnn_type!r}")
-        for name in ("embed_size", "rnn_size", "layers"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), not {self.dropout}")
-
-    @property
-    def normalize_output(self) -> bool:
-        """Weight norm on the output layer too (``weight_norm`` without ``lstm_only``)."""
-        return self.weight_norm and not self.lstm_only
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        """From ``config.json``: every key stated (a default would silently build another architecture)."""
-        return dataclass_from_dict(cls, values, "model config key", require_all=True)
 
 
 @dataclasses.dataclass

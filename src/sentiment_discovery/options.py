@@ -56,6 +56,25 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def option_like(config_class: type, name: str, **changes: Any) -> Any:
+    """The field ``name`` of ``config_class`` declared again, as a flag of another config.
+
+    A command config takes settings declared elsewhere (``ModelConfig``'s architecture) this
+    way, so that their defaults, help and allowed values are written once; ``changes``
+    overrides any of ``option``'s arguments (another default, say).
+    """
+    field = {f.name: f for f in dataclasses.fields(config_class)}[name]
+    arguments = dict(field.metadata)
+    if field.default_factory is not MISSING:
+        arguments["default_factory"] = field.default_factory
+    else:
+        arguments["default"] = field.default
+    if "default" in changes:
+        arguments.pop("default_factory", None)
+    arguments.update(changes)
+    return option(**arguments)
+
+
 def flag_name(field: dataclasses.Field) -> str:
     """The name a field's flags are spelled from: the field's, unless ``option(flag=...)`` says otherwise."""
     return field.metadata.get("flag") or field.name

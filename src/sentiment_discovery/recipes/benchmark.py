@@ -14,7 +14,8 @@ import sys
 
 from .. import storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
-from ..options import option
+from ..model_config import ModelConfig
+from ..options import option, option_like
 from ..precision import PRECISIONS
 
 MODES = ("both", "train", "featurize")
@@ -23,9 +24,10 @@ IMPLEMENTATIONS = MLSTM_IMPLEMENTATION_NAMES
 
 @dataclasses.dataclass(kw_only=True)
 class BenchmarkConfig:
-    rnn_size: int = option(256, help="mLSTM units")
-    embed_size: int = option(64, help="byte embedding size")
-    layers: int = option(1, help="stacked mLSTM layers")
+    # the architecture measured: ModelConfig's settings, with a smaller default size
+    rnn_size: int = option_like(ModelConfig, "rnn_size", default=256)
+    embed_size: int = option_like(ModelConfig, "embed_size")
+    layers: int = option_like(ModelConfig, "layers")
     no_weight_norm: bool = option(False, help="without weight normalisation (on by default, as in the release)")
     batch_size: int = option(32, help="sequences per training batch, and texts per featurize batch")
     seq_length: int = option(64, help="bytes per training sequence and per featurized text")

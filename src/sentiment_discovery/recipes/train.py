@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
-from ..choices import PERSIST_STATE_CHOICES, RNN_TYPES, SCHEDULES
+from ..choices import PERSIST_STATE_CHOICES, SCHEDULES
 from ..errors import UserError
-from ..options import option
+from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
+from ..options import option, option_like
 from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import ExperimentConfig, resolve_load_model
@@ -35,12 +36,12 @@ from .common import ExperimentConfig, resolve_load_model
 if TYPE_CHECKING:
     from .. import training
     from ..data.corpus import ByteCorpus
-    from ..model import ByteLM, ModelConfig
+    from ..model import ByteLM
 
 CORPUS_CACHE = "corpora"
 HISTORY_DIR = "history"
 LOSS_PLOT = "loss.png"
-MODEL_FLAGS = ("rnn_type", "embed_size", "rnn_size", "layers", "dropout", "weight_norm", "lstm_only")
+MODEL_FLAGS = ARCHITECTURE_SETTINGS  # train takes a flag for each
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -93,13 +94,14 @@ class TrainConfig(ExperimentConfig):
         help="start from this model directory (or a checkpoint name such as e0.pt in <model_dir>/); the "
         "optimizer starts afresh (see --resume)",
     )
-    rnn_type: str = option("mlstm", choices=RNN_TYPES, help="recurrent layer type")
-    embed_size: int = option(64, help="byte embedding size")
-    rnn_size: int = option(4096, help="units per recurrent layer")
-    layers: int = option(1, help="stacked recurrent layers")
-    dropout: float = option(0.0, help="dropout on each layer's output")
-    weight_norm: bool = option(False, help="weight normalisation of the recurrent (and output) weights")
-    lstm_only: bool = option(False, help="with -weight_norm, only the recurrent weights (as the paper)")
+    # the architecture: declared once, in ModelConfig
+    rnn_type: str = option_like(ModelConfig, "rnn_type")
+    embed_size: int = option_like(ModelConfig, "embed_size")
+    rnn_size: int = option_like(ModelConfig, "rnn_size")
+    layers: int = option_like(ModelConfig, "layers")
+    dropout: float = option_like(ModelConfig, "dropout")
+    weight_norm: bool = option_like(ModelConfig, "weight_norm")
+    lstm_only: bool = option_like(ModelConfig, "lstm_only")
     # ---- optimisation
     lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)")
     optimizer_type: str = option("Adam", help="class name of a torch.optim optimizer (Adam, SGD, RMSprop, ...)")
@@ -145,7 +147,6 @@ COMMAND_CONFIG = TrainConfig
 
 def check_config(config: TrainConfig) -> None:
     from .. import training
-    from ..model import ModelConfig
 
     positive = ("seq_length", "batch_size", "epochs", "num_gpus", "log_iters")
     for name in positive:
@@ -328,8 +329,6 @@ def prepare_corpora(config: TrainConfig, ctx: training.DistributedContext, say) 
 
 
 def _model_config(config: TrainConfig) -> ModelConfig:
-    from ..model import ModelConfig
-
     return ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
 
 
@@ -395,7 +394,7 @@ def _warn_of_newer_incomplete(model_path: Path, newest: tuple[int, Path], say) -
 
 def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
     from ..checkpoint import load_model, read_model_config
-    from ..model import ByteLM, ModelConfig
+    from ..model import ByteLM
 
     if resume_dir is not None:
         model_config = ModelConfig.from_dict(read_model_config(resume_dir)["model"])
