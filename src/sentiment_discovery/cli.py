@@ -15,7 +15,7 @@ import threading
 import warnings
 
 from .errors import UserError
-from .options import add_config_arguments, config_from_args, flag_reference_markdown
+from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
 # command -> (recipe module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -132,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
             importlib.import_module("torch")
     try:
         config = config_from_args(module.COMMAND_CONFIG, args, command=args.command)
+        check_options(config, spelled_flags(args))  # the declared bounds, the flag named as typed
         status = module.run(config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -9,8 +9,7 @@ these fields (``options.option_like``), so ``4096`` is written here only; the mo
 import dataclasses
 
 from .choices import RNN_TYPES
-from .errors import UserError
-from .options import option
+from .options import check_options, option
 from .storage import dataclass_from_dict
 
 
@@ -19,21 +18,15 @@ class ModelConfig:
     """Architecture of a :class:`ByteLM`; saved as the ``model`` section of ``config.json``."""
 
     rnn_type: str = option("mlstm", choices=RNN_TYPES, help="recurrent layer type")
-    embed_size: int = option(64, help="byte embedding size")
-    rnn_size: int = option(4096, help="units per recurrent layer")
-    layers: int = option(1, help="stacked recurrent layers")
-    dropout: float = option(0.0, help="dropout on each layer's output")
+    embed_size: int = option(64, help="byte embedding size", minimum=1)
+    rnn_size: int = option(4096, help="units per recurrent layer", minimum=1)
+    layers: int = option(1, help="stacked recurrent layers", minimum=1)
+    dropout: float = option(0.0, help="dropout on each layer's output", minimum=0, below=1)
     weight_norm: bool = option(False, help="weight normalisation of the recurrent (and output) weights")
     lstm_only: bool = option(False, help="with -weight_norm, only the recurrent weights (as the paper)")
 
     def __post_init__(self) -> None:
-        if self.rnn_type not in RNN_TYPES:
-            raise UserError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, not {self.rnn_type!r}")
-        for name in ("embed_size", "rnn_size", "layers"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), not {self.dropout}")
+        check_options(self, prefix="")  # "rnn_size must be at least 1, not 0": a setting, not a flag, here
 
     @property
     def normalize_output(self) -> bool:

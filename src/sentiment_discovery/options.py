@@ -7,6 +7,7 @@ and modern ones (``--rnn-size``), and renders the flag reference in the docs.
 
 import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -29,6 +30,11 @@ def option(
     metavar: str | None = None,
     default_factory: Any = MISSING,
     repeatable: bool = False,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
+    expect: str | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
@@ -40,6 +46,11 @@ def option(
       (one line per reason, naming every such flag given).
     repeatable: for a list field, one value per flag, the flag given as often as needed
       (``--text a --text b``) instead of several values after one flag.
+    minimum, above, maximum, below: the values allowed (>=, >, <=, <; for a list, each of its
+      values), checked by :func:`check_options` for every command; a bounded number must also
+      be finite. ``None`` (an optional flag not given) is always allowed.
+    expect: the allowed values in words, where the bounds alone say too little
+      (``-cv must be a number of folds (10 is the usual), or 0 ...``).
     """
     metadata = {
         "help": help,
@@ -50,6 +61,11 @@ def option(
         "flag": flag,
         "metavar": metavar,
         "repeatable": repeatable,
+        "minimum": minimum,
+        "above": above,
+        "maximum": maximum,
+        "below": below,
+        "expect": expect,
     }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
@@ -95,6 +111,21 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+SPELLED = "_spelled_flags"  # namespace attribute: field name -> the flag as it was typed
+
+
+class _Store(argparse._StoreAction):
+    """argparse's ``store``, which also notes how the flag was spelled, so that an error names
+    it as the user typed it (``-seq_length`` or ``--seq-length``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        if option_string:
+            spelled = dict(getattr(namespace, SPELLED, {}))
+            spelled[self.dest] = option_string
+            setattr(namespace, SPELLED, spelled)
+
+
 def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     meta = field.metadata
     base, _ = _unwrap_optional(annotation)
@@ -113,9 +144,11 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
             kwargs["action"] = "append"
         else:
             kwargs["nargs"] = "+"
+            kwargs["action"] = _Store
         kwargs["type"] = item
     else:
         kwargs["type"] = base
+        kwargs["action"] = _Store
     if meta.get("choices") is not None:
         kwargs["choices"] = list(meta["choices"])
     return kwargs
@@ -129,7 +162,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             continue
         kwargs = _field_kwargs(field, hints[field.name])
         if field.metadata.get("positional"):
-            kwargs.pop("action", None)
+            kwargs.pop("action", None)  # (a positional's value is not a flag's: nothing to note)
             if field.default is MISSING and field.default_factory is MISSING:
                 parser.add_argument(field.name, **kwargs)
             else:
@@ -164,6 +197,85 @@ def config_from_args(config_class: type, namespace: argparse.Namespace, *, comma
     return config_class(**values)
 
 
+def spelled_flags(namespace: argparse.Namespace) -> dict[str, str]:
+    """Field name -> the flag as typed on the command line (for :func:`check_options`)."""
+    return dict(getattr(namespace, SPELLED, {}))
+
+
+def bounds_text(meta: typing.Mapping[str, Any]) -> str | None:
+    """What a flag's declared bounds ask, after "must": ``be positive``, ``be in [0, 1)``; None: unbounded."""
+    if meta.get("expect"):
+        return "be " + meta["expect"]
+    low = ("[", meta["minimum"]) if meta.get("minimum") is not None else ("(", meta.get("above"))
+    high = ("]", meta["maximum"]) if meta.get("maximum") is not None else (")", meta.get("below"))
+    if low[1] is None and high[1] is None:
+        return None
+    if low[1] is not None and high[1] is not None:
+        return f"be in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if high[1] is not None:
+        return f"be at most {_number(high[1])}" if high[0] == "]" else f"be below {_number(high[1])}"
+    if low == ("[", 0):
+        return "not be negative"
+    if low == ("(", 0):
+        return "be positive"
+    return f"be at least {_number(low[1])}" if low[0] == "[" else f"be above {_number(low[1])}"
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _within(meta: typing.Mapping[str, Any], value: Any) -> bool:
+    try:
+        return math.isfinite(value) and not (
+            (meta.get("minimum") is not None and value < meta["minimum"])
+            or (meta.get("above") is not None and value <= meta["above"])
+            or (meta.get("maximum") is not None and value > meta["maximum"])
+            or (meta.get("below") is not None and value >= meta["below"])
+        )
+    except TypeError:  # not a number
+        return False
+
+
+def _shown_flag(field: dataclasses.Field, spelled: typing.Mapping[str, str], prefix: str) -> str:
+    typed = spelled.get(field.name)
+    if typed is None:
+        return prefix + flag_name(field)
+    if typed.startswith("--"):
+        return typed.replace("_", "-")
+    return typed
+
+
+def check_options(config: Any, spelled: typing.Mapping[str, str] | None = None, *, prefix: str = "-") -> None:
+    """Every field of ``config`` within its declared choices and bounds (see :func:`option`), or
+    one :class:`UserError` naming the flag: ``-lr must be positive, not -1.0``.
+
+    spelled: field name -> the flag as typed (:func:`spelled_flags`); a flag not typed is named
+    ``prefix`` + its name (``-lr``; ``prefix=""`` for a config that is not flags, ``ModelConfig``).
+    """
+    spelled = spelled or {}
+    for field in dataclasses.fields(config):
+        meta = field.metadata
+        value = getattr(config, field.name)
+        if not meta or value is None or meta.get("no_op"):
+            continue
+        flag = _shown_flag(field, spelled, prefix)
+        choices = meta.get("choices")
+        if choices is not None:
+            values = value if isinstance(value, list) else [value]
+            if any(v not in choices for v in values):
+                raise UserError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        allowed = bounds_text(meta)
+        if allowed is None:
+            continue
+        if isinstance(value, list):
+            if not value or not all(_within(meta, v) for v in value):
+                shown = " ".join(map(str, value)) or "none"
+                raise UserError(f"{flag} values must {allowed}, not {shown}")
+        elif not _within(meta, value):
+            raise UserError(f"{flag} must {allowed}, not {value}")
+
+
 def _default_text(field: dataclasses.Field) -> str:
     if field.default_factory is not MISSING:
         value = field.default_factory()
@@ -185,7 +297,7 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
     lines = [
         "# Flag reference",
         "",
-        "Generated from the config dataclasses by `python -m sentiment_discovery.cli flags`;",
+        "Generated from the config dataclasses by `sentiment-discovery flags`;",
         "a test checks it against the parser. Every flag is accepted in the 2017 spelling",
         "(`-rnn_size 4096`, `--optimizer_type=Adam`) and the modern one (`--rnn-size 4096`).",
         "Flags of the 2017 scripts that no longer do anything are still accepted, so that 2017",
@@ -195,6 +307,7 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
     for command, config_class in commands.items():
         lines += ["", f"## `sentiment-discovery {command}`", ""]
         lines += ["| flag | spellings | default | meaning |", "|---|---|---|---|"]
+        hints = typing.get_type_hints(config_class)
         no_ops = []
         for field in dataclasses.fields(config_class):
             if not field.metadata:
@@ -206,6 +319,10 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
             meaning = meta.get("help", "")
             if meta.get("choices") is not None:
                 meaning += " Choices: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
+            allowed = bounds_text(meta)
+            if allowed is not None:
+                is_list = typing.get_origin(_unwrap_optional(hints[field.name])[0]) is list
+                meaning += f" Each value must {allowed}." if is_list else f" Must {allowed}."
             if meta.get("repeatable"):
                 meaning += " Repeatable."
             lines.append(

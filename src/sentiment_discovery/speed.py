@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UserError
 from .fast_mlstm import StepProduct, reuse_freed_memory
 from .features import featurize
 from .model import VOCAB_SIZE, ByteLM, ModelConfig
+from .options import check_options
 from .precision import autocast_dtype, products_autocast, resolve_precision
 from .runtime import configure_threads, seed_everything, select_device
 
@@ -222,19 +222,9 @@ def machine_description(device: torch.device) -> dict:
     return info
 
 
-def _check(config: "BenchmarkConfig") -> None:
-    for name in ("batch_size", "seq_length", "repeats"):
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
-    if config.warmup < 0:
-        raise UserError(f"--warmup must be 0 or more, not {config.warmup}")
-    if config.threads is not None and config.threads < 1:
-        raise UserError(f"--threads must be at least 1, not {config.threads}")
-
-
 def benchmark(config: "BenchmarkConfig") -> dict:
     """Run the measurements that ``config`` asks for; the JSON report as a dict."""
-    _check(config)
+    check_options(config)  # the flags' declared bounds (the CLI checked them already)
     configure_threads(config.threads)
     allocator_tuned = False if config.system_allocator else reuse_freed_memory()
     device = select_device(config.cuda)

@@ -24,7 +24,7 @@ class ExperimentConfig:
     experiment_name: str = option("mlstm", help="results are written to <experiment_dir>/<experiment_name>/")
     model_dir: str = option("model", help="subdirectory of the experiment that holds model checkpoints")
     cuda: bool = option(False, help="use the GPU; without one, a warning and the CPU")
-    seed: int = option(1234, help="random seed")
+    seed: int = option(1234, help="random seed", minimum=0, maximum=2**32 - 1)  # what NumPy accepts
 
     @property
     def experiment_path(self) -> Path:

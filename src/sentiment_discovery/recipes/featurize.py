@@ -21,7 +21,8 @@ class FeaturizeConfig:
     output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
     text_key: str = option("sentence", help="column or key holding the text")
     delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    batch_size: int = option(64, help="texts per batch (sorted by length)")
+    batch_size: int = option(64, help="texts per batch (sorted by length)", minimum=1)
+    # (no declared range: -1 and other negatives count from the top, and the model says how many there are)
     layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
     pooling: str = option(
         "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"

@@ -26,7 +26,7 @@ from .. import storage
 from ..choices import PERSIST_STATE_CHOICES, SCHEDULES
 from ..errors import UserError
 from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
-from ..options import option, option_like
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import ExperimentConfig, resolve_load_model
@@ -73,10 +73,10 @@ class TrainConfig(ExperimentConfig):
     no_wrap: bool = option(
         False, help="drop the bytes left over at the end of an epoch instead of wrapping streams around the corpus"
     )
-    seq_length: int = option(256, help="bytes per stream per update (truncated backpropagation through time)")
-    batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes")
-    eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)")
-    eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)")
+    seq_length: int = option(256, help="bytes per stream per update (truncated backpropagation through time)", minimum=1)
+    batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes", minimum=1)
+    eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)", minimum=0)
+    eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)", minimum=0)
     lazy: bool = option(False, no_op="the corpus is always memory-mapped from disk, never read into memory.")
     preprocess: bool = option(
         False, no_op="raw files are always cleaned as in section 4 of the paper when their corpus is built (once)."
@@ -103,20 +103,21 @@ class TrainConfig(ExperimentConfig):
     weight_norm: bool = option_like(ModelConfig, "weight_norm")
     lstm_only: bool = option_like(ModelConfig, "lstm_only")
     # ---- optimisation
-    lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)")
+    lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)", minimum=0)
     optimizer_type: str = option("Adam", help="class name of a torch.optim optimizer (Adam, SGD, RMSprop, ...)")
     lr_scheduler: str = option(
         "LinearLR",
         choices=SCHEDULES,
         help="LinearLR: linear decay to 0 over the run, per iteration; ExponentialLR: times -lr_factor each epoch",
     )
-    lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch")
-    clip: float = option(1.0, help="clip the gradient norm to this (0: no clipping)")
-    epochs: int = option(1, help="epochs to train for")
-    max_iters: int = option(0, help="total iterations to train for; takes precedence over -epochs (0 or -1: off)")
-    start_epoch: int = option(0, help="epoch to start at (for a run continued with -load_model)")
+    lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch", above=0)
+    clip: float = option(1.0, help="clip the gradient norm to this (0: no clipping)", minimum=0)
+    epochs: int = option(1, help="epochs to train for", minimum=1)
+    max_iters: int = option(0, help="total iterations to train for; takes precedence over -epochs (0 or -1: off)", minimum=-1)
+    start_epoch: int = option(0, help="epoch to start at (for a run continued with -load_model)", minimum=0)
     start_iter: int = option(
-        0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)"
+        0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)",
+        minimum=0,
     )
     precision: str = option(
         "auto",
@@ -126,19 +127,19 @@ class TrainConfig(ExperimentConfig):
     )
     no_loss: bool = option(False, help="do not write the metric history and the loss curve")
     # ---- checkpoints and metrics
-    save_iters: int = option(5000, help="save a checkpoint iter<N> every this many iterations (0: only epoch ends)")
-    keep_iters: int = option(2, help="keep the newest this many iter<N> checkpoints (0: all); epoch ones stay")
-    log_iters: int = option(100, help="write a row of training metrics every this many iterations")
+    save_iters: int = option(5000, help="save a checkpoint iter<N> every this many iterations (0: only epoch ends)", minimum=0)
+    keep_iters: int = option(2, help="keep the newest this many iter<N> checkpoints (0: all); epoch ones stay", minimum=0)
+    log_iters: int = option(100, help="write a row of training metrics every this many iterations", minimum=1)
     resume: bool = option(False, help="continue exactly from the newest complete checkpoint in <model_dir>/")
     should_test: bool = option(
         False, help="do not train: report the bits per byte of -load_model (or the newest checkpoint) on valid/test"
     )
     # ---- devices and processes
     benchmark: bool = option(False, help="let cuDNN pick the fastest kernels (GPU only)")
-    num_gpus: int = option(1, help="processes to start on this machine (one per GPU; Gloo processes on the CPU)")
+    num_gpus: int = option(1, help="processes to start on this machine (one per GPU; Gloo processes on the CPU)", minimum=1)
     distributed: bool = option(False, help="train with DistributedDataParallel, one process per -num_gpus")
-    rank: int = option(-1, help="this process's rank when started by hand (torchrun sets RANK instead)")
-    world_size: int = option(0, help="processes in all when started by hand with -rank (torchrun sets WORLD_SIZE)")
+    rank: int = option(-1, help="this process's rank when started by hand (torchrun sets RANK instead)", minimum=-1)
+    world_size: int = option(0, help="processes in all when started by hand with -rank (torchrun sets WORLD_SIZE)", minimum=0)
     verbose: int = option(1, choices=(0, 1, 2), help="0: quiet; 1: the first process prints; 2: every process prints")
 
 
@@ -146,23 +147,15 @@ COMMAND_CONFIG = TrainConfig
 
 
 def check_config(config: TrainConfig) -> None:
+    """The declared bounds of every flag, then what no single flag's bounds can say."""
     from .. import training
 
-    positive = ("seq_length", "batch_size", "epochs", "num_gpus", "log_iters")
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise UserError(f"-{name} must be at least 1, not {getattr(config, name)}")
-    for name in ("eval_batch_size", "eval_seq_length", "save_iters", "keep_iters", "start_epoch", "start_iter"):
-        if getattr(config, name) < 0:
-            raise UserError(f"-{name} must not be negative, not {getattr(config, name)}")
-    if config.lr < 0:
-        raise UserError(f"-lr must not be negative, not {config.lr}")
+    check_options(config)
     if config.rank >= 0 and config.world_size < 1:
         raise UserError("-rank needs -world_size (the number of processes in all)")
     if config.rank >= config.world_size > 0:
         raise UserError(f"-rank {config.rank} is not below -world_size {config.world_size}")
     training.optimizer_class(config.optimizer_type)
-    ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
 
 
 def processes_to_start(config: TrainConfig) -> int:

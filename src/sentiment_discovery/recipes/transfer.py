@@ -9,7 +9,6 @@ results in the 2017 format and writes everything under
 
 import contextlib
 import dataclasses
-import math
 import shutil
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from .. import storage
 from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
 
@@ -46,7 +45,7 @@ class FeatureOptions:
         None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
     )
     delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    batch_size: int = option(64, help="texts per featurization batch (sorted by length)")
+    batch_size: int = option(64, help="texts per featurization batch (sorted by length)", minimum=1)
     feature_cache: str | None = option(
         None, help="directory of cached features (default: <experiment_dir>/<experiment_name>/feature_cache)"
     )
@@ -76,14 +75,20 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
     test: str | None = option(None, help="test file; labelled unless -no_test_eval")
     label_key: str = option("label", help="column or key holding the 0/1 label")
-    split: float = option(0.9, help="without -valid: the fraction of -train kept for training, the rest validates")
+    split: float = option(
+        0.9, help="without -valid: the fraction of -train kept for training, the rest validates", above=0, maximum=1
+    )
     drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
     binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
     no_test_eval: bool = option(False, help="the test file has no labels: classify it, report no test accuracy")
-    num_neurons: int = option(1, help="how many top units the n_neurons classifier uses")
+    num_neurons: int = option(
+        1, help="how many top units the n_neurons classifier uses", minimum=1,
+        expect="between 1 and the model's units",  # the upper bound is the model's, checked once it is loaded
+    )
     write_results: str | None = option(
         None, help="CSV of probabilities and top-unit values per test text (train text without -test)"
     )
+    # (no declared range: -1 and other negatives count from the top, and the model says how many there are)
     layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
     pooling: str = option(
         "final",
@@ -96,15 +101,19 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     c_grid: list[float] = option(
         default_factory=_default_c_grid,
         help="regularization strengths C tried, chosen on validation accuracy",
+        above=0,
     )
     standardize: bool = option(False, help="scale each unit to mean 0, std 1 on train before the regression")
-    jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)")
+    jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)", minimum=0)
+    # (its bound, at least 1, holds only without -no_data_efficiency: checked in check_flags)
     data_efficiency_seeds: int = option(3, help="random subsets per size in the data-efficiency curve")
     no_data_efficiency: bool = option(False, help="skip the data-efficiency curve")
     cv: int = option(
         0,
         help="K-fold cross-validation of -train alone, as for MR, CR, SUBJ, MPQA (stratified, seeded with -seed, equal "
         "texts in one fold; C chosen on the next fold, never the test fold); 0: off",
+        minimum=0,  # and 1 and 2 are refused where the folds are dealt, with the texts counted
+        expect="a number of folds (10 is the usual), or 0 for no cross-validation",
     )
 
 
@@ -230,14 +239,12 @@ def featurize_splits(model, identity, splits: dict[str, Split], config: Transfer
 
 
 def check_flags(config: TransferConfig) -> None:
+    """The declared bounds of every flag, then what no single flag's bounds can say."""
+    check_options(config)
     if config.data_efficiency_seeds < 1 and not config.no_data_efficiency:
         raise UserError("-data_efficiency_seeds must be at least 1 (or pass -no_data_efficiency)")
-    if not config.c_grid or any(not (math.isfinite(c) and c > 0) for c in config.c_grid):
-        raise UserError(f"-c_grid values must be positive, not {' '.join(map(str, config.c_grid))}")
     if config.write_results and not config.write_results.lower().endswith(".csv"):
         raise UserError(f"-write_results writes CSV; name the file .csv, not {config.write_results}")
-    if config.cv < 0:
-        raise UserError(f"-cv must be a number of folds (10 is the usual), or 0 for no cross-validation, not {config.cv}")
     if config.cv:
         given = [flag for flag, value in (("-valid", config.valid), ("-test", config.test),
                                           ("-write_results", config.write_results)) if value]

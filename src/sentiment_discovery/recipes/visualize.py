@@ -50,10 +50,13 @@ class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
         help="results directory written by transfer (or its classifier.json): draw its sentiment unit (top unit, "
         "sign and layer) on the model it was fitted on (or -load_model, which must be that model)",
     )
+    # (no declared range for -neuron and -layer: negatives mean something, and the model says how many there are)
     layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
     generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
-    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation")
-    temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)")
+    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation", minimum=1)
+    temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)", minimum=0,
+        expect="0 (greedy) or more",
+    )
     overwrite: float | None = option(
         None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating"
     )
