@@ -1,8 +1,12 @@
 """Command-line flags generated from the recipes' config dataclasses.
 
-Defaults and help text live once, in the dataclass fields; this module turns them into
-argparse flags that accept both the 2017 spellings (``-rnn_size``, ``--optimizer_type=Adam``)
-and modern ones (``--rnn-size``), and renders the flag reference in the docs.
+Defaults, help text and allowed values live once, in the dataclass fields (:func:`option`);
+this module turns them into argparse flags that accept both the 2017 spellings
+(``-rnn_size``, ``--optimizer_type=Adam``) and modern ones (``--rnn-size``), checks a
+config against the declared bounds (:func:`check_options`), and renders the flag reference
+in the docs. The 2017 flags that no longer do anything are not fields: each command config
+lists them in its ``NO_OP_FLAGS`` table (flag name -> why it has no effect), which the
+parser accepts and the reference lists.
 """
 
 import argparse
@@ -24,7 +28,6 @@ def option(
     *,
     choices: typing.Sequence[Any] | None = None,
     aliases: typing.Sequence[str] = (),
-    no_op: str | None = None,
     positional: bool = False,
     flag: str | None = None,
     metavar: str | None = None,
@@ -41,9 +44,6 @@ def option(
     aliases: extra names (without dashes) that set the same field, e.g. ``load_model``
       for ``model``; each gets the same seed and modern spellings.
     flag: the flag's name where it cannot be the field's (a field named like a method).
-    no_op: for flags kept only so that 2017 command lines still run; the text says why the
-      flag does nothing, printed as ``notice: -flag has no effect: TEXT`` when it is given
-      (one line per reason, naming every such flag given).
     repeatable: for a list field, one value per flag, the flag given as often as needed
       (``--text a --text b``) instead of several values after one flag.
     minimum, above, maximum, below: the values allowed (>=, >, <=, <; for a list, each of its
@@ -56,7 +56,6 @@ def option(
         "help": help,
         "choices": choices,
         "aliases": tuple(aliases),
-        "no_op": no_op,
         "positional": positional,
         "flag": flag,
         "metavar": metavar,
@@ -130,8 +129,6 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     meta = field.metadata
     base, _ = _unwrap_optional(annotation)
     kwargs: dict[str, Any] = {"help": meta.get("help", "")}
-    if meta.get("no_op"):
-        kwargs["help"] = argparse.SUPPRESS  # accepted, but not worth a line in --help (docs/flags.md lists them)
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     if base is bool:
@@ -154,8 +151,21 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     return kwargs
 
 
+NO_OP_DEST = "no_op:"  # namespace attribute of a no-op flag given: this prefix and its name
+
+
+def no_op_flags(config_class: type) -> dict[str, str]:
+    """The command's 2017 flags kept as no-ops: flag name -> why it has no effect.
+
+    Each is accepted in every spelling, with or without a value (it is ignored either way),
+    and giving it prints ``notice: -flag has no effect: WHY`` (one line per reason, naming
+    every such flag given).
+    """
+    return dict(getattr(config_class, "NO_OP_FLAGS", {}))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
-    """Add one flag per field of ``config_class`` (a dataclass) to ``parser``."""
+    """Add one flag per field of ``config_class`` (a dataclass) to ``parser``, and its no-op flags."""
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
         if not field.metadata:
@@ -172,18 +182,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         for alias in field.metadata.get("aliases", ()):
             names += spellings(alias)
         parser.add_argument(*names, dest=field.name, default=argparse.SUPPRESS, **kwargs)
+    for name in no_op_flags(config_class):
+        # accepted, but not worth a line in --help (docs/flags.md lists them)
+        parser.add_argument(
+            *spellings(name), dest=NO_OP_DEST + name, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
 
 
 def config_from_args(config_class: type, namespace: argparse.Namespace, *, command: str = "") -> Any:
     """Build the config from parsed flags; flags not given keep the dataclass defaults."""
-    values = {}
+    values = {
+        field.name: getattr(namespace, field.name)
+        for field in dataclasses.fields(config_class)
+        if hasattr(namespace, field.name)
+    }
     ignored: dict[str, list[str]] = {}  # reason -> the no-op flags given for it
-    for field in dataclasses.fields(config_class):
-        if hasattr(namespace, field.name):
-            values[field.name] = getattr(namespace, field.name)
-            reason = field.metadata.get("no_op") if field.metadata else None
-            if reason:
-                ignored.setdefault(reason, []).append(f"-{flag_name(field)}")
+    for name, reason in no_op_flags(config_class).items():
+        if hasattr(namespace, NO_OP_DEST + name):
+            ignored.setdefault(reason, []).append(f"-{name}")
     for reason, flags in ignored.items():
         print(f"notice: {', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}", file=sys.stderr)
     missing = [
@@ -257,7 +273,7 @@ def check_options(config: Any, spelled: typing.Mapping[str, str] | None = None, 
     for field in dataclasses.fields(config):
         meta = field.metadata
         value = getattr(config, field.name)
-        if not meta or value is None or meta.get("no_op"):
+        if not meta or value is None:
             continue
         flag = _shown_flag(field, spelled, prefix)
         choices = meta.get("choices")
@@ -308,14 +324,10 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
         lines += ["", f"## `sentiment-discovery {command}`", ""]
         lines += ["| flag | spellings | default | meaning |", "|---|---|---|---|"]
         hints = typing.get_type_hints(config_class)
-        no_ops = []
         for field in dataclasses.fields(config_class):
             if not field.metadata:
                 continue
             meta = field.metadata
-            if meta.get("no_op"):
-                no_ops.append(field)
-                continue
             meaning = meta.get("help", "")
             if meta.get("choices") is not None:
                 meaning += " Choices: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
@@ -328,11 +340,13 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
             lines.append(
                 f"| {flag_name(field)} | {_spelled(field)} | {_default_text(field)} | {meaning.replace('|', '/')} |"
             )
+        no_ops = no_op_flags(config_class)
         if no_ops:
             lines += ["", "2017 flags accepted as no-ops:", ""]
             lines += ["| flag | spellings | why it has no effect |", "|---|---|---|"]
-            for field in no_ops:
-                lines.append(f"| {flag_name(field)} | {_spelled(field)} | {field.metadata['no_op'].replace('|', '/')} |")
+            for name, why in no_ops.items():
+                spelled = ", ".join(f"`{n}`" for n in spellings(name))
+                lines.append(f"| {name} | {spelled} | {why.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,9 +4,9 @@ Results go to ``<experiment_dir>/<experiment_name>/...``: model checkpoints unde
 ``<model_dir>/``, metric histories under ``history/``, heatmaps under ``heatmaps/``,
 transfer results under ``<dataset>/<model>/``.
 
-The 2017 scripts shared one set of flags (model, data, device and process flags); the
-``Seed*Flags`` mixins keep the ones that mean nothing to a command accepted there as no-ops,
-so that every 2017 command line still runs (docs/seed.md).
+The 2017 scripts shared one set of flags (model, data, device and process flags); each
+command config's ``NO_OP_FLAGS`` table keeps the ones that mean nothing to it accepted as
+no-ops, so that every 2017 command line still runs (docs/seed.md).
 """
 
 import dataclasses
@@ -36,91 +36,34 @@ class ExperimentConfig:
 
 
 # ---------------------------------------------------------------- 2017 flags kept as no-ops
-
-
-def seed_no_op(default, why: str, flag: str | None = None):
-    """A 2017 flag that this command accepts and ignores; ``why`` is the notice it prints."""
-    return option(default, no_op=why, flag=flag)
-
+# Each command config lists its own in a NO_OP_FLAGS table (flag name -> why it has no
+# effect, the notice printed when it is given); these are the parts the tables share.
 
 ARCHITECTURE = "the architecture is read from the model directory (config.json)."
 ONE_PROCESS = "this command runs in one process, on the CPU or (-cuda) one GPU."
 
+# The 2017 model flags, which every script took; a model directory now says what it is.
+SEED_MODEL_NO_OPS = {
+    "should_test": "this command does not train.",
+    "rnn_type": ARCHITECTURE,
+    "embed_size": ARCHITECTURE,
+    "rnn_size": ARCHITECTURE,
+    "layers": ARCHITECTURE,
+    "dropout": ARCHITECTURE,
+    "weight_norm": ARCHITECTURE,
+    "lstm_only": ARCHITECTURE,
+    "data_size": "the model always reads bytes, 256 values.",
+}
 
-@dataclasses.dataclass(kw_only=True)
-class SeedModelFlags:
-    """The 2017 model flags, which every script took; a model directory now says what it is."""
-
-    should_test: bool = seed_no_op(False, "this command does not train.")
-    rnn_type: str = seed_no_op("mlstm", ARCHITECTURE)
-    embed_size: int = seed_no_op(64, ARCHITECTURE)
-    rnn_size: int = seed_no_op(4096, ARCHITECTURE)
-    layers: int = seed_no_op(1, ARCHITECTURE)
-    dropout: float = seed_no_op(0.0, ARCHITECTURE)
-    weight_norm: bool = seed_no_op(False, ARCHITECTURE)
-    lstm_only: bool = seed_no_op(False, ARCHITECTURE)
-    data_size: int = seed_no_op(256, "the model always reads bytes, 256 values.")
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedProcessFlags:
-    """The 2017 device and process flags, which only training uses now."""
-
-    num_gpus: int = seed_no_op(1, ONE_PROCESS)
-    benchmark: bool = seed_no_op(False, "only training lets cuDNN pick its kernels.")
-    distributed: bool = seed_no_op(False, ONE_PROCESS)
-    rank: int = seed_no_op(-1, ONE_PROCESS)
-    world_size: int = seed_no_op(0, ONE_PROCESS)
-    verbose: int = seed_no_op(1, ONE_PROCESS)
-
-
-WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedTransferFlags(SeedProcessFlags, SeedModelFlags):
-    """2017 flags that ``sentiment_transfer.py`` took and ``transfer`` ignores."""
-
-    seq_length: int = seed_no_op(256, WHOLE_TEXTS)
-    persist_state: int = seed_no_op(0, WHOLE_TEXTS)
-    transpose: bool = seed_no_op(False, WHOLE_TEXTS)
-    no_wrap: bool = seed_no_op(False, WHOLE_TEXTS)
-    shuffle: bool = seed_no_op(False, "texts are featurized in file order (-split holds out a part drawn with -seed).")
-    lazy: bool = seed_no_op(False, "the labelled files are read whole; the features are cached on disk.")
-    # (a field named ``cache`` would hide FeatureOptions.cache())
-    seed_cache: bool = seed_no_op(
-        False, "the features are cached on disk instead (-feature_cache, -no_feature_cache).", flag="cache"
-    )
-    preprocess: bool = seed_no_op(
-        False, "texts are always prepared as the model read text in training (-no_preprocess turns that off)."
-    )
-
-
-ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedVisualizeFlags(SeedProcessFlags, SeedModelFlags):
-    """2017 flags that ``visualize.py`` took and ``visualize`` ignores: it reads no data files."""
-
-    train: str | None = seed_no_op(None, ONLY_TEXT)
-    valid: str | None = seed_no_op(None, ONLY_TEXT)
-    test: str | None = seed_no_op(None, ONLY_TEXT)
-    split: str | None = seed_no_op(None, ONLY_TEXT)
-    text_key: str | None = seed_no_op(None, ONLY_TEXT)
-    label_key: str | None = seed_no_op(None, ONLY_TEXT)
-    delim: str | None = seed_no_op(None, ONLY_TEXT)
-    drop_unlabeled: bool = seed_no_op(False, ONLY_TEXT)
-    binarize_sent: bool = seed_no_op(False, ONLY_TEXT)
-    data_set_type: str | None = seed_no_op(None, ONLY_TEXT)
-    lazy: bool = seed_no_op(False, ONLY_TEXT)
-    preprocess: bool = seed_no_op(False, ONLY_TEXT)
-    shuffle: bool = seed_no_op(False, ONLY_TEXT)
-    cache: bool = seed_no_op(False, ONLY_TEXT)
-    batch_size: int = seed_no_op(1, "one text is read (or generated) at a time.")
-    persist_state: int = seed_no_op(0, "the text is read from a fresh state.")
-    transpose: bool = seed_no_op(False, "the text is read from a fresh state.")
-    no_wrap: bool = seed_no_op(False, "the text is read from a fresh state.")
+# The 2017 device and process flags, which only training uses now.
+SEED_PROCESS_NO_OPS = {
+    "num_gpus": ONE_PROCESS,
+    "benchmark": "only training lets cuDNN pick its kernels.",
+    "distributed": ONE_PROCESS,
+    "rank": ONE_PROCESS,
+    "world_size": ONE_PROCESS,
+    "verbose": ONE_PROCESS,
+}
 
 
 # ---------------------------------------------------------------- -load_model

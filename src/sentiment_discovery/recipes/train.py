@@ -29,7 +29,7 @@ from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
 from ..options import check_options, option, option_like
 from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
-from .common import ExperimentConfig, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, ExperimentConfig, resolve_load_model
 
 # torch and the components that use it are imported in the functions that need them, not
 # here: the CLI imports this module for its flags, and `--help` should not wait for torch.
@@ -44,8 +44,24 @@ LOSS_PLOT = "loss.png"
 MODEL_FLAGS = ARCHITECTURE_SETTINGS  # train takes a flag for each
 
 
+NO_LABELS = "training reads texts only, no labels."
+
+
 @dataclasses.dataclass(kw_only=True)
 class TrainConfig(ExperimentConfig):
+    # 2017 flags that text_reconstruction.py took and train ignores (flag -> why)
+    NO_OP_FLAGS = {
+        "lazy": "the corpus is always memory-mapped from disk, never read into memory.",
+        "preprocess": "raw files are always cleaned as in section 4 of the paper when their corpus is built (once).",
+        "data_set_type": "training always reads an unsupervised byte corpus.",
+        "transpose": "batches are always parallel byte streams (the transposed layout).",
+        "cache": "the memory-mapped corpus is cached by the operating system.",
+        "data_size": SEED_MODEL_NO_OPS["data_size"],
+        "label_key": NO_LABELS,
+        "drop_unlabeled": NO_LABELS,
+        "binarize_sent": NO_LABELS,
+    }
+
     # ---- data
     train: str = option(
         help="training data: a CSV/TSV/JSON/JSON Lines/text file (optionally .gz), cleaned into a cached byte "
@@ -77,17 +93,6 @@ class TrainConfig(ExperimentConfig):
     batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes", minimum=1)
     eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)", minimum=0)
     eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)", minimum=0)
-    lazy: bool = option(False, no_op="the corpus is always memory-mapped from disk, never read into memory.")
-    preprocess: bool = option(
-        False, no_op="raw files are always cleaned as in section 4 of the paper when their corpus is built (once)."
-    )
-    data_set_type: str = option("unsupervised", no_op="training always reads an unsupervised byte corpus.")
-    transpose: bool = option(False, no_op="batches are always parallel byte streams (the transposed layout).")
-    cache: bool = option(False, no_op="the memory-mapped corpus is cached by the operating system.")
-    data_size: int = option(256, no_op="the model always reads bytes, 256 values.")
-    label_key: str = option("label", no_op="training reads texts only, no labels.")
-    drop_unlabeled: bool = option(False, no_op="training reads texts only, no labels.")
-    binarize_sent: bool = option(False, no_op="training reads texts only, no labels.")
     # ---- model
     load_model: str | None = option(
         None,

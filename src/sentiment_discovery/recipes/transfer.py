@@ -20,7 +20,7 @@ from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
-from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
 
 # numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
@@ -65,8 +65,25 @@ class FeatureOptions:
         return transfer.FeatureCache(self.feature_cache or experiment_path / "feature_cache")
 
 
+WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
+
+
 @dataclasses.dataclass(kw_only=True)
-class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
+class TransferConfig(FeatureOptions, ExperimentConfig):
+    # 2017 flags that sentiment_transfer.py took and transfer ignores (flag -> why)
+    NO_OP_FLAGS = {
+        **SEED_MODEL_NO_OPS,
+        **SEED_PROCESS_NO_OPS,
+        "seq_length": WHOLE_TEXTS,
+        "persist_state": WHOLE_TEXTS,
+        "transpose": WHOLE_TEXTS,
+        "no_wrap": WHOLE_TEXTS,
+        "shuffle": "texts are featurized in file order (-split holds out a part drawn with -seed).",
+        "lazy": "the labelled files are read whole; the features are cached on disk.",
+        "cache": "the features are cached on disk instead (-feature_cache, -no_feature_cache).",
+        "preprocess": "texts are always prepared as the model read text in training (-no_preprocess turns that off).",
+    }
+
     load_model: str = option(
         help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/",
         aliases=["model"],

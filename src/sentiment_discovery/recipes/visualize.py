@@ -25,14 +25,42 @@ from .. import defaults
 from ..errors import UserError
 from ..options import option
 from ..precision import PRECISIONS
-from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
 
 if TYPE_CHECKING:
     from .. import transfer
 
 
+ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."
+FRESH_STATE = "the text is read from a fresh state."
+
+
 @dataclasses.dataclass(kw_only=True)
-class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
+class VisualizeConfig(ExperimentConfig):
+    # 2017 flags that visualize.py took and visualize ignores: it reads no data files (flag -> why)
+    NO_OP_FLAGS = {
+        **SEED_MODEL_NO_OPS,
+        **SEED_PROCESS_NO_OPS,
+        "train": ONLY_TEXT,
+        "valid": ONLY_TEXT,
+        "test": ONLY_TEXT,
+        "split": ONLY_TEXT,
+        "text_key": ONLY_TEXT,
+        "label_key": ONLY_TEXT,
+        "delim": ONLY_TEXT,
+        "drop_unlabeled": ONLY_TEXT,
+        "binarize_sent": ONLY_TEXT,
+        "data_set_type": ONLY_TEXT,
+        "lazy": ONLY_TEXT,
+        "preprocess": ONLY_TEXT,
+        "shuffle": ONLY_TEXT,
+        "cache": ONLY_TEXT,
+        "batch_size": "one text is read (or generated) at a time.",
+        "persist_state": FRESH_STATE,
+        "transpose": FRESH_STATE,
+        "no_wrap": FRESH_STATE,
+    }
+
     load_model: str | None = option(
         None,
         help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/ "
