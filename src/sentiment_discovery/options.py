@@ -113,12 +113,12 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 SPELLED = "_spelled_flags"  # namespace attribute: field name -> the flag as it was typed
 
 
-class _Store(argparse._StoreAction):
+class _Store(argparse.Action):
     """argparse's ``store``, which also notes how the flag was spelled, so that an error names
     it as the user typed it (``-seq_length`` or ``--seq-length``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        super().__call__(parser, namespace, values, option_string)
+        setattr(namespace, self.dest, values)
         if option_string:
             spelled = dict(getattr(namespace, SPELLED, {}))
             spelled[self.dest] = option_string

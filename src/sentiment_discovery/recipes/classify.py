@@ -16,7 +16,7 @@ import unicodedata
 
 from .. import storage
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from .common import ExperimentConfig, resolve_load_model
 from .transfer import FeatureOptions
 
@@ -68,6 +68,7 @@ def print_line(line: str) -> None:
 
 
 def run(config: ClassifyConfig) -> None:
+    check_options(config)
     if config.output is not None and not config.output.lower().endswith(".csv"):
         raise UserError(f"-output writes CSV; name the file .csv, not {config.output}")
     if not config.text and config.input is None:

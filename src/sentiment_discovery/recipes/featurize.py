@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import storage
 from ..choices import POOLINGS
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
 
 
@@ -47,6 +47,7 @@ def run(config: FeaturizeConfig) -> None:
     from ..data.readers import read_texts
     from ..runtime import configure_threads, select_device
 
+    check_options(config)
     output = Path(config.output)
     if output.suffix.lower() != ".npy":
         raise UserError(f"-output writes a NumPy .npy file; name it .npy, not {output.name}")

@@ -9,7 +9,7 @@ import dataclasses
 import sys
 
 from ..choices import DEFAULT_NUM_SHARDS, FORMATS
-from ..options import option
+from ..options import check_options, option
 from ..text import PAPER_TEXT_OPTIONS
 
 
@@ -46,6 +46,7 @@ COMMAND_CONFIG = PreprocessConfig
 def run(config: PreprocessConfig) -> None:
     from ..data.corpus import build_corpus  # here, not at the top: `--help` should not wait for numpy
 
+    check_options(config)
     text_options = dataclasses.replace(
         PAPER_TEXT_OPTIONS,
         strip_tags=not config.keep_markup,

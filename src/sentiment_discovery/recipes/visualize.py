@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .. import defaults
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
 
@@ -213,6 +213,7 @@ def run(config: VisualizeConfig) -> None:
     from ..checkpoint import load_model
     from ..runtime import configure_threads, seed_everything, select_device
 
+    check_options(config)
     if config.overwrite is not None and not config.generate:
         raise UserError("-overwrite steers generated text only; add -generate")
     configure_threads()
