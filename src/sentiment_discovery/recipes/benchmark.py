@@ -16,6 +16,7 @@ from .. import storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
 from ..model_config import ModelConfig
 from ..options import option, option_like
+from .common import ExperimentConfig
 from ..precision import PRECISIONS
 
 MODES = ("both", "train", "featurize")
@@ -50,7 +51,7 @@ class BenchmarkConfig:
     )
     json: str | None = option(None, help="also write the results to this JSON file")
     cuda: bool = option(False, help="run on the GPU if there is one")
-    seed: int = option(1234, help="random seed", minimum=0, maximum=2**32 - 1)  # what NumPy accepts
+    seed: int = option_like(ExperimentConfig, "seed")
 
 
 COMMAND_CONFIG = BenchmarkConfig

@@ -7,8 +7,9 @@ from pathlib import Path
 from .. import storage
 from ..choices import POOLINGS
 from ..errors import UserError
-from ..options import check_options, option
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
+from .transfer import FeatureOptions, TransferConfig
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -19,11 +20,10 @@ class FeaturizeConfig:
     )
     input: str = option(help="CSV/TSV/JSON/JSON Lines/text file of texts (optionally .gz)")
     output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
-    text_key: str = option("sentence", help="column or key holding the text")
-    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
+    text_key: str = option_like(FeatureOptions, "text_key")
+    delim: str | None = option_like(FeatureOptions, "delim")
     batch_size: int = option(64, help="texts per batch (sorted by length)", minimum=1)
-    # (no declared range: -1 and other negatives count from the top, and the model says how many there are)
-    layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    layer: int = option_like(TransferConfig, "layer")
     pooling: str = option(
         "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"
     )
@@ -31,7 +31,7 @@ class FeaturizeConfig:
         "auto", choices=PRECISIONS,
         help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32 (docs/performance.md)",
     )
-    no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
+    no_preprocess: bool = option_like(TransferConfig, "no_preprocess")
     cuda: bool = option(False, help="run on the GPU if there is one")
 
 

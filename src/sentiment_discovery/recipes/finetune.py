@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
-from ..choices import DECAYS, FORMATS, HEAD_INITS, POOLINGS
+from ..choices import DECAYS, HEAD_INITS, POOLINGS
 from ..errors import UserError
-from ..options import check_options, option
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
-from .transfer import Split, hold_out_validation, read_splits
+from .transfer import Split, TransferConfig, hold_out_validation, read_splits
 
 # numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
@@ -61,21 +61,17 @@ class FinetuneConfig(ExperimentConfig):
         "package, default_model/frozen/model)",
         aliases=["model"],
     )
-    # ---- data: the flags and readers of `transfer`
-    train: str = option(help="labelled training file (CSV/TSV/JSON/JSON Lines, optionally .gz)")
-    valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
+    # ---- data: the flags and readers of `transfer` (declared there)
+    train: str = option_like(TransferConfig, "train")
+    valid: str | None = option_like(TransferConfig, "valid")
     test: str | None = option(None, help="test file, evaluated once with the best weights; labelled unless -no_test_eval")
-    text_key: str = option("sentence", help="column or key holding the text")
+    text_key: str = option_like(TransferConfig, "text_key")
     label_key: str = option("label", help="column or key holding the label")
-    input_format: str | None = option(
-        None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
-    )
-    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    split: float = option(
-        0.9, help="without -valid: the fraction of -train kept for training, the rest validates", above=0, maximum=1
-    )
-    drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
-    binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
+    input_format: str | None = option_like(TransferConfig, "input_format")
+    delim: str | None = option_like(TransferConfig, "delim")
+    split: float = option_like(TransferConfig, "split")
+    drop_unlabeled: bool = option_like(TransferConfig, "drop_unlabeled")
+    binarize_sent: bool = option_like(TransferConfig, "binarize_sent")
     no_test_eval: bool = option(False, help="the test file has no labels: report no test accuracy")
     max_text_length: int = option(
         1024, help="longest text fed in training, in bytes: longer ones keep their first and last halves (0: whole)",
