@@ -7,11 +7,11 @@ and modern ones (``--rnn-size``), and renders the flag reference in the docs.
 
 import argparse
 import dataclasses
-import sys
 import types
 import typing
 from typing import Any
 
+from . import log
 from .errors import UserError
 
 MISSING = dataclasses.MISSING
@@ -133,7 +133,7 @@ def config_from_args(config_class: type, namespace: argparse.Namespace, *, comma
             if reason:
                 ignored.setdefault(reason, []).append(f"-{flag_name(field)}")
     for reason, flags in ignored.items():
-        print(f"notice: {', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}", file=sys.stderr)
+        log.notice(f"{', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}")
     missing = [
         f.name
         for f in dataclasses.fields(config_class)

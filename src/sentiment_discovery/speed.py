@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import log
 from .errors import UserError
 from .fast_mlstm import StepProduct, reuse_freed_memory
 from .features import featurize
@@ -271,7 +271,7 @@ def benchmark(config: "BenchmarkConfig") -> dict:
     for phase, measure in (("train", measure_training), ("featurize", measure_featurize)):
         if config.mode not in (phase, "both"):
             continue
-        print(f"timing {phase} ({', '.join(implementations)}) ...", file=sys.stderr)
+        log.info(f"timing {phase} ({', '.join(implementations)}) ...")
         results = measure(model, config, implementations)
         for name, result in results.items():
             if name != config.implementation:

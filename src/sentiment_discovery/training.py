@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import storage
+from . import log, storage
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, write_model_files
 from .choices import SCHEDULES
 from .data.batching import TransposedBatcher
@@ -359,7 +359,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _local_process(index: int, world_size: int, port: int, status, target: Callable, args: tuple) -> None:
+def _local_process(
+    index: int, world_size: int, port: int, status, target: Callable, args: tuple, cli_output: bool = False
+) -> None:
     # The same variables torchrun sets, so that both launches take one code path.
     os.environ.update(
         RANK=str(index),
@@ -369,6 +371,8 @@ def _local_process(index: int, world_size: int, port: int, status, target: Calla
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+    if cli_output:  # a spawned process starts with no handler: the CLI's one, as in its parent
+        log.install_cli_output()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     result = int(target(*args) or 0)
@@ -393,7 +397,7 @@ def launch_local_processes(world_size: int, target: Callable, *args) -> int:
     status = mp.get_context("spawn").Value("i", 0)
     context = mp.start_processes(
         _local_process,
-        args=(world_size, free_port(), status, target, args),
+        args=(world_size, free_port(), status, target, args, log.cli_installed()),
         nprocs=world_size,
         join=False,
         start_method="spawn",
@@ -411,7 +415,7 @@ def launch_local_processes(world_size: int, target: Callable, *args) -> int:
     except mp.ProcessExitedException as error:
         return status.value or (int(error.exit_code) if error.exit_code and error.exit_code > 0 else 1)
     except mp.ProcessRaisedException as error:
-        print(f"error: a training process failed:\n{error}", file=sys.stderr)
+        log.error(f"a training process failed:\n{error}")
         return 1
     finally:
         for sig, handler in previous.items():

@@ -10,9 +10,8 @@ The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
 import dataclasses
-import sys
 
-from .. import storage
+from .. import log, storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
 from ..options import option
 from ..precision import PRECISIONS
@@ -63,4 +62,4 @@ def run(config: BenchmarkConfig) -> None:
     print(format_report(report))
     if config.json:
         path = storage.write_json(config.json, report)
-        print(f"wrote {path}", file=sys.stderr)
+        log.info(f"wrote {path}")

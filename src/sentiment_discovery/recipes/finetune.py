@@ -22,13 +22,12 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .. import storage
+from .. import log, storage
 from ..choices import DECAYS, FORMATS, HEAD_INITS, POOLINGS
 from ..errors import UserError
 from ..options import option
@@ -176,9 +175,7 @@ class RunState:
 
 
 def say(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+    log.say(message)
 
 
 def run(config: FinetuneConfig) -> int:

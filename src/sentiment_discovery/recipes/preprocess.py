@@ -6,8 +6,8 @@ with a manifest. Unchanged inputs and options make it a no-op.
 """
 
 import dataclasses
-import sys
 
+from .. import log
 from ..choices import DEFAULT_NUM_SHARDS, FORMATS
 from ..options import option
 from ..text import PAPER_TEXT_OPTIONS
@@ -64,5 +64,5 @@ def run(config: PreprocessConfig) -> None:
         delim=config.delim,
         strict=config.strict,
         progress=True,
-        report=lambda message: print(message, file=sys.stderr),
+        report=log.say,
     )

@@ -8,9 +8,9 @@ Loads the model and classifier (the ones shipped with the package unless ``--mod
 import dataclasses
 import ipaddress
 import socket
-import sys
 import time
 
+from .. import log
 from ..errors import UserError
 from ..options import option
 from ..precision import PRECISIONS
@@ -108,16 +108,14 @@ def run(config: ServeConfig) -> None:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         info = service.info()
-        print(
+        log.info(
             f"serving {info['model']['name']} ({info['model']['rnn_size']} units, unit {info['unit']['unit']} shown"
             f"{'' if service.classifier else ', no classifier'}), loaded in {loaded:.1f} s, "
-            f"on http://{shown}:{port}/ ; Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
+            f"on http://{shown}:{port}/ ; Ctrl-C stops"
         )
         if not _is_loopback(config.host):
-            print(f"warning: {config.host} is not a loopback address: anyone who can reach it can use this "
-                  "server, which has no authentication", file=sys.stderr)
+            log.warning(f"{config.host} is not a loopback address: anyone who can reach it can use this "
+                        "server, which has no authentication")
         server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
         server.run(sockets=[sock])
     finally:

@@ -15,17 +15,16 @@ classifier's P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
-import sys
-import unicodedata
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import defaults
+from .. import defaults, log
 from ..errors import UserError
 from ..options import option
 from ..precision import PRECISIONS
-from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
+from ..text import escape_control
+from .common import ExperimentConfig, SeedVisualizeFlags, print_result, resolve_load_model
 
 if TYPE_CHECKING:
     from .. import transfer
@@ -166,13 +165,7 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
 
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
-    shown = "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
-        for c in text
-    )
-    encoding = sys.stdout.encoding or "utf-8"
-    # A terminal that cannot show a character gets "?" rather than a crash.
-    print(shown.encode(encoding, errors="replace").decode(encoding))
+    print_result(escape_control(text, keep="\n\t"))
 
 
 def run(config: VisualizeConfig) -> None:
@@ -249,5 +242,5 @@ def run(config: VisualizeConfig) -> None:
     directory = config.experiment_path / "heatmaps"
     png = visualize.render_png(trace, directory / f"{stem}.png", negate=negate)
     page = visualize.render_html(trace, directory / f"{stem}.html", negate=negate, caption=caption)
-    print(f"wrote {png}", file=sys.stderr)
-    print(f"wrote {page}", file=sys.stderr)
+    log.info(f"wrote {png}")
+    log.info(f"wrote {page}")

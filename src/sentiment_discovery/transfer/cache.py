@@ -11,14 +11,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .. import storage
+from .. import log, storage
 from ..choices import POOLINGS
 from ..errors import UserError
 
@@ -128,10 +127,10 @@ class FeatureCache:
         try:
             features = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
-            print(f"notice: ignoring unreadable cached features {path} ({error})", file=sys.stderr)
+            log.notice(f"ignoring unreadable cached features {path} ({error})")
             return None
         if features.dtype != np.float32 or features.shape != (rows, width):
-            print(f"notice: ignoring cached features {path} of shape {features.shape}", file=sys.stderr)
+            log.notice(f"ignoring cached features {path} of shape {features.shape}")
             return None
         return features
 
