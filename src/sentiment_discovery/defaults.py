@@ -185,6 +185,7 @@ def export_default_model(
     in ``<out>/.export.partial/`` and verified (the staged classifier must find and accept
     the staged model) before it replaces what ``out`` held; ``MODEL_CARD.md`` is left alone.
     """
+    # Lazy imports, for start-up time: the CLI imports this module for --help; these import torch.
     import torch
 
     from . import transfer

@@ -54,7 +54,7 @@ COMMAND_CONFIG = BenchmarkConfig
 
 
 def run(config: BenchmarkConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch (docs/performance.md).
     from ..speed import benchmark, format_report
 

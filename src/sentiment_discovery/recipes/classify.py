@@ -74,7 +74,7 @@ def run(config: ClassifyConfig) -> None:
 
 
 def _classify(config: ClassifyConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     from .. import transfer
     from ..checkpoint import load_model

@@ -164,6 +164,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
 
 
 def _checkpoint_names(model_path: Path) -> str:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import model_directories
 
     names = [directory.name for directory in model_directories(model_path)]
@@ -171,6 +172,7 @@ def _checkpoint_names(model_path: Path) -> str:
 
 
 def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import list_checkpoints, read_state_json
 
     for _, directory in reversed(list_checkpoints(model_path)):

@@ -37,7 +37,7 @@ COMMAND_CONFIG = FeaturizeConfig
 
 
 def run(config: FeaturizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     import numpy as np
 

@@ -35,7 +35,7 @@ from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
 from .transfer import Split, hold_out_validation, read_splits
 
-# numpy, torch and the training modules are imported where they are used, not here: the CLI
+# Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np

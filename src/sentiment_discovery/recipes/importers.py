@@ -29,7 +29,7 @@ COMMAND_CONFIG = ImportConfig
 
 
 def run(config: ImportConfig) -> None:
-    from ..importers import import_weights  # here, not at the top: `--help` should not wait for torch
+    from ..importers import import_weights  # lazy, not at the top: `--help` should not wait for torch
 
     model = import_weights(config.src, config.dest, overwrite=config.overwrite, progress=True)
     cfg = model.config

@@ -43,7 +43,7 @@ COMMAND_CONFIG = PreprocessConfig
 
 
 def run(config: PreprocessConfig) -> None:
-    from ..data.corpus import build_corpus  # here, not at the top: `--help` should not wait for numpy
+    from ..data.corpus import build_corpus  # lazy, not at the top: `--help` should not wait for numpy
 
     text_options = dataclasses.replace(
         PAPER_TEXT_OPTIONS,

@@ -82,12 +82,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(config: ServeConfig) -> None:
     try:
+        # lazy: the serve extra is optional, and --help should not wait for torch
         import uvicorn
 
         from ..serve.app import create_app
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
-    from ..runtime import select_device
+    from ..runtime import select_device  # lazy, as above
     from ..serve.service import InferenceService, Limits
 
     limits = Limits(

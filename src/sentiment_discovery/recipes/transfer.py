@@ -22,7 +22,7 @@ from ..options import option
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
 
-# numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
+# Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np

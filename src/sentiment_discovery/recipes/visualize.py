@@ -110,6 +110,7 @@ def default_model_directory(config: VisualizeConfig):
 
 def classifier_unit(config: VisualizeConfig):
     """The model and the sentiment unit of ``-classifier`` (checked to be the model it was fitted on)."""
+    # lazy, for start-up time: the CLI imports this module for --help; transfer and checkpoint import numpy and torch
     from .. import transfer
     from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
     from ..storage import file_sha256
@@ -146,7 +147,7 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
     ``-classifier`` when given; else the default classifier goes with the default model, and a
     ``finetune`` run directory holds its classifier beside its ``model/``.
     """
-    from .. import transfer
+    from .. import transfer  # lazy, for start-up time: the CLI imports this module for --help; transfer imports numpy
 
     if config.classifier is not None:
         return transfer.SentimentClassifier.load(config.classifier)
@@ -169,7 +170,7 @@ def print_safely(text: str) -> None:
 
 
 def run(config: VisualizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and matplotlib (docs/performance.md).
     from .. import visualize
     from ..checkpoint import load_model

@@ -63,6 +63,7 @@ class ModelIdentity:
         precision: str = "auto",
         pooling: str = "final",
     ) -> "ModelIdentity":
+        # lazy: importing the transfer package (reading a classifier.json) does not import torch
         from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
         from ..precision import resolve_precision
 
@@ -99,7 +100,7 @@ class ModelIdentity:
     @property
     def feature_width(self) -> int:
         """Length of a text's feature vector (``concat`` pooling joins three states)."""
-        from ..features import pooled_width
+        from ..features import pooled_width  # lazy: features imports torch; this package does not
 
         return pooled_width(self.rnn_size, self.pooling)
 
