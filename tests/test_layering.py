@@ -1,4 +1,4 @@
-"""The package's dependency direction: layers and no import cycles.
+"""The package's dependency direction: layers, no import cycles, no oversized modules.
 
 Every module of ``src/sentiment_discovery`` is parsed (imports inside functions and under
 ``TYPE_CHECKING`` included) into an import graph. A module may import only from its own
@@ -41,6 +41,13 @@ LAYERS: list[list[str]] = [
     # the command line
     ["cli", "__main__"],
 ]
+
+# Modules over LONG_MODULE_LINES lines say why in their docstring ("Why this module is long:").
+LONG_MODULE_LINES = 500
+# Split pending: these two are split once the work in flight on them has landed; until
+# then they are the known exceptions to the rule above.
+SPLIT_PENDING = {"recipes.train", "recipes.finetune"}
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SOURCE).with_suffix("").parts)
@@ -196,6 +203,17 @@ def test_imports_inside_functions_say_they_are_lazy():
         if "lazy" not in _comment_above(source.splitlines(), i.line).lower():
             unexplained.append(f"{shown(i.importer)} line {i.line}: imports {shown(i.target)}")
     assert sorted(set(unexplained)) == []
+
+
+def test_long_modules_say_why_they_are_long():
+    unexplained = []
+    for name, path in modules().items():
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) <= LONG_MODULE_LINES or name in SPLIT_PENDING:
+            continue
+        if "Why this module is long:" not in (ast.get_docstring(ast.parse(source)) or ""):
+            unexplained.append(f"{shown(name)} ({len(source.splitlines())} lines)")
+    assert unexplained == []
 
 
 def dependency_order() -> list[str]:
