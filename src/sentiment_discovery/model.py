@@ -18,6 +18,7 @@ from torch import nn
 from .errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
 from .model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
+from .features import featurize
 from .text import TextOptions
 
 VOCAB_SIZE = 256
@@ -39,6 +40,10 @@ class RNNState:
 
     def clone(self) -> "RNNState":
         return RNNState([h.clone() for h in self.hidden], [c.clone() for c in self.cell])
+
+    def float(self) -> "RNNState":
+        """The state in float32 (the cell state after bf16 products is carried in fp32)."""
+        return RNNState([h.float() for h in self.hidden], [c.float() for c in self.cell])
 
     def reset_rows(self, rows: torch.Tensor) -> "RNNState":
         """A state with the rows where ``rows`` (bool [batch]) is true set to zero."""
@@ -379,8 +384,6 @@ class ByteLM(nn.Module):
 
     def featurize(self, texts, batch_size: int = 64, **kwargs):
         """Final cell state of the top layer for each text; see :func:`features.featurize`."""
-        from .features import featurize
-
         return featurize(self, texts, batch_size=batch_size, **kwargs)
 
     def flops_per_char(self, training: bool = True) -> float:

@@ -12,11 +12,11 @@ parser accepts and the reference lists.
 import argparse
 import dataclasses
 import math
-import sys
 import types
 import typing
 from typing import Any
 
+from . import log
 from .errors import UserError
 
 MISSING = dataclasses.MISSING
@@ -201,7 +201,7 @@ def config_from_args(config_class: type, namespace: argparse.Namespace, *, comma
         if hasattr(namespace, NO_OP_DEST + name):
             ignored.setdefault(reason, []).append(f"-{name}")
     for reason, flags in ignored.items():
-        print(f"notice: {', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}", file=sys.stderr)
+        log.notice(f"{', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}")
     missing = [
         f.name
         for f in dataclasses.fields(config_class)

@@ -10,9 +10,8 @@ The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
 import dataclasses
-import sys
 
-from .. import storage
+from .. import log, storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
 from ..model_config import ModelConfig
 from ..options import option, option_like
@@ -58,7 +57,7 @@ COMMAND_CONFIG = BenchmarkConfig
 
 
 def run(config: BenchmarkConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch (docs/performance.md).
     from ..speed import benchmark, format_report
 
@@ -66,4 +65,4 @@ def run(config: BenchmarkConfig) -> None:
     print(format_report(report))
     if config.json:
         path = storage.write_json(config.json, report)
-        print(f"wrote {path}", file=sys.stderr)
+        log.info(f"wrote {path}")

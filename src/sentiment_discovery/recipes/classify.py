@@ -11,13 +11,12 @@ per text: the probability positive (4 decimals), the label, the text, tab-separa
 
 import contextlib
 import dataclasses
-import sys
-import unicodedata
 
-from .. import storage
+from .. import log, storage
 from ..errors import UserError
 from ..options import check_options, option
-from .common import ExperimentConfig, resolve_load_model
+from ..text import escape_control
+from .common import ExperimentConfig, print_result, resolve_load_model
 from .transfer import FeatureOptions
 
 LABELS = ("negative", "positive")
@@ -51,20 +50,12 @@ COMMAND_CONFIG = ClassifyConfig
 
 def one_line(text: str) -> str:
     """The text on one line: control characters (newlines, tabs, ...) escaped."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c for c in text
-    )
+    return escape_control(text)
 
 
 def prediction_line(probability: float, label: int, text: str) -> str:
     """``0.9731<TAB>positive<TAB>the text``: probability of label 1 (positive), the predicted label, the text."""
     return f"{probability:.4f}\t{LABELS[label]}\t{one_line(text)}"
-
-
-def print_line(line: str) -> None:
-    encoding = sys.stdout.encoding or "utf-8"
-    # A terminal that cannot show a character gets "?" rather than a crash.
-    print(line.encode(encoding, errors="replace").decode(encoding))
 
 
 def run(config: ClassifyConfig) -> None:
@@ -84,7 +75,7 @@ def run(config: ClassifyConfig) -> None:
 
 
 def _classify(config: ClassifyConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     from .. import transfer
     from ..checkpoint import load_model
@@ -122,11 +113,11 @@ def _classify(config: ClassifyConfig) -> None:
         probabilities = classifier.all_neurons.predict_proba(features)
         labels = classifier.all_neurons.predict(features)
         for probability, label, text in zip(probabilities, labels, texts):
-            print_line(prediction_line(float(probability), int(label), text))
+            print_result(prediction_line(float(probability), int(label), text))
         return
     written = transfer.write_predictions(
         config.output, texts, features, classifier, text_key=config.text_key,
         lines=lines if config.input is not None else None,
     )
     positive = int(classifier.predict(features).sum())
-    print(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}", file=sys.stderr)
+    log.info(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}")

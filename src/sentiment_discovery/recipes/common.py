@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from .. import log
 from ..errors import UserError
 from ..options import option
 
@@ -77,7 +78,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     names the model directory ``e0``. As in 2017, where ``e<K>.pt`` was saved when epoch K's
     loop ended, early (-max_iters, a stop) or not, ``e<K>.pt`` of an epoch that never
     finished is that epoch's newest checkpoint (``iter<N>``), with a notice (to ``say``,
-    default stderr).
+    default the package's logger).
     """
     path = Path(name)
     if path.is_dir():
@@ -95,7 +96,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     if epoch:
         unfinished = _newest_checkpoint_of_epoch(config.model_path, int(epoch.group(1)))
         if unfinished is not None:
-            (say or _to_stderr)(
+            (say or log.say)(
                 f"notice: -load_model {name}: epoch {epoch.group(1)} did not finish (no {candidates[0]}); "
                 f"using its newest checkpoint, {unfinished}"
             )
@@ -105,11 +106,8 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist{there}")
 
 
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def _checkpoint_names(model_path: Path) -> str:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import model_directories
 
     names = [directory.name for directory in model_directories(model_path)]
@@ -117,9 +115,17 @@ def _checkpoint_names(model_path: Path) -> str:
 
 
 def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import list_checkpoints, read_state_json
 
     for _, directory in reversed(list_checkpoints(model_path)):
         if directory.name.startswith("iter") and read_state_json(directory).get("epoch") == epoch:
             return directory
     return None
+
+
+def print_result(line: str) -> None:
+    """Print a result line on stdout; a character the terminal's encoding cannot show becomes
+    "?" rather than a crash (classify's rows, visualize's generated text)."""
+    encoding = sys.stdout.encoding or "utf-8"
+    print(line.encode(encoding, errors="replace").decode(encoding))

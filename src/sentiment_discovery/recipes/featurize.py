@@ -1,10 +1,9 @@
 """``sentiment-discovery featurize``: a text file in, a [texts, rnn_size] float32 .npy out."""
 
 import dataclasses
-import sys
 from pathlib import Path
 
-from .. import storage
+from .. import log, storage
 from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
@@ -39,7 +38,7 @@ COMMAND_CONFIG = FeaturizeConfig
 
 
 def run(config: FeaturizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     import numpy as np
 
@@ -64,4 +63,4 @@ def run(config: FeaturizeConfig) -> None:
         )
         with storage.atomic_file(output, "wb") as handle:
             np.save(handle, features)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}", file=sys.stderr)
+    log.info(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}")

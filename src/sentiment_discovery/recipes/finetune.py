@@ -22,13 +22,12 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .. import storage
+from .. import log, storage
 from ..choices import DECAYS, HEAD_INITS, POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
@@ -36,7 +35,7 @@ from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
 from .transfer import Split, TransferConfig, hold_out_validation, read_splits
 
-# numpy, torch and the training modules are imported where they are used, not here: the CLI
+# Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np
@@ -168,9 +167,7 @@ class RunState:
 
 
 def say(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+    log.say(message)
 
 
 def run(config: FinetuneConfig) -> int:

@@ -6,8 +6,8 @@ with a manifest. Unchanged inputs and options make it a no-op.
 """
 
 import dataclasses
-import sys
 
+from .. import log
 from ..choices import DEFAULT_NUM_SHARDS, FORMATS
 from ..options import check_options, option
 from ..text import PAPER_TEXT_OPTIONS
@@ -44,7 +44,7 @@ COMMAND_CONFIG = PreprocessConfig
 
 
 def run(config: PreprocessConfig) -> None:
-    from ..data.corpus import build_corpus  # here, not at the top: `--help` should not wait for numpy
+    from ..data.corpus import build_corpus  # lazy, not at the top: `--help` should not wait for numpy
 
     check_options(config)
     text_options = dataclasses.replace(
@@ -66,5 +66,5 @@ def run(config: PreprocessConfig) -> None:
         delim=config.delim,
         strict=config.strict,
         progress=True,
-        report=lambda message: print(message, file=sys.stderr),
+        report=log.say,
     )

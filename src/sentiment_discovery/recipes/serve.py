@@ -8,9 +8,9 @@ Loads the model and classifier (the ones shipped with the package unless ``--mod
 import dataclasses
 import ipaddress
 import socket
-import sys
 import time
 
+from .. import log
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
@@ -83,12 +83,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(config: ServeConfig) -> None:
     try:
+        # lazy: the serve extra is optional, and --help should not wait for torch
         import uvicorn
 
         from ..serve.app import create_app
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
-    from ..runtime import select_device
+    from ..runtime import select_device  # lazy, as above
     from ..serve.service import InferenceService, Limits
 
     check_options(config)
@@ -108,16 +109,14 @@ def run(config: ServeConfig) -> None:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         info = service.info()
-        print(
+        log.info(
             f"serving {info['model']['name']} ({info['model']['rnn_size']} units, unit {info['unit']['unit']} shown"
             f"{'' if service.classifier else ', no classifier'}), loaded in {loaded:.1f} s, "
-            f"on http://{shown}:{port}/ ; Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
+            f"on http://{shown}:{port}/ ; Ctrl-C stops"
         )
         if not _is_loopback(config.host):
-            print(f"warning: {config.host} is not a loopback address: anyone who can reach it can use this "
-                  "server, which has no authentication", file=sys.stderr)
+            log.warning(f"{config.host} is not a loopback address: anyone who can reach it can use this "
+                        "server, which has no authentication")
         server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
         server.run(sockets=[sock])
     finally:

@@ -31,7 +31,7 @@ from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import SEED_MODEL_NO_OPS, ExperimentConfig, resolve_load_model
 
-# torch and the components that use it are imported in the functions that need them, not
+# Lazy imports: torch and the components that use it are imported in the functions that need them, not
 # here: the CLI imports this module for its flags, and `--help` should not wait for torch.
 if TYPE_CHECKING:
     from .. import training

@@ -10,19 +10,18 @@ results in the 2017 format and writes everything under
 import contextlib
 import dataclasses
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import storage
+from .. import log, storage
 from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
 
-# numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
+# Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np
@@ -195,7 +194,7 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
         hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
         splits["test"] = read_labeled_split(config, "test", config.test, hint)
     elif config.no_test_eval:
-        print("notice: -no_test_eval without -test does nothing", file=sys.stderr)
+        log.notice("-no_test_eval without -test does nothing")
     return splits
 
 
@@ -276,12 +275,12 @@ def print_notices(fit: "transfer.TransferFit") -> None:
     probe = fit.classifier.all_neurons
     advice = "" if probe.standardized else " (try -standardize)"
     if probe.features_used == 0:
-        print(f"notice: the classifier chosen on validation uses no unit at all (C={probe.C:g}), so the top "
-              f"neurons are arbitrary: the features carry no sentiment signal at these C{advice}", file=sys.stderr)
+        log.notice(f"the classifier chosen on validation uses no unit at all (C={probe.C:g}), so the top "
+                   f"neurons are arbitrary: the features carry no sentiment signal at these C{advice}")
     unconverged = fit.all_neurons.unconverged + fit.n_neurons.unconverged
     if unconverged:
-        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
-              f"before converging{advice}", file=sys.stderr)
+        log.notice(f"{unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+                   f"before converging{advice}")
 
 
 def results_directory(config: TransferConfig, model_path: Path) -> Path:
@@ -380,7 +379,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
             config.write_results, target.texts, target.features, classifier,
             text_key=config.text_key, labels=target.labels, label_key=config.label_key,
         )
-        print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
+        log.info(f"wrote {written} ({len(target.texts)} {target.name} texts)")
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
     n_neurons = transfer.probe_report(fit.n_neurons, evaluation.n_neurons)
     results = {
@@ -406,11 +405,11 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     }
     storage.write_json(staging / RESULTS_FILE, results)
     storage.swap_in(staging, results_dir)
-    print(f"results saved to {results_dir}/", file=sys.stderr)
+    log.info(f"results saved to {results_dir}/")
     if classifier.all_neurons.features_used:  # an empty classifier ranks nothing
         unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
-        print(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
-              f"`sentiment-discovery visualize -classifier {results_dir}`", file=sys.stderr)
+        log.info(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
+                 f"`sentiment-discovery visualize -classifier {results_dir}`")
 
 
 def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
@@ -475,8 +474,8 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
     print("\n".join(lines), flush=True)
     unconverged = sum(r.fit.all_neurons.unconverged + r.fit.n_neurons.unconverged for r in results)
     if unconverged:
-        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
-              f"before converging", file=sys.stderr)
+        log.notice(f"{unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+                   f"before converging")
     results_dir = config.experiment_path / dataset_name(config.train) / identity.name
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
     report = {
@@ -500,4 +499,4 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
         "command_config": dataclasses.asdict(config),
     }
     storage.write_json(results_dir / "results.json", report)
-    print(f"results saved to {results_dir}/", file=sys.stderr)
+    log.info(f"results saved to {results_dir}/")

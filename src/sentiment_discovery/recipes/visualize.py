@@ -15,17 +15,16 @@ classifier's P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
-import sys
-import unicodedata
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import defaults
+from .. import defaults, log
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
-from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
+from ..text import escape_control
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, print_result, resolve_load_model
 
 if TYPE_CHECKING:
     from .. import transfer
@@ -142,6 +141,7 @@ def default_model_directory(config: VisualizeConfig):
 
 def classifier_unit(config: VisualizeConfig):
     """The model and the sentiment unit of ``-classifier`` (checked to be the model it was fitted on)."""
+    # lazy, for start-up time: the CLI imports this module for --help; transfer and checkpoint import numpy and torch
     from .. import transfer
     from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
     from ..storage import file_sha256
@@ -178,7 +178,7 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
     ``-classifier`` when given; else the default classifier goes with the default model, and a
     ``finetune`` run directory holds its classifier beside its ``model/``.
     """
-    from .. import transfer
+    from .. import transfer  # lazy, for start-up time: the CLI imports this module for --help; transfer imports numpy
 
     if config.classifier is not None:
         return transfer.SentimentClassifier.load(config.classifier)
@@ -197,17 +197,11 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
 
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
-    shown = "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
-        for c in text
-    )
-    encoding = sys.stdout.encoding or "utf-8"
-    # A terminal that cannot show a character gets "?" rather than a crash.
-    print(shown.encode(encoding, errors="replace").decode(encoding))
+    print_result(escape_control(text, keep="\n\t"))
 
 
 def run(config: VisualizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and matplotlib (docs/performance.md).
     from .. import visualize
     from ..checkpoint import load_model
@@ -281,5 +275,5 @@ def run(config: VisualizeConfig) -> None:
     directory = config.experiment_path / "heatmaps"
     png = visualize.render_png(trace, directory / f"{stem}.png", negate=negate)
     page = visualize.render_html(trace, directory / f"{stem}.html", negate=negate, caption=caption)
-    print(f"wrote {png}", file=sys.stderr)
-    print(f"wrote {page}", file=sys.stderr)
+    log.info(f"wrote {png}")
+    log.info(f"wrote {page}")
