@@ -208,6 +208,19 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
     assert len(state["rng"]) == 2
 
 
+def test_verbose_1_prints_from_the_first_process_2_from_every_process_named_by_rank(tmp_path, capfd):
+    """-verbose over two Gloo processes: 1, the first process's lines, bare; 2, every process's,
+    each prefixed with its rank (0: quiet, as every other test here runs)."""
+    common = dict(max_iters=2, save_iters=0, rnn_size=8, batch_size=2, distributed=True, num_gpus=2)
+    assert train.run(make_config(tmp_path, "one", verbose=1, **common)) == 0
+    saved = [line for line in capfd.readouterr().err.splitlines() if "saved " in line]
+    assert saved == [f"saved {make_config(tmp_path, 'one').model_path / 'iter2'}"]
+    assert train.run(make_config(tmp_path, "every", verbose=2, **common)) == 0
+    saved = [line for line in capfd.readouterr().err.splitlines() if "saved " in line]
+    path = make_config(tmp_path, "every").model_path / "iter2"
+    assert sorted(saved) == [f"[rank 0] saved {path}", f"[rank 1] saved {path}"]
+
+
 def test_linear_schedule_decays_to_zero_per_iteration(tmp_path):
     config = make_config(tmp_path, max_iters=6, save_iters=0, lr=0.003)
     assert train.run(config) == 0
