@@ -54,6 +54,31 @@ def test_rank_0_says_everything_other_ranks_only_warnings(monkeypatch, capsys):
     )
 
 
+def test_every_rank_says_everything_each_line_named_by_its_rank(monkeypatch, capsys):
+    """``train -verbose 2``: every process prints, rank 0 too, each line prefixed with its rank."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with log.every_rank():
+        monkeypatch.setenv("RANK", "0")
+        log.info("resumed at iteration 3")
+        monkeypatch.setenv("RANK", "2")
+        log.info("saved iter6")
+        log.notice("-benchmark has no effect on the CPU")
+        log.warning("rank 2 is unwell")
+    with log.every_rank(False):  # -verbose 0 or 1: rank 0 only, as outside the block
+        log.notice("not shown")
+    log.notice("nor this")
+    assert capsys.readouterr().err == (
+        "[rank 0] resumed at iteration 3\n[rank 2] saved iter6\n[rank 2] notice: -benchmark has no effect on the CPU\n"
+        "[rank 2] warning: rank 2 is unwell\n"
+    )
+
+
+def test_every_rank_in_one_process_has_no_prefix(single_process, capsys):
+    with log.every_rank():
+        log.notice("alone")
+    assert capsys.readouterr().err == "notice: alone\n"
+
+
 def test_one_process_world_has_no_rank_prefix(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "3")  # stale, from a launcher: one process is rank 0

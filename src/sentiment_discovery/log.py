@@ -12,7 +12,9 @@ tables, generated text) are not messages: they go to stdout with ``print``.
 ``warning: ...``, ``error: ...``; INFO (``wrote x.csv``) has none. Lines go through
 ``tqdm.write`` so that a progress bar on the terminal is redrawn below them instead of
 being torn. Under DDP (``WORLD_SIZE`` > 1) only rank 0 speaks: another rank's warnings
-and errors still show, prefixed ``[rank N]``, its notices and info do not.
+and errors still show, prefixed ``[rank N]``, its notices and info do not. Within
+:func:`every_rank` (``train -verbose 2``) every rank says everything, each line prefixed
+with its rank, rank 0's too.
 """
 
 import contextlib
@@ -54,27 +56,53 @@ def say(message: str) -> None:
     logger.info(message)
 
 
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "0"))
+    except ValueError:
+        return 0
+
+
 def process_rank() -> int:
     """This process's rank under DDP (torchrun's ``RANK``), 0 when not distributed."""
     try:
-        if int(os.environ.get("WORLD_SIZE", "0")) > 1:
+        if _world_size() > 1:
             return int(os.environ.get("RANK", "0"))
     except ValueError:
         pass
     return 0
 
 
+_every_rank = False
+
+
+@contextlib.contextmanager
+def every_rank(speaks: bool = True):
+    """For the ``with`` block (when ``speaks``), :class:`CLIHandler` shows every rank's messages,
+    not only rank 0's, each line prefixed ``[rank N]`` under DDP: ``train -verbose 2``."""
+    global _every_rank
+    previous = _every_rank
+    _every_rank = _every_rank or speaks
+    try:
+        yield
+    finally:
+        _every_rank = previous
+
+
 class CLIHandler(logging.Handler):
     """One prefixed line per message on stderr, through ``tqdm.write``; rank 0 only, save
-    another rank's warnings and errors (prefixed ``[rank N]``)."""
+    another rank's warnings and errors (prefixed ``[rank N]``), or every rank within
+    :func:`every_rank`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return super().filter(record) and (record.levelno >= logging.WARNING or process_rank() == 0)
+        shown = record.levelno >= logging.WARNING or process_rank() == 0 or _every_rank
+        return super().filter(record) and shown
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             rank = process_rank()
-            line = ("" if rank == 0 else f"[rank {rank}] ") + PREFIXES.get(record.levelno, "") + record.getMessage()
+            labelled = rank != 0 or (_every_rank and _world_size() > 1)
+            line = (f"[rank {rank}] " if labelled else "") + PREFIXES.get(record.levelno, "") + record.getMessage()
             from tqdm import tqdm  # lazy: a message is rare; `--help` should not import tqdm
 
             tqdm.write(line, file=sys.stderr)
