@@ -17,8 +17,6 @@ corpora, where it starts, the loop, checkpoints and evaluations) is
 :mod:`sentiment_discovery.recipes.train_loop`.
 """
 
-from __future__ import annotations  # the annotations name classes of modules imported on first use
-
 import dataclasses
 import os
 
