@@ -1,8 +1,6 @@
 import csv
 import dataclasses
-import json
 import math
-import os
 import shutil
 import signal
 import subprocess
