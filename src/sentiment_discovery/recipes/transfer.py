@@ -79,6 +79,10 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     split: float = option(0.9, help="without -valid: the fraction of -train kept for training, the rest validates")
     drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
     binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
+    multiclass: bool = option(
+        False, help="labels are any integers (such as 1-5 stars), each distinct training label a class; "
+        "K > 2 classes are fitted one-vs-rest"
+    )
     no_test_eval: bool = option(False, help="the test file has no labels: classify it, report no test accuracy")
     num_neurons: int = option(1, help="how many top units the n_neurons classifier uses")
     write_results: str | None = option(
@@ -135,12 +139,14 @@ def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint:
     try:
         data = read_labeled(
             path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
-            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent,
+            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
         )
     except UserError as error:
         # The reader names the label key in every label problem (missing column, missing or odd values).
         if label_hint and repr(config.label_key) in str(error):
             raise UserError(f"{error}{label_hint}") from None
+        if "are not binary" in str(error):
+            raise UserError(f"{error}, or -multiclass to keep each label as a class") from None
         raise
     if not data.texts:
         raise UserError(f"{path} ({name}) holds no labelled texts")
@@ -153,7 +159,8 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
     from ..data.readers import parse_split, read_texts
 
     splits = {"train": read_labeled_split(config, "train", config.train)}
-    transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
+    if not config.multiclass:
+        transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
     if config.valid:
         splits["valid"] = read_labeled_split(config, "valid", config.valid)
     elif config.cv:
@@ -171,6 +178,24 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
     elif config.no_test_eval:
         print("notice: -no_test_eval without -test does nothing", file=sys.stderr)
     return splits
+
+
+def encode_classes(splits: dict[str, Split], config: TransferConfig) -> "list[int] | None":
+    """-multiclass: the training labels' classes, every split's labels turned into class indices 0..K-1.
+
+    None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
+    """
+    from .. import transfer
+
+    if not config.multiclass:
+        return None
+    classes = transfer.training_classes(splits["train"].labels, f"the training set {config.train}")
+    for name, split in splits.items():
+        if split.labels is not None:
+            path = {"train": config.train, "valid": config.valid, "test": config.test}[name]
+            split.labels = transfer.class_indices(split.labels, classes, f"{path} ({name})")
+    classes = [int(c) for c in classes]
+    return None if transfer.is_default_classes(classes) else classes
 
 
 def hold_out_validation(train: Split, config: TransferConfig) -> tuple[Split, Split]:
@@ -193,6 +218,7 @@ class Evaluation:
 
 
 def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | None]) -> Evaluation:
+    """The 2017 result lines; the single-unit threshold-0 lines only for two classes (the rule is binary)."""
     from .. import transfer
 
     def on_each(score) -> list[float | None]:
@@ -205,6 +231,8 @@ def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | No
     lines += transfer.seed_result_lines("n_neurons", n_neurons, classifier.n_neurons)
     single_units = []
     for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
+        if classifier.multiclass:
+            break
         accuracies = on_each(lambda s: transfer.threshold_accuracy(s.features[:, unit], s.labels, sign))
         lines.append(transfer.threshold_line(unit, sign, accuracies))
         single_units.append({"unit": unit, "sign": sign, **dict(zip(("train", "valid", "test"), accuracies))})
@@ -283,6 +311,8 @@ def run(config: TransferConfig) -> None:
 
 
 def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
+    import numpy as np
+
     from .. import transfer
     from ..checkpoint import load_model
     from ..runtime import configure_threads, seed_everything, select_device
@@ -300,6 +330,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
     splits = read_splits(config)
+    classes = encode_classes(splits, config)
     if config.cv:  # bad fold counts are found before any featurizing
         from ..cross_validation import assign_folds
 
@@ -327,13 +358,16 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     fit = transfer.fit_sentiment_classifier(
         train.features, train.labels, valid.features, valid.labels, identity,
         num_neurons=config.num_neurons, c_grid=config.c_grid, standardize=config.standardize,
-        seed=config.seed, jobs=jobs,
+        seed=config.seed, jobs=jobs, classes=classes,
     )
     timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
     classifier = fit.classifier
     evaluation = evaluate(classifier, [train, valid, test])
     print("\n".join(evaluation.lines), flush=True)
     print_notices(fit)
+    if classifier.multiclass:
+        print(f"notice: {len(classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
+              "lines of two classes are left out", file=sys.stderr)
 
     # Everything of this run is built beside the results directory and swapped in whole, so no
     # figure of an earlier run is left beside this run's classifier.
@@ -352,9 +386,12 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         figures.append(transfer.plot_data_efficiency(curve["summary"], path, curve["evaluated_on"]))
     if config.write_results:
         target = test if test is not None else train
+        labels = target.labels
+        if labels is not None and classes is not None:
+            labels = np.asarray(classes)[labels]
         written = transfer.write_predictions(
             config.write_results, target.texts, target.features, classifier,
-            text_key=config.text_key, labels=target.labels, label_key=config.label_key,
+            text_key=config.text_key, labels=labels, label_key=config.label_key,
         )
         print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -380,10 +417,14 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
+    if classes is not None:
+        evaluated = test if test is not None and test.labels is not None else valid
+        results["classes"] = classes
+        results["per_class"] = class_report(classifier, evaluated, train)
     storage.write_json(staging / RESULTS_FILE, results)
     storage.swap_in(staging, results_dir)
     print(f"results saved to {results_dir}/", file=sys.stderr)
-    if classifier.all_neurons.features_used:  # an empty classifier ranks nothing
+    if classifier.all_neurons.features_used and not classifier.multiclass:  # an empty classifier ranks nothing
         unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
         print(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
               f"`sentiment-discovery visualize -classifier {results_dir}`", file=sys.stderr)
@@ -395,10 +436,37 @@ def write_figures(directory: Path, classifier, train: Split, test: Split | None)
 
     shown = test if test is not None and test.labels is not None else train
     paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
+    if classifier.multiclass:  # the histograms show negative against positive texts
+        return paths
     for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
         path = directory / f"neuron_{unit}_histogram.png"
         paths.append(transfer.plot_unit_histogram(shown.features[:, unit], shown.labels, unit, sign, path, shown.name))
     return paths
+
+
+def class_report(classifier, split: Split, train: Split) -> dict:
+    """-multiclass: per class, on the test set (else validation), the full classifier's recall and the confusion matrix.
+
+    Also the accuracy of always answering the most frequent training class, the baseline to beat.
+    """
+    import numpy as np
+
+    classes = classifier.class_labels
+    predicted = classifier.all_neurons.predict(split.features)
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (split.labels, predicted), 1)
+    majority = int(np.argmax(np.bincount(train.labels, minlength=len(classes))))
+    return {
+        "evaluated_on": split.name,
+        "majority_class": classes[majority],
+        "majority_class_accuracy": float(np.mean(split.labels == majority)),
+        "classes": [
+            {"class": label, "texts": int(confusion[i].sum()), "predicted": int(confusion[:, i].sum()),
+             "recall": None if not confusion[i].sum() else float(confusion[i, i] / confusion[i].sum())}
+            for i, label in enumerate(classes)
+        ],
+        "confusion": {"rows": "true class", "columns": "predicted class", "matrix": confusion.tolist()},
+    }
 
 
 def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, test, jobs) -> dict:
