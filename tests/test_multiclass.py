@@ -165,6 +165,14 @@ def test_cross_validation_with_three_classes(workspace, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert not any(" w/ neuron " in line for line in lines)
     assert any(line.startswith("3-fold cross-validation, all_neurons: test accuracy") for line in lines)
+    results = json.loads((workspace / "exp" / "cv" / "stars" / "model" / "results.json").read_text())
+    assert results["classes"] == [1, 3, 5] and results["summary"]["single_unit_threshold_0"] == []
+    # Without -valid, -split holds validation out of -train as for two classes.
+    args = [a for a in transfer_args(workspace, "split") if a not in ("-valid", str(workspace / "stars" / "dev.csv"))]
+    assert cli.main(args + ["-no_data_efficiency"]) == 0
+    results = json.loads((workspace / "exp" / "split" / "stars" / "model" / "results.json").read_text())
+    assert results["texts"] == {"train": 41, "valid": 4, "test": 12} and results["classes"] == [1, 3, 5]
+    capsys.readouterr()
 
 
 def error_of(args: list[str], capsys) -> str:

@@ -344,7 +344,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
     timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
     if config.cv:
-        return run_cross_validation(config, splits["train"], folds, identity, timing, started)
+        return run_cross_validation(config, splits["train"], folds, identity, timing, started, classes)
     if "valid" in splits:
         train, valid = splits["train"], splits["valid"]
         validation = f"validation file {config.valid}"
@@ -499,7 +499,7 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
 
 
 def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.ndarray", identity, timing: dict,
-                         started: float) -> None:
+                         started: float, classes: "list[int] | None" = None) -> None:
     """``-cv K``: the transfer procedure on each of K folds of -train; results.json holds every fold and the summary.
 
     No classifier.json is written (there are K of them, none fitted on all the data), the
@@ -543,5 +543,7 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
+    if classes is not None:
+        report["classes"] = classes  # the labels of the class indices 0..K-1 the folds were fitted on
     storage.write_json(results_dir / "results.json", report)
     print(f"results saved to {results_dir}/", file=sys.stderr)
