@@ -25,10 +25,11 @@ import os
 import platform
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
+
+from sentiment_discovery.text import escape_control
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = (("unsteered", None), ("+1", 1.0), ("-1", -1.0))
@@ -63,8 +64,7 @@ def parse_args(argv):
 
 def printable(text: str) -> str:
     """One line, whitespace runs collapsed, control characters escaped (they could drive the terminal)."""
-    text = " ".join(text.split())
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c for c in text)
+    return escape_control(" ".join(text.split()))
 
 
 def machine() -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sentiment_discovery import ByteLM, ModelConfig, precision
+from sentiment_discovery import ByteLM, ModelConfig, log, precision
 
 SHARED_DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -18,6 +18,16 @@ def auto_precision_is_fp32(monkeypatch):
     decision itself, and tests that want bf16 ask for it."""
     monkeypatch.setattr(precision, "_auto_choices", {"cpu": "fp32"})
     monkeypatch.setattr(precision, "_warned", set())
+
+
+@pytest.fixture(autouse=True)
+def cli_messages():
+    """The CLI's message handler (sentiment_discovery.log), as ``sentiment-discovery`` installs
+    it: tests that call a recipe or a library function in this process see the same
+    ``notice:`` / ``warning:`` lines on stderr as the command would print. Removed after each
+    test, so that no test inherits another's handler."""
+    with log.cli_output():
+        yield
 
 
 @pytest.fixture

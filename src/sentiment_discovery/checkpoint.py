@@ -6,14 +6,13 @@ exists only between the two renames and is loaded (with a notice) if the swap wa
 """
 
 import os
-import sys
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import storage
+from . import log, storage
 from .errors import UserError
 from .locations import model_directory
 from .model import ByteLM, ModelConfig
@@ -83,7 +82,7 @@ def resolve_model_directory(path: str | os.PathLike) -> Path:
         return path
     previous = path.with_name(path.name + ".previous")
     if previous.is_dir():
-        print(f"notice: {path} was being replaced when a save stopped; loading {previous}", file=sys.stderr)
+        log.notice(f"{path} was being replaced when a save stopped; loading {previous}")
         return previous
     if path.is_file():
         raise not_a_model_directory(path)

@@ -14,8 +14,9 @@ import sys
 import threading
 import warnings
 
+from . import log
 from .errors import UserError
-from .options import add_config_arguments, config_from_args, flag_reference_markdown
+from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
 # command -> (recipe module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -71,18 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings on one line, as every other message: ``warning: ...`` (no source line)."""
-    print(f"warning: {message}", file=file or sys.stderr)
+    if file is None or file is sys.stderr:
+        log.warning(str(message))
+    else:
+        print(f"warning: {message}", file=file)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a Ctrl-C at any point, start-up included, is one line and exit status 130."""
-    try:
-        with warnings.catch_warnings():  # the one-line format, for this command only
-            warnings.showwarning = _show_warning
-            return _main(argv)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """Run one command; a Ctrl-C at any point, start-up included, is one line and exit status 130.
+
+    Messages go through :mod:`sentiment_discovery.log`, whose one-line stderr handler is
+    installed here, for this command only."""
+    with log.cli_output():
+        try:
+            with warnings.catch_warnings():  # the one-line format, for this command only
+                warnings.showwarning = _show_warning
+                return _main(argv)
+        except KeyboardInterrupt:
+            log.info("interrupted")
+            return 130
 
 
 @contextlib.contextmanager
@@ -115,7 +123,7 @@ def _main(argv: list[str] | None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     if unknown:
         where = f"{parser.prog} {args.command}" if args.command else parser.prog
-        print(f"error: unrecognized arguments: {' '.join(unknown)} (see `{where} --help`)", file=sys.stderr)
+        log.error(f"unrecognized arguments: {' '.join(unknown)} (see `{where} --help`)")
         return 2
     if args.command is None:
         parser.print_help()
@@ -132,9 +140,10 @@ def _main(argv: list[str] | None) -> int:
             importlib.import_module("torch")
     try:
         config = config_from_args(module.COMMAND_CONFIG, args, command=args.command)
+        check_options(config, spelled_flags(args))  # the declared bounds, the flag named as typed
         status = module.run(config)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        log.error(str(error))
         return 2
     return int(status or 0)
 

@@ -24,11 +24,10 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import storage
+from . import log, storage
 from .errors import UserError
 from .locations import (
     CLASSIFIER_FILE,
@@ -175,7 +174,7 @@ def export_default_model(
     out: str | os.PathLike | None = None,
     *,
     bf16: bool = False,
-    say: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    say: Callable[[str], None] = log.say,
 ) -> ExportReport:
     """Install ``model`` and the ``classifier`` fitted on it as a default model directory.
 
@@ -186,6 +185,7 @@ def export_default_model(
     in ``<out>/.export.partial/`` and verified (the staged classifier must find and accept
     the staged model) before it replaces what ``out`` held; ``MODEL_CARD.md`` is left alone.
     """
+    # Lazy imports, for start-up time: the CLI imports this module for --help; these import torch.
     import torch
 
     from . import transfer

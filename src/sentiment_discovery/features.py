@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from .choices import POOLINGS
+from .data.batching import length_sorted_batches
 from .errors import UserError
-from .model import RNNState
 from .precision import products_autocast, resolve_precision
 from .text import preprocess_text
 
@@ -55,17 +55,6 @@ def prefix_pooled(cells: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "max":
         return maximum
     return torch.cat([cells, maximum, mean], dim=1)
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length (longest first), to waste little padding.
-
-    Callers scatter each batch's results back to these indices, restoring input order.
-    """
-    if batch_size < 1:
-        raise UserError(f"batch_size must be at least 1, not {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def encode_texts(model, texts: Sequence[str | bytes], preprocess: bool = True) -> list[bytes]:
@@ -142,7 +131,7 @@ def iter_pooled_cells(
                 encoded = model.encode(tokens[:, start:stop], state, reset[:, start:stop], over_sequence)
                 state = encoded.state
                 if precision != "fp32":  # carry the state between chunks in float32
-                    state = RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
+                    state = state.float()
                 if over_sequence:
                     cells = encoded.cell_sequences[layer].float()
                     chunk_mask = is_text[:, start:stop, None]

@@ -13,6 +13,10 @@ Everything is checked before the model is allocated, so a bad input is one
 :class:`UserError` naming the file and tensor. Tensors are copied one at a time into an
 uninitialised model (the .npy files memory-mapped), so an import holds little more than the
 model itself, and saving it about as much again.
+
+Why this module is long: each layout is a short mapping, but they share the checks (shapes,
+gate orders, weight norm) and the one-tensor-at-a-time copy; keeping every published layout
+in one place is the point of the module (a new layout is added beside the others).
 """
 
 import argparse

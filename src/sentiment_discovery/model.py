@@ -15,45 +15,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .choices import RNN_TYPES
 from .errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
-from .storage import dataclass_from_dict
+from .model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
+from .features import featurize
 from .text import TextOptions
 
 VOCAB_SIZE = 256
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Architecture of a :class:`ByteLM`; saved as the ``model`` section of ``config.json``."""
-
-    rnn_type: str = "mlstm"
-    embed_size: int = 64
-    rnn_size: int = 4096
-    layers: int = 1
-    dropout: float = 0.0
-    weight_norm: bool = False
-    lstm_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.rnn_type not in RNN_TYPES:
-            raise UserError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, not {self.rnn_type!r}")
-        for name in ("embed_size", "rnn_size", "layers"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), not {self.dropout}")
-
-    @property
-    def normalize_output(self) -> bool:
-        """Weight norm on the output layer too (``weight_norm`` without ``lstm_only``)."""
-        return self.weight_norm and not self.lstm_only
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        """From ``config.json``: every key stated (a default would silently build another architecture)."""
-        return dataclass_from_dict(cls, values, "model config key", require_all=True)
 
 
 @dataclasses.dataclass
@@ -72,6 +40,10 @@ class RNNState:
 
     def clone(self) -> "RNNState":
         return RNNState([h.clone() for h in self.hidden], [c.clone() for c in self.cell])
+
+    def float(self) -> "RNNState":
+        """The state in float32 (the cell state after bf16 products is carried in fp32)."""
+        return RNNState([h.float() for h in self.hidden], [c.float() for c in self.cell])
 
     def reset_rows(self, rows: torch.Tensor) -> "RNNState":
         """A state with the rows where ``rows`` (bool [batch]) is true set to zero."""
@@ -412,8 +384,6 @@ class ByteLM(nn.Module):
 
     def featurize(self, texts, batch_size: int = 64, **kwargs):
         """Final cell state of the top layer for each text; see :func:`features.featurize`."""
-        from .features import featurize
-
         return featurize(self, texts, batch_size=batch_size, **kwargs)
 
     def flops_per_char(self, training: bool = True) -> float:

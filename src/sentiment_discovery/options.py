@@ -1,17 +1,22 @@
 """Command-line flags generated from the recipes' config dataclasses.
 
-Defaults and help text live once, in the dataclass fields; this module turns them into
-argparse flags that accept both the 2017 spellings (``-rnn_size``, ``--optimizer_type=Adam``)
-and modern ones (``--rnn-size``), and renders the flag reference in the docs.
+Defaults, help text and allowed values live once, in the dataclass fields (:func:`option`);
+this module turns them into argparse flags that accept both the 2017 spellings
+(``-rnn_size``, ``--optimizer_type=Adam``) and modern ones (``--rnn-size``), checks a
+config against the declared bounds (:func:`check_options`), and renders the flag reference
+in the docs. The 2017 flags that no longer do anything are not fields: each command config
+lists them in its ``NO_OP_FLAGS`` table (flag name -> why it has no effect), which the
+parser accepts and the reference lists.
 """
 
 import argparse
 import dataclasses
-import sys
+import math
 import types
 import typing
 from typing import Any
 
+from . import log
 from .errors import UserError
 
 MISSING = dataclasses.MISSING
@@ -23,37 +28,66 @@ def option(
     *,
     choices: typing.Sequence[Any] | None = None,
     aliases: typing.Sequence[str] = (),
-    no_op: str | None = None,
     positional: bool = False,
     flag: str | None = None,
     metavar: str | None = None,
     default_factory: Any = MISSING,
     repeatable: bool = False,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
+    expect: str | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
     aliases: extra names (without dashes) that set the same field, e.g. ``load_model``
       for ``model``; each gets the same seed and modern spellings.
     flag: the flag's name where it cannot be the field's (a field named like a method).
-    no_op: for flags kept only so that 2017 command lines still run; the text says why the
-      flag does nothing, printed as ``notice: -flag has no effect: TEXT`` when it is given
-      (one line per reason, naming every such flag given).
     repeatable: for a list field, one value per flag, the flag given as often as needed
       (``--text a --text b``) instead of several values after one flag.
+    minimum, above, maximum, below: the values allowed (>=, >, <=, <; for a list, each of its
+      values), checked by :func:`check_options` for every command; a bounded number must also
+      be finite. ``None`` (an optional flag not given) is always allowed.
+    expect: the allowed values in words, where the bounds alone say too little
+      (``-cv must be a number of folds (10 is the usual), or 0 ...``).
     """
     metadata = {
         "help": help,
         "choices": choices,
         "aliases": tuple(aliases),
-        "no_op": no_op,
         "positional": positional,
         "flag": flag,
         "metavar": metavar,
         "repeatable": repeatable,
+        "minimum": minimum,
+        "above": above,
+        "maximum": maximum,
+        "below": below,
+        "expect": expect,
     }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_like(config_class: type, name: str, **changes: Any) -> Any:
+    """The field ``name`` of ``config_class`` declared again, as a flag of another config.
+
+    A command config takes settings declared elsewhere (``ModelConfig``'s architecture) this
+    way, so that their defaults, help and allowed values are written once; ``changes``
+    overrides any of ``option``'s arguments (another default, say).
+    """
+    field = {f.name: f for f in dataclasses.fields(config_class)}[name]
+    arguments = dict(field.metadata)
+    if field.default_factory is not MISSING:
+        arguments["default_factory"] = field.default_factory
+    else:
+        arguments["default"] = field.default
+    if "default" in changes:
+        arguments.pop("default_factory", None)
+    arguments.update(changes)
+    return option(**arguments)
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -76,12 +110,25 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+SPELLED = "_spelled_flags"  # namespace attribute: field name -> the flag as it was typed
+
+
+class _Store(argparse.Action):
+    """argparse's ``store``, which also notes how the flag was spelled, so that an error names
+    it as the user typed it (``-seq_length`` or ``--seq-length``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        if option_string:
+            spelled = dict(getattr(namespace, SPELLED, {}))
+            spelled[self.dest] = option_string
+            setattr(namespace, SPELLED, spelled)
+
+
 def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     meta = field.metadata
     base, _ = _unwrap_optional(annotation)
     kwargs: dict[str, Any] = {"help": meta.get("help", "")}
-    if meta.get("no_op"):
-        kwargs["help"] = argparse.SUPPRESS  # accepted, but not worth a line in --help (docs/flags.md lists them)
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     if base is bool:
@@ -94,23 +141,38 @@ def _field_kwargs(field: dataclasses.Field, annotation: Any) -> dict[str, Any]:
             kwargs["action"] = "append"
         else:
             kwargs["nargs"] = "+"
+            kwargs["action"] = _Store
         kwargs["type"] = item
     else:
         kwargs["type"] = base
+        kwargs["action"] = _Store
     if meta.get("choices") is not None:
         kwargs["choices"] = list(meta["choices"])
     return kwargs
 
 
+NO_OP_DEST = "no_op:"  # namespace attribute of a no-op flag given: this prefix and its name
+
+
+def no_op_flags(config_class: type) -> dict[str, str]:
+    """The command's 2017 flags kept as no-ops: flag name -> why it has no effect.
+
+    Each is accepted in every spelling, with or without a value (it is ignored either way),
+    and giving it prints ``notice: -flag has no effect: WHY`` (one line per reason, naming
+    every such flag given).
+    """
+    return dict(getattr(config_class, "NO_OP_FLAGS", {}))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
-    """Add one flag per field of ``config_class`` (a dataclass) to ``parser``."""
+    """Add one flag per field of ``config_class`` (a dataclass) to ``parser``, and its no-op flags."""
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
         if not field.metadata:
             continue
         kwargs = _field_kwargs(field, hints[field.name])
         if field.metadata.get("positional"):
-            kwargs.pop("action", None)
+            kwargs.pop("action", None)  # (a positional's value is not a flag's: nothing to note)
             if field.default is MISSING and field.default_factory is MISSING:
                 parser.add_argument(field.name, **kwargs)
             else:
@@ -120,20 +182,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         for alias in field.metadata.get("aliases", ()):
             names += spellings(alias)
         parser.add_argument(*names, dest=field.name, default=argparse.SUPPRESS, **kwargs)
+    for name in no_op_flags(config_class):
+        # accepted, but not worth a line in --help (docs/flags.md lists them)
+        parser.add_argument(
+            *spellings(name), dest=NO_OP_DEST + name, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
 
 
 def config_from_args(config_class: type, namespace: argparse.Namespace, *, command: str = "") -> Any:
     """Build the config from parsed flags; flags not given keep the dataclass defaults."""
-    values = {}
+    values = {
+        field.name: getattr(namespace, field.name)
+        for field in dataclasses.fields(config_class)
+        if hasattr(namespace, field.name)
+    }
     ignored: dict[str, list[str]] = {}  # reason -> the no-op flags given for it
-    for field in dataclasses.fields(config_class):
-        if hasattr(namespace, field.name):
-            values[field.name] = getattr(namespace, field.name)
-            reason = field.metadata.get("no_op") if field.metadata else None
-            if reason:
-                ignored.setdefault(reason, []).append(f"-{flag_name(field)}")
+    for name, reason in no_op_flags(config_class).items():
+        if hasattr(namespace, NO_OP_DEST + name):
+            ignored.setdefault(reason, []).append(f"-{name}")
     for reason, flags in ignored.items():
-        print(f"notice: {', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}", file=sys.stderr)
+        log.notice(f"{', '.join(flags)} {'has' if len(flags) == 1 else 'have'} no effect: {reason}")
     missing = [
         f.name
         for f in dataclasses.fields(config_class)
@@ -143,6 +211,85 @@ def config_from_args(config_class: type, namespace: argparse.Namespace, *, comma
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in missing)
         raise UserError(f"{command or 'this command'} needs {flags}")
     return config_class(**values)
+
+
+def spelled_flags(namespace: argparse.Namespace) -> dict[str, str]:
+    """Field name -> the flag as typed on the command line (for :func:`check_options`)."""
+    return dict(getattr(namespace, SPELLED, {}))
+
+
+def bounds_text(meta: typing.Mapping[str, Any]) -> str | None:
+    """What a flag's declared bounds ask, after "must": ``be positive``, ``be in [0, 1)``; None: unbounded."""
+    if meta.get("expect"):
+        return "be " + meta["expect"]
+    low = ("[", meta["minimum"]) if meta.get("minimum") is not None else ("(", meta.get("above"))
+    high = ("]", meta["maximum"]) if meta.get("maximum") is not None else (")", meta.get("below"))
+    if low[1] is None and high[1] is None:
+        return None
+    if low[1] is not None and high[1] is not None:
+        return f"be in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if high[1] is not None:
+        return f"be at most {_number(high[1])}" if high[0] == "]" else f"be below {_number(high[1])}"
+    if low == ("[", 0):
+        return "not be negative"
+    if low == ("(", 0):
+        return "be positive"
+    return f"be at least {_number(low[1])}" if low[0] == "[" else f"be above {_number(low[1])}"
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _within(meta: typing.Mapping[str, Any], value: Any) -> bool:
+    try:
+        return math.isfinite(value) and not (
+            (meta.get("minimum") is not None and value < meta["minimum"])
+            or (meta.get("above") is not None and value <= meta["above"])
+            or (meta.get("maximum") is not None and value > meta["maximum"])
+            or (meta.get("below") is not None and value >= meta["below"])
+        )
+    except TypeError:  # not a number
+        return False
+
+
+def _shown_flag(field: dataclasses.Field, spelled: typing.Mapping[str, str], prefix: str) -> str:
+    typed = spelled.get(field.name)
+    if typed is None:
+        return prefix + flag_name(field)
+    if typed.startswith("--"):
+        return typed.replace("_", "-")
+    return typed
+
+
+def check_options(config: Any, spelled: typing.Mapping[str, str] | None = None, *, prefix: str = "-") -> None:
+    """Every field of ``config`` within its declared choices and bounds (see :func:`option`), or
+    one :class:`UserError` naming the flag: ``-lr must be positive, not -1.0``.
+
+    spelled: field name -> the flag as typed (:func:`spelled_flags`); a flag not typed is named
+    ``prefix`` + its name (``-lr``; ``prefix=""`` for a config that is not flags, ``ModelConfig``).
+    """
+    spelled = spelled or {}
+    for field in dataclasses.fields(config):
+        meta = field.metadata
+        value = getattr(config, field.name)
+        if not meta or value is None:
+            continue
+        flag = _shown_flag(field, spelled, prefix)
+        choices = meta.get("choices")
+        if choices is not None:
+            values = value if isinstance(value, list) else [value]
+            if any(v not in choices for v in values):
+                raise UserError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        allowed = bounds_text(meta)
+        if allowed is None:
+            continue
+        if isinstance(value, list):
+            if not value or not all(_within(meta, v) for v in value):
+                shown = " ".join(map(str, value)) or "none"
+                raise UserError(f"{flag} values must {allowed}, not {shown}")
+        elif not _within(meta, value):
+            raise UserError(f"{flag} must {allowed}, not {value}")
 
 
 def _default_text(field: dataclasses.Field) -> str:
@@ -166,7 +313,7 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
     lines = [
         "# Flag reference",
         "",
-        "Generated from the config dataclasses by `python -m sentiment_discovery.cli flags`;",
+        "Generated from the config dataclasses by `sentiment-discovery flags`;",
         "a test checks it against the parser. Every flag is accepted in the 2017 spelling",
         "(`-rnn_size 4096`, `--optimizer_type=Adam`) and the modern one (`--rnn-size 4096`).",
         "Flags of the 2017 scripts that no longer do anything are still accepted, so that 2017",
@@ -176,27 +323,30 @@ def flag_reference_markdown(commands: dict[str, type]) -> str:
     for command, config_class in commands.items():
         lines += ["", f"## `sentiment-discovery {command}`", ""]
         lines += ["| flag | spellings | default | meaning |", "|---|---|---|---|"]
-        no_ops = []
+        hints = typing.get_type_hints(config_class)
         for field in dataclasses.fields(config_class):
             if not field.metadata:
                 continue
             meta = field.metadata
-            if meta.get("no_op"):
-                no_ops.append(field)
-                continue
             meaning = meta.get("help", "")
             if meta.get("choices") is not None:
                 meaning += " Choices: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
+            allowed = bounds_text(meta)
+            if allowed is not None:
+                is_list = typing.get_origin(_unwrap_optional(hints[field.name])[0]) is list
+                meaning += f" Each value must {allowed}." if is_list else f" Must {allowed}."
             if meta.get("repeatable"):
                 meaning += " Repeatable."
             lines.append(
                 f"| {flag_name(field)} | {_spelled(field)} | {_default_text(field)} | {meaning.replace('|', '/')} |"
             )
+        no_ops = no_op_flags(config_class)
         if no_ops:
             lines += ["", "2017 flags accepted as no-ops:", ""]
             lines += ["| flag | spellings | why it has no effect |", "|---|---|---|"]
-            for field in no_ops:
-                lines.append(f"| {flag_name(field)} | {_spelled(field)} | {field.metadata['no_op'].replace('|', '/')} |")
+            for name, why in no_ops.items():
+                spelled = ", ".join(f"`{n}`" for n in spellings(name))
+                lines.append(f"| {name} | {spelled} | {why.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,9 +19,9 @@ torch is imported on first use, not at import time: the CLI reads :data:`PRECISI
 build its flags, and ``--help`` must not wait for torch (docs/performance.md).
 """
 
-import sys
 import time
 
+from . import log
 from .errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -128,11 +128,11 @@ def resolve_precision(requested: str, device) -> str:
         if key not in _auto_choices:
             choice, why = _auto_choice(device)
             _auto_choices[key] = choice
-            print(f"notice: -precision auto: {choice} products on {key} ({why})", file=sys.stderr)
+            log.notice(f"-precision auto: {choice} products on {key} ({why})")
         return _auto_choices[key]
     if (requested, key) not in _warned and not native_support(requested, device):
         _warned.add((requested, key))
-        print(f"warning: {_slowdown(requested, device)}; use -precision auto (or fp32) to avoid it", file=sys.stderr)
+        log.warning(f"{_slowdown(requested, device)}; use -precision auto (or fp32) to avoid it")
     return requested
 
 

@@ -2,11 +2,12 @@
 
 import os
 import random
-import sys
 import time
 
 import numpy as np
 import torch
+
+from . import log
 
 # How long the CPU is watched to count its idle cores (jiffies are 10 ms: 2 cores give 40 samples).
 IDLE_WINDOW_S = 0.2
@@ -17,7 +18,7 @@ def select_device(cuda: bool) -> torch.device:
     if cuda and torch.cuda.is_available():
         return torch.device("cuda")
     if cuda:
-        print("warning: -cuda was given but no GPU is available; running on the CPU", file=sys.stderr)
+        log.warning("-cuda was given but no GPU is available; running on the CPU")
     return torch.device("cpu")
 
 

@@ -8,24 +8,43 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import UserError
+from . import log
 from .fast_mlstm import StepProduct, reuse_freed_memory
 from .features import featurize
 from .model import VOCAB_SIZE, ByteLM, ModelConfig
+from .options import check_options
 from .precision import autocast_dtype, products_autocast, resolve_precision
 from .runtime import configure_threads, seed_everything, select_device
 
-if TYPE_CHECKING:
-    from .recipes.benchmark import BenchmarkConfig
+
+class BenchmarkConfig(Protocol):
+    """The settings these functions read: ``recipes.benchmark.BenchmarkConfig`` has them (the
+    recipe sits above this module and is not imported here)."""
+
+    rnn_size: int
+    embed_size: int
+    layers: int
+    no_weight_norm: bool
+    batch_size: int
+    seq_length: int
+    precision: str
+    implementation: str
+    baseline: str | None
+    mode: str
+    repeats: int
+    warmup: int
+    threads: int | None
+    system_allocator: bool
+    cuda: bool
+    seed: int
 
 
 # --------------------------------------------------------------------------- memory
@@ -155,7 +174,7 @@ def _interleaved(implementations, model, runs: int, warmup: int, work) -> dict[s
     return seconds
 
 
-def measure_training(model, config: "BenchmarkConfig", implementations: list[str]) -> dict:
+def measure_training(model, config: BenchmarkConfig, implementations: list[str]) -> dict:
     device = model.device
     generator = torch.Generator().manual_seed(config.seed)
     tokens = torch.randint(0, VOCAB_SIZE, (config.batch_size, config.seq_length + 1), generator=generator).to(device)
@@ -193,7 +212,7 @@ def measure_training(model, config: "BenchmarkConfig", implementations: list[str
     return results
 
 
-def measure_featurize(model, config: "BenchmarkConfig", implementations: list[str]) -> dict:
+def measure_featurize(model, config: BenchmarkConfig, implementations: list[str]) -> dict:
     rng = np.random.default_rng(config.seed)
     # Printable ASCII: the speed does not depend on the bytes, only on how many there are.
     texts = [rng.integers(32, 127, config.seq_length, dtype=np.uint8).tobytes() for _ in range(config.batch_size)]
@@ -222,19 +241,9 @@ def machine_description(device: torch.device) -> dict:
     return info
 
 
-def _check(config: "BenchmarkConfig") -> None:
-    for name in ("batch_size", "seq_length", "repeats"):
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
-    if config.warmup < 0:
-        raise UserError(f"--warmup must be 0 or more, not {config.warmup}")
-    if config.threads is not None and config.threads < 1:
-        raise UserError(f"--threads must be at least 1, not {config.threads}")
-
-
-def benchmark(config: "BenchmarkConfig") -> dict:
+def benchmark(config: BenchmarkConfig) -> dict:
     """Run the measurements that ``config`` asks for; the JSON report as a dict."""
-    _check(config)
+    check_options(config)  # the flags' declared bounds (the CLI checked them already)
     configure_threads(config.threads)
     allocator_tuned = False if config.system_allocator else reuse_freed_memory()
     device = select_device(config.cuda)
@@ -271,7 +280,7 @@ def benchmark(config: "BenchmarkConfig") -> dict:
     for phase, measure in (("train", measure_training), ("featurize", measure_featurize)):
         if config.mode not in (phase, "both"):
             continue
-        print(f"timing {phase} ({', '.join(implementations)}) ...", file=sys.stderr)
+        log.info(f"timing {phase} ({', '.join(implementations)}) ...")
         results = measure(model, config, implementations)
         for name, result in results.items():
             if name != config.implementation:

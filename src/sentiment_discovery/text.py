@@ -3,6 +3,7 @@
 import dataclasses
 import html
 import re
+import unicodedata
 
 from .storage import dataclass_from_dict
 
@@ -62,3 +63,13 @@ def preprocess_text(text: str, options: TextOptions = TextOptions()) -> bytes:
     if options.max_length is not None and len(body) > options.max_length:
         body = body[: options.max_length].decode("utf-8", errors="ignore").encode("utf-8")
     return options.front_pad.encode("utf-8") + body + options.end_pad.encode("utf-8")
+
+
+def escape_control(text: str, keep: str = "") -> str:
+    """``text`` with its control characters (Unicode category Cc: escape sequences, newlines,
+    tabs, ...) written as Python escapes (``\\x1b``, ``\\n``), so that printing it cannot
+    drive the terminal or break a line-per-record output; characters in ``keep`` stay."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in keep else c
+        for c in text
+    )

@@ -1,7 +1,11 @@
-"""Components of language-model training: the training state, its checkpoints, schedules,
-metrics, and the few helpers that let one engine run on one process or many.
+"""Components of language-model training: the training state, its checkpoints, and the
+trainer that runs updates and evaluations.
 
 The ``train`` recipe (``recipes/train.py``) puts these together; nothing here parses flags.
+The parts with an idea of their own live beside it and are re-exported here, where a training
+run's parts are looked up (``training.<name>``): :mod:`.optimization` (learning-rate schedules,
+the optimizer by name), :mod:`.metrics` (bits per byte, the metric history and its plot) and
+:mod:`.distributed` (one engine on one process or many, and stopping on a signal).
 
 * :class:`TrainingState` is everything a run needs to continue exactly: the model, the
   optimizer, the learning-rate schedule, the loss scaler, the batcher's data position,
@@ -17,33 +21,53 @@ The ``train`` recipe (``recipes/train.py``) puts these together; nothing here pa
   loss, whether to skip an update, whether to stop) comes from one all-reduce per update.
 """
 
-import csv
 import dataclasses
 import math
 import os
 import random
 import re
 import shutil
-import signal
-import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from . import storage
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, write_model_files
-from .choices import SCHEDULES
 from .data.batching import TransposedBatcher
 from .data.corpus import ByteCorpus
+from .distributed import (
+    DistributedContext,
+    StopRequest,
+    init_distributed,
+    launch_local_processes,
+    launched_world_size,
+    shutdown_distributed,
+)
 from .errors import UserError
+from .metrics import EVAL_COLUMNS, TRAIN_COLUMNS, MetricsHistory, bits_per_byte
 from .model import VOCAB_SIZE, ByteLM, RNNState
+from .optimization import (
+    ExponentialDecay,
+    LinearDecay,
+    Schedule,
+    make_optimizer,
+    make_schedule,
+    optimizer_class,
+    optimizer_classes,
+    schedule_dict,
+)
 from .precision import autocast_dtype, products_autocast, resolve_precision
+
+# Names of distributed.py, metrics.py and optimization.py that callers (the train recipe,
+# the tests) reach as ``training.<name>``; not used here otherwise.
+REEXPORTED = (
+    StopRequest, init_distributed, launch_local_processes, launched_world_size, shutdown_distributed,
+    EVAL_COLUMNS, TRAIN_COLUMNS, ExponentialDecay, LinearDecay, make_optimizer, make_schedule, optimizer_class,
+    optimizer_classes,
+)
 
 STATE_FORMAT = "sentiment-discovery-training-state"
 STATE_FORMAT_VERSION = 1
@@ -53,11 +77,6 @@ CHECKPOINT_NAME = re.compile(r"^(e|iter)(\d+)$")
 
 # After this many skipped updates in a row the run stops: something is broken, not unlucky.
 MAX_NONFINITE_IN_A_ROW = 100
-LN_2 = math.log(2.0)
-
-
-def bits_per_byte(loss_nats: float) -> float:
-    return loss_nats / LN_2
 
 
 # --------------------------------------------------------------------------- precision
@@ -92,372 +111,6 @@ class Precision:
 
 def fp32_state(state: RNNState) -> RNNState:
     return RNNState([h.detach().float() for h in state.hidden], [c.detach().float() for c in state.cell])
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-@dataclasses.dataclass(frozen=True)
-class LinearDecay:
-    """The seed's ``LinearLR``: ``base_lr`` decayed linearly to 0 over the run, per iteration.
-
-    Closed form (no state stepped along), so a resumed run or ``-start_iter`` lands on
-    exactly the value an uninterrupted run has.
-    """
-
-    name: ClassVar[str] = "LinearLR"
-    base_lr: float
-    total_iters: int
-
-    def lr(self, iteration: int, epoch: int) -> float:
-        return self.base_lr * max(0.0, 1.0 - iteration / max(1, self.total_iters))
-
-
-@dataclasses.dataclass(frozen=True)
-class ExponentialDecay:
-    """The seed's ``ExponentialLR``: ``base_lr * factor ** epoch`` (decays once per epoch)."""
-
-    name: ClassVar[str] = "ExponentialLR"
-    base_lr: float
-    factor: float
-
-    def lr(self, iteration: int, epoch: int) -> float:
-        return self.base_lr * self.factor**epoch
-
-
-Schedule = LinearDecay | ExponentialDecay
-
-
-def make_schedule(name: str, base_lr: float, *, total_iters: int, factor: float) -> Schedule:
-    if name == LinearDecay.name:
-        return LinearDecay(base_lr, total_iters)
-    if name == ExponentialDecay.name:
-        if not 0.0 < factor <= 1.0:
-            raise UserError(f"-lr_factor must be in (0, 1] for ExponentialLR, not {factor}")
-        return ExponentialDecay(base_lr, factor)
-    raise UserError(f"-lr_scheduler must be one of {', '.join(SCHEDULES)}, not {name!r}")
-
-
-def schedule_dict(schedule: Schedule) -> dict:
-    return {"name": schedule.name, **dataclasses.asdict(schedule)}
-
-
-# --------------------------------------------------------------------------- optimizer
-
-# Optimizers whose step needs a closure or sparse gradients cannot train this model.
-_UNSUITABLE_OPTIMIZERS = {"LBFGS", "SparseAdam"}
-
-
-def optimizer_classes() -> dict[str, type]:
-    classes = {}
-    for name in dir(torch.optim):
-        candidate = getattr(torch.optim, name)
-        if (
-            isinstance(candidate, type)
-            and issubclass(candidate, torch.optim.Optimizer)
-            and candidate is not torch.optim.Optimizer
-            and name not in _UNSUITABLE_OPTIMIZERS
-        ):
-            classes[name] = candidate
-    return classes
-
-
-def optimizer_class(name: str) -> type:
-    """``torch.optim.<name>``, the name matched without regard to case (the 2017 docs say RMSProp)."""
-    classes = optimizer_classes()
-    found = {key.lower(): value for key, value in classes.items()}.get(name.lower())
-    if found is None:
-        raise UserError(f"--optimizer_type {name!r} is not usable here; choose one of {', '.join(sorted(classes))}")
-    return found
-
-
-def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
-    try:
-        return optimizer_class(name)(parameters, lr=lr)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"--optimizer_type {name}: {error}") from None
-
-
-# --------------------------------------------------------------------------- metrics
-
-TRAIN_COLUMNS = (
-    "iteration",
-    "epoch",
-    "loss",
-    "bits_per_byte",
-    "learning_rate",
-    "grad_norm",
-    "chars_per_s",
-    "skipped_updates",
-    "elapsed_s",
-)
-EVAL_COLUMNS = ("iteration", "epoch", "split", "loss", "bits_per_byte", "bytes")
-HISTORY_FILES = {"train": "train.csv", "eval": "eval.csv"}
-
-
-@dataclasses.dataclass
-class MetricsHistory:
-    """Rows of training metrics (one per logging window) and of evaluations.
-
-    With a ``directory`` each row is also appended to ``<directory>/train.csv`` or
-    ``eval.csv`` as it comes; :meth:`rewrite` writes the files afresh (a new run, or a
-    resumed one, whose rows after its checkpoint are dropped).
-    """
-
-    train: list[dict] = dataclasses.field(default_factory=list)
-    eval: list[dict] = dataclasses.field(default_factory=list)
-    directory: Path | None = None
-
-    def add_train(self, **row) -> None:
-        self._add("train", TRAIN_COLUMNS, row)
-
-    def add_eval(self, **row) -> None:
-        self._add("eval", EVAL_COLUMNS, row)
-
-    def _add(self, kind: str, columns: tuple[str, ...], row: dict) -> None:
-        if set(row) != set(columns):
-            raise ValueError(f"{kind} row has columns {sorted(row)}, expected {list(columns)}")
-        row = {column: row[column] for column in columns}
-        getattr(self, kind).append(row)
-        if self.directory is not None:
-            with open(self.directory / HISTORY_FILES[kind], "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=columns).writerow(row)
-
-    def rewrite(self) -> None:
-        if self.directory is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for kind, columns in (("train", TRAIN_COLUMNS), ("eval", EVAL_COLUMNS)):
-            path = self.directory / HISTORY_FILES[kind]
-            with storage.atomic_file(path, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(getattr(self, kind))
-
-    def to_dict(self) -> dict:
-        return {"train": self.train, "eval": self.eval}
-
-    def load_dict(self, values: dict) -> None:
-        self.train = [dict(row) for row in values.get("train", [])]
-        self.eval = [dict(row) for row in values.get("eval", [])]
-
-    def last_eval(self, split: str) -> dict | None:
-        rows = [row for row in self.eval if row["split"] == split]
-        return rows[-1] if rows else None
-
-    def plot(self, path: Path) -> None:
-        """The loss curve (bits per byte against iteration) as a PNG, replaced atomically."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(8, 4.5), dpi=100)
-        axes = figure.add_subplot()
-        if self.train:
-            axes.plot([r["iteration"] for r in self.train], [r["bits_per_byte"] for r in self.train], label="train")
-        for split, marker in (("valid", "o-"), ("test", "s")):
-            rows = [r for r in self.eval if r["split"] == split]
-            if rows:
-                axes.plot([r["iteration"] for r in rows], [r["bits_per_byte"] for r in rows], marker, label=split)
-        axes.set_xlabel("iteration")
-        axes.set_ylabel("bits per byte")
-        axes.grid(True, alpha=0.3)
-        if self.train or self.eval:
-            axes.legend()
-        figure.tight_layout()
-        with storage.atomic_file(path, "wb") as handle:
-            figure.savefig(handle, format="png")
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclasses.dataclass(frozen=True)
-class DistributedContext:
-    """Which process this is; the collectives are no-ops in a single process."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            tensor = tensor.clone()
-            dist.all_reduce(tensor)
-        return tensor
-
-    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every rank's ``tensor`` stacked along dim 0 in rank order."""
-        if not self.distributed:
-            return tensor
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
-    def gather_objects(self, value: Any) -> list:
-        if not self.distributed:
-            return [value]
-        values = [None] * self.world_size
-        dist.all_gather_object(values, value)
-        return values
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-
-def launched_world_size() -> int:
-    """The world size a launcher (``torchrun``, or :func:`launch_local_processes`) set, else 0."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "0"))
-    except ValueError:
-        raise UserError(f"the WORLD_SIZE environment variable is {os.environ['WORLD_SIZE']!r}, not a number") from None
-
-
-def init_distributed(cuda: bool, warn: Callable[[str], None]) -> DistributedContext:
-    """Join the process group described by ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (torchrun's variables).
-
-    One process per GPU with NCCL when ``cuda`` and GPUs are there; Gloo on the CPU otherwise.
-    ``-cuda`` without a GPU is one warning and the CPU.
-    """
-    world_size = max(1, launched_world_size())
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if cuda and not torch.cuda.is_available():
-        warn("warning: -cuda was given but no GPU is available; running on the CPU")
-        cuda = False
-    if cuda:
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29500")
-        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
-    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
-
-
-def shutdown_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _local_process(index: int, world_size: int, port: int, status, target: Callable, args: tuple) -> None:
-    # The same variables torchrun sets, so that both launches take one code path.
-    os.environ.update(
-        RANK=str(index),
-        LOCAL_RANK=str(index),
-        WORLD_SIZE=str(world_size),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
-    result = int(target(*args) or 0)
-    if result:
-        with status.get_lock():
-            status.value = status.value or result
-    # A stop on a signal is an orderly end (the checkpoint is written); exiting 0 keeps the
-    # launcher from killing processes that are still closing down.
-    if 0 < result < 128:
-        sys.exit(result)
-
-
-def launch_local_processes(world_size: int, target: Callable, *args) -> int:
-    """Run ``target(*args)`` in ``world_size`` new processes on this machine (the seed's
-    ``-distributed -num_gpus N``); returns the first non-zero status they returned, or 0.
-
-    SIGINT and SIGTERM sent to this process are passed on to the workers, which save a
-    checkpoint and stop (see :class:`StopRequest`).
-    """
-    import torch.multiprocessing as mp
-
-    status = mp.get_context("spawn").Value("i", 0)
-    context = mp.start_processes(
-        _local_process,
-        args=(world_size, free_port(), status, target, args),
-        nprocs=world_size,
-        join=False,
-        start_method="spawn",
-    )
-
-    def forward(signum, frame):
-        for process in context.processes:
-            if process.is_alive():
-                os.kill(process.pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not context.join():
-            pass
-    except mp.ProcessExitedException as error:
-        return status.value or (int(error.exit_code) if error.exit_code and error.exit_code > 0 else 1)
-    except mp.ProcessRaisedException as error:
-        print(f"error: a training process failed:\n{error}", file=sys.stderr)
-        return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return status.value
-
-
-class StopRequest:
-    """Turns SIGINT (Ctrl-C) and SIGTERM into a request to stop after the current update.
-
-    The training loop then saves a checkpoint and exits with 128 + the signal number. A
-    second signal is expected (a terminal's Ctrl-C reaches every process, and launchers
-    pass signals on), so only the third stops at once, without a checkpoint.
-    """
-
-    def __init__(self, say: Callable[[str], None]):
-        self.say = say
-        self.signal: int | None = None
-        self.count = 0
-        self._previous: dict = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
-
-    @property
-    def exit_status(self) -> int:
-        return 128 + int(self.signal or 0)
-
-    def request(self, signum: int) -> None:
-        self.count += 1
-        if self.count >= 3:
-            raise KeyboardInterrupt
-        if self.signal is None:
-            self.signal = signum
-            name = signal.Signals(signum).name
-            self.say(f"{name}: stopping after this update and saving a checkpoint (a third signal stops at once)")
-
-    def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, lambda signum, frame: self.request(signum))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- RNG

@@ -5,6 +5,10 @@ byte; :func:`generate` continues a prompt, optionally holding the unit at a fixe
 the continuation is steered. Both return a :class:`Trace`, which :func:`render_png` and
 :func:`render_html` draw as a Karpathy-style heatmap: one cell per character, red for
 negative, green for positive, a character coloured by its last byte.
+
+Why this module is long: reading a unit, steering generation and drawing a trace are one
+idea seen from three sides; they share the :class:`Trace`, the byte-to-character mapping and
+the colour scale, which the heatmap (PNG and HTML), the live page and the recipe all use.
 """
 
 import contextlib

@@ -29,10 +29,11 @@ With 0 or 1 the first step of an epoch is also reset when a stream does not cont
 from the previous epoch (the first epoch, ``-no_wrap``, or a reshuffled order).
 
 For featurization and classification batches (texts sorted by length, results put
-back in input order) use :func:`length_sorted_batches`, shared with ``featurize``.
+back in input order) use :func:`length_sorted_batches` (``featurize`` does).
 """
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -40,13 +41,23 @@ import torch
 
 from ..choices import NEVER_RESET, PERSIST_STATE_CHOICES, RESET_AT_SHARD, RESET_AT_TEXT
 from ..errors import UserError
-from ..features import length_sorted_batches
 from .corpus import ByteCorpus
 
 __all__ = ["LMBatch", "TransposedBatcher", "length_sorted_batches", "PERSIST_STATE_CHOICES"]
 
 # Settings that fix which bytes every batch holds; a saved position is only valid with the same ones.
 _LAYOUT_KEYS = ("num_bytes", "num_texts", "batch_size", "seq_length", "world_size", "wrap", "shuffle", "seed")
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), to waste little padding.
+
+    Callers scatter each batch's results back to these indices, restoring input order.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, not {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 class LMBatch(NamedTuple):

@@ -12,6 +12,11 @@ extension, a missing column, malformed CSV or JSON) raise :class:`UserError` nam
 file and line. Row-level problems are repaired or skipped and counted in
 :class:`ReadStats`: invalid UTF-8 is replaced with U+FFFD, empty texts and later records
 without the text key are skipped. With ``strict`` each of those stops the read instead.
+
+Why this module is long: one idea, streaming records out of five formats with every bad row
+repaired or counted the same way. The formats share the record loop, the UTF-8 repair, the
+statistics and the strict mode; split by format, each part would be a reader that cannot
+stand alone.
 """
 
 import collections

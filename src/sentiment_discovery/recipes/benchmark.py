@@ -10,11 +10,12 @@ The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
 import dataclasses
-import sys
 
-from .. import storage
+from .. import log, storage
 from ..choices import MLSTM_IMPLEMENTATION_NAMES
-from ..options import option
+from ..model_config import ModelConfig
+from ..options import option, option_like
+from .common import ExperimentConfig
 from ..precision import PRECISIONS
 
 MODES = ("both", "train", "featurize")
@@ -23,12 +24,13 @@ IMPLEMENTATIONS = MLSTM_IMPLEMENTATION_NAMES
 
 @dataclasses.dataclass(kw_only=True)
 class BenchmarkConfig:
-    rnn_size: int = option(256, help="mLSTM units")
-    embed_size: int = option(64, help="byte embedding size")
-    layers: int = option(1, help="stacked mLSTM layers")
+    # the architecture measured: ModelConfig's settings, with a smaller default size
+    rnn_size: int = option_like(ModelConfig, "rnn_size", default=256)
+    embed_size: int = option_like(ModelConfig, "embed_size")
+    layers: int = option_like(ModelConfig, "layers")
     no_weight_norm: bool = option(False, help="without weight normalisation (on by default, as in the release)")
-    batch_size: int = option(32, help="sequences per training batch, and texts per featurize batch")
-    seq_length: int = option(64, help="bytes per training sequence and per featurized text")
+    batch_size: int = option(32, help="sequences per training batch, and texts per featurize batch", minimum=1)
+    seq_length: int = option(64, help="bytes per training sequence and per featurized text", minimum=1)
     precision: str = option(
         "auto", choices=PRECISIONS,
         help="matrix products in fp32, or autocast to bf16 / fp16; auto: bf16 where the hardware runs it natively",
@@ -38,24 +40,24 @@ class BenchmarkConfig:
         None, choices=IMPLEMENTATIONS, help="also time this one, runs interleaved in the same process, and print ratios"
     )
     mode: str = option("both", choices=MODES, help="what to time")
-    repeats: int = option(5, help="timed runs of each measurement (median, min and max are reported)")
-    warmup: int = option(1, help="untimed runs before the timed ones")
+    repeats: int = option(5, help="timed runs of each measurement (median, min and max are reported)", minimum=1)
+    warmup: int = option(1, help="untimed runs before the timed ones", minimum=0)
     threads: int | None = option(
-        None, help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores idle at start)"
+        None, help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores idle at start)", minimum=1
     )
     system_allocator: bool = option(
         False, help="leave the C allocator as it is (by default freed buffers are kept for reuse; docs/performance.md)"
     )
     json: str | None = option(None, help="also write the results to this JSON file")
     cuda: bool = option(False, help="run on the GPU if there is one")
-    seed: int = option(1234, help="random seed")
+    seed: int = option_like(ExperimentConfig, "seed")
 
 
 COMMAND_CONFIG = BenchmarkConfig
 
 
 def run(config: BenchmarkConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch (docs/performance.md).
     from ..speed import benchmark, format_report
 
@@ -63,4 +65,4 @@ def run(config: BenchmarkConfig) -> None:
     print(format_report(report))
     if config.json:
         path = storage.write_json(config.json, report)
-        print(f"wrote {path}", file=sys.stderr)
+        log.info(f"wrote {path}")

@@ -15,13 +15,12 @@ predicted class and one ``probability_<class>`` column per class.
 
 import contextlib
 import dataclasses
-import sys
-import unicodedata
 
-from .. import storage
+from .. import log, storage
 from ..errors import UserError
-from ..options import option
-from .common import ExperimentConfig, resolve_load_model
+from ..options import check_options, option
+from ..text import escape_control
+from .common import ExperimentConfig, print_result, resolve_load_model
 from .transfer import FeatureOptions
 
 LABELS = ("negative", "positive")
@@ -55,9 +54,7 @@ COMMAND_CONFIG = ClassifyConfig
 
 def one_line(text: str) -> str:
     """The text on one line: control characters (newlines, tabs, ...) escaped."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" else c for c in text
-    )
+    return escape_control(text)
 
 
 def prediction_line(probability: float, label: int, text: str) -> str:
@@ -65,13 +62,8 @@ def prediction_line(probability: float, label: int, text: str) -> str:
     return f"{probability:.4f}\t{LABELS[label]}\t{one_line(text)}"
 
 
-def print_line(line: str) -> None:
-    encoding = sys.stdout.encoding or "utf-8"
-    # A terminal that cannot show a character gets "?" rather than a crash.
-    print(line.encode(encoding, errors="replace").decode(encoding))
-
-
 def run(config: ClassifyConfig) -> None:
+    check_options(config)
     if config.output is not None and not config.output.lower().endswith(".csv"):
         raise UserError(f"-output writes CSV; name the file .csv, not {config.output}")
     if not config.text and config.input is None:
@@ -87,7 +79,7 @@ def run(config: ClassifyConfig) -> None:
 
 
 def _classify(config: ClassifyConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     from .. import transfer
     from ..checkpoint import load_model
@@ -124,13 +116,13 @@ def _classify(config: ClassifyConfig) -> None:
     if config.output is None and classifier.classes is not None:
         probabilities = classifier.predict_proba(features)
         for row, label, text in zip(probabilities, classifier.predict(features), texts):
-            print_line(f"{float(row.max()):.4f}\t{int(label)}\t{one_line(text)}")
+            print_result(f"{float(row.max()):.4f}\t{int(label)}\t{one_line(text)}")
         return
     if config.output is None:
         probabilities = classifier.all_neurons.predict_proba(features)
         labels = classifier.all_neurons.predict(features)
         for probability, label, text in zip(probabilities, labels, texts):
-            print_line(prediction_line(float(probability), int(label), text))
+            print_result(prediction_line(float(probability), int(label), text))
         return
     written = transfer.write_predictions(
         config.output, texts, features, classifier, text_key=config.text_key,
@@ -139,7 +131,7 @@ def _classify(config: ClassifyConfig) -> None:
     if classifier.classes is not None:
         predicted = classifier.predict(features).tolist()
         counts = ", ".join(f"{predicted.count(c)} class {c}" for c in classifier.class_labels)
-        print(f"{len(texts)} texts: {counts}; wrote {written}", file=sys.stderr)
+        log.info(f"{len(texts)} texts: {counts}; wrote {written}")
         return
     positive = int(classifier.predict(features).sum())
-    print(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}", file=sys.stderr)
+    log.info(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}")

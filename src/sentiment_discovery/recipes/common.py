@@ -4,9 +4,9 @@ Results go to ``<experiment_dir>/<experiment_name>/...``: model checkpoints unde
 ``<model_dir>/``, metric histories under ``history/``, heatmaps under ``heatmaps/``,
 transfer results under ``<dataset>/<model>/``.
 
-The 2017 scripts shared one set of flags (model, data, device and process flags); the
-``Seed*Flags`` mixins keep the ones that mean nothing to a command accepted there as no-ops,
-so that every 2017 command line still runs (docs/seed.md).
+The 2017 scripts shared one set of flags (model, data, device and process flags); each
+command config's ``NO_OP_FLAGS`` table keeps the ones that mean nothing to it accepted as
+no-ops, so that every 2017 command line still runs (docs/seed.md).
 """
 
 import dataclasses
@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from .. import log
 from ..errors import UserError
 from ..options import option
 
@@ -24,7 +25,7 @@ class ExperimentConfig:
     experiment_name: str = option("mlstm", help="results are written to <experiment_dir>/<experiment_name>/")
     model_dir: str = option("model", help="subdirectory of the experiment that holds model checkpoints")
     cuda: bool = option(False, help="use the GPU; without one, a warning and the CPU")
-    seed: int = option(1234, help="random seed")
+    seed: int = option(1234, help="random seed", minimum=0, maximum=2**32 - 1)  # what NumPy accepts
 
     @property
     def experiment_path(self) -> Path:
@@ -36,91 +37,34 @@ class ExperimentConfig:
 
 
 # ---------------------------------------------------------------- 2017 flags kept as no-ops
-
-
-def seed_no_op(default, why: str, flag: str | None = None):
-    """A 2017 flag that this command accepts and ignores; ``why`` is the notice it prints."""
-    return option(default, no_op=why, flag=flag)
-
+# Each command config lists its own in a NO_OP_FLAGS table (flag name -> why it has no
+# effect, the notice printed when it is given); these are the parts the tables share.
 
 ARCHITECTURE = "the architecture is read from the model directory (config.json)."
 ONE_PROCESS = "this command runs in one process, on the CPU or (-cuda) one GPU."
 
+# The 2017 model flags, which every script took; a model directory now says what it is.
+SEED_MODEL_NO_OPS = {
+    "should_test": "this command does not train.",
+    "rnn_type": ARCHITECTURE,
+    "embed_size": ARCHITECTURE,
+    "rnn_size": ARCHITECTURE,
+    "layers": ARCHITECTURE,
+    "dropout": ARCHITECTURE,
+    "weight_norm": ARCHITECTURE,
+    "lstm_only": ARCHITECTURE,
+    "data_size": "the model always reads bytes, 256 values.",
+}
 
-@dataclasses.dataclass(kw_only=True)
-class SeedModelFlags:
-    """The 2017 model flags, which every script took; a model directory now says what it is."""
-
-    should_test: bool = seed_no_op(False, "this command does not train.")
-    rnn_type: str = seed_no_op("mlstm", ARCHITECTURE)
-    embed_size: int = seed_no_op(64, ARCHITECTURE)
-    rnn_size: int = seed_no_op(4096, ARCHITECTURE)
-    layers: int = seed_no_op(1, ARCHITECTURE)
-    dropout: float = seed_no_op(0.0, ARCHITECTURE)
-    weight_norm: bool = seed_no_op(False, ARCHITECTURE)
-    lstm_only: bool = seed_no_op(False, ARCHITECTURE)
-    data_size: int = seed_no_op(256, "the model always reads bytes, 256 values.")
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedProcessFlags:
-    """The 2017 device and process flags, which only training uses now."""
-
-    num_gpus: int = seed_no_op(1, ONE_PROCESS)
-    benchmark: bool = seed_no_op(False, "only training lets cuDNN pick its kernels.")
-    distributed: bool = seed_no_op(False, ONE_PROCESS)
-    rank: int = seed_no_op(-1, ONE_PROCESS)
-    world_size: int = seed_no_op(0, ONE_PROCESS)
-    verbose: int = seed_no_op(1, ONE_PROCESS)
-
-
-WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedTransferFlags(SeedProcessFlags, SeedModelFlags):
-    """2017 flags that ``sentiment_transfer.py`` took and ``transfer`` ignores."""
-
-    seq_length: int = seed_no_op(256, WHOLE_TEXTS)
-    persist_state: int = seed_no_op(0, WHOLE_TEXTS)
-    transpose: bool = seed_no_op(False, WHOLE_TEXTS)
-    no_wrap: bool = seed_no_op(False, WHOLE_TEXTS)
-    shuffle: bool = seed_no_op(False, "texts are featurized in file order (-split holds out a part drawn with -seed).")
-    lazy: bool = seed_no_op(False, "the labelled files are read whole; the features are cached on disk.")
-    # (a field named ``cache`` would hide FeatureOptions.cache())
-    seed_cache: bool = seed_no_op(
-        False, "the features are cached on disk instead (-feature_cache, -no_feature_cache).", flag="cache"
-    )
-    preprocess: bool = seed_no_op(
-        False, "texts are always prepared as the model read text in training (-no_preprocess turns that off)."
-    )
-
-
-ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."
-
-
-@dataclasses.dataclass(kw_only=True)
-class SeedVisualizeFlags(SeedProcessFlags, SeedModelFlags):
-    """2017 flags that ``visualize.py`` took and ``visualize`` ignores: it reads no data files."""
-
-    train: str | None = seed_no_op(None, ONLY_TEXT)
-    valid: str | None = seed_no_op(None, ONLY_TEXT)
-    test: str | None = seed_no_op(None, ONLY_TEXT)
-    split: str | None = seed_no_op(None, ONLY_TEXT)
-    text_key: str | None = seed_no_op(None, ONLY_TEXT)
-    label_key: str | None = seed_no_op(None, ONLY_TEXT)
-    delim: str | None = seed_no_op(None, ONLY_TEXT)
-    drop_unlabeled: bool = seed_no_op(False, ONLY_TEXT)
-    binarize_sent: bool = seed_no_op(False, ONLY_TEXT)
-    data_set_type: str | None = seed_no_op(None, ONLY_TEXT)
-    lazy: bool = seed_no_op(False, ONLY_TEXT)
-    preprocess: bool = seed_no_op(False, ONLY_TEXT)
-    shuffle: bool = seed_no_op(False, ONLY_TEXT)
-    cache: bool = seed_no_op(False, ONLY_TEXT)
-    batch_size: int = seed_no_op(1, "one text is read (or generated) at a time.")
-    persist_state: int = seed_no_op(0, "the text is read from a fresh state.")
-    transpose: bool = seed_no_op(False, "the text is read from a fresh state.")
-    no_wrap: bool = seed_no_op(False, "the text is read from a fresh state.")
+# The 2017 device and process flags, which only training uses now.
+SEED_PROCESS_NO_OPS = {
+    "num_gpus": ONE_PROCESS,
+    "benchmark": "only training lets cuDNN pick its kernels.",
+    "distributed": ONE_PROCESS,
+    "rank": ONE_PROCESS,
+    "world_size": ONE_PROCESS,
+    "verbose": ONE_PROCESS,
+}
 
 
 # ---------------------------------------------------------------- -load_model
@@ -134,7 +78,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     names the model directory ``e0``. As in 2017, where ``e<K>.pt`` was saved when epoch K's
     loop ended, early (-max_iters, a stop) or not, ``e<K>.pt`` of an epoch that never
     finished is that epoch's newest checkpoint (``iter<N>``), with a notice (to ``say``,
-    default stderr).
+    default the package's logger).
     """
     path = Path(name)
     if path.is_dir():
@@ -152,7 +96,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     if epoch:
         unfinished = _newest_checkpoint_of_epoch(config.model_path, int(epoch.group(1)))
         if unfinished is not None:
-            (say or _to_stderr)(
+            (say or log.say)(
                 f"notice: -load_model {name}: epoch {epoch.group(1)} did not finish (no {candidates[0]}); "
                 f"using its newest checkpoint, {unfinished}"
             )
@@ -162,11 +106,8 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist{there}")
 
 
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def _checkpoint_names(model_path: Path) -> str:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import model_directories
 
     names = [directory.name for directory in model_directories(model_path)]
@@ -174,9 +115,17 @@ def _checkpoint_names(model_path: Path) -> str:
 
 
 def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
+    # lazy: training imports torch, which --help should not wait for
     from ..training import list_checkpoints, read_state_json
 
     for _, directory in reversed(list_checkpoints(model_path)):
         if directory.name.startswith("iter") and read_state_json(directory).get("epoch") == epoch:
             return directory
     return None
+
+
+def print_result(line: str) -> None:
+    """Print a result line on stdout; a character the terminal's encoding cannot show becomes
+    "?" rather than a crash (classify's rows, visualize's generated text)."""
+    encoding = sys.stdout.encoding or "utf-8"
+    print(line.encode(encoding, errors="replace").decode(encoding))

@@ -1,8 +1,8 @@
 """``sentiment-discovery download sst2|imdb|mr|cr|subj|mpqa``: the standard labelled sets, verified by sha256."""
 
 import dataclasses
-import sys
 
+from .. import log
 from ..data.download import DATASETS, download
 from ..options import option
 
@@ -25,5 +25,5 @@ def run(config: DownloadConfig) -> None:
         config.to,
         mirror=config.mirror,
         progress=True,
-        report=lambda message: print(message, file=sys.stderr),
+        report=log.say,
     )

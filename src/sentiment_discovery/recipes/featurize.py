@@ -1,14 +1,14 @@
 """``sentiment-discovery featurize``: a text file in, a [texts, rnn_size] float32 .npy out."""
 
 import dataclasses
-import sys
 from pathlib import Path
 
-from .. import storage
+from .. import log, storage
 from ..choices import POOLINGS
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
+from .transfer import FeatureOptions, TransferConfig
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -19,10 +19,10 @@ class FeaturizeConfig:
     )
     input: str = option(help="CSV/TSV/JSON/JSON Lines/text file of texts (optionally .gz)")
     output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
-    text_key: str = option("sentence", help="column or key holding the text")
-    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    batch_size: int = option(64, help="texts per batch (sorted by length)")
-    layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
+    text_key: str = option_like(FeatureOptions, "text_key")
+    delim: str | None = option_like(FeatureOptions, "delim")
+    batch_size: int = option(64, help="texts per batch (sorted by length)", minimum=1)
+    layer: int = option_like(TransferConfig, "layer")
     pooling: str = option(
         "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"
     )
@@ -30,7 +30,7 @@ class FeaturizeConfig:
         "auto", choices=PRECISIONS,
         help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32 (docs/performance.md)",
     )
-    no_preprocess: bool = option(False, help="feed the raw UTF-8 bytes without the release's padding and cleaning")
+    no_preprocess: bool = option_like(TransferConfig, "no_preprocess")
     cuda: bool = option(False, help="run on the GPU if there is one")
 
 
@@ -38,7 +38,7 @@ COMMAND_CONFIG = FeaturizeConfig
 
 
 def run(config: FeaturizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
     import numpy as np
 
@@ -46,6 +46,7 @@ def run(config: FeaturizeConfig) -> None:
     from ..data.readers import read_texts
     from ..runtime import configure_threads, select_device
 
+    check_options(config)
     output = Path(config.output)
     if output.suffix.lower() != ".npy":
         raise UserError(f"-output writes a NumPy .npy file; name it .npy, not {output.name}")
@@ -62,4 +63,4 @@ def run(config: FeaturizeConfig) -> None:
         )
         with storage.atomic_file(output, "wb") as handle:
             np.save(handle, features)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}", file=sys.stderr)
+    log.info(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}")

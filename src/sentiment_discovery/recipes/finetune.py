@@ -22,21 +22,20 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .. import storage
-from ..choices import DECAYS, FORMATS, HEAD_INITS, POOLINGS
+from .. import log, storage
+from ..choices import DECAYS, HEAD_INITS, POOLINGS
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
-from .transfer import Split, class_report, encode_classes, hold_out_validation, read_splits
+from .transfer import Split, TransferConfig, encode_classes, hold_out_validation, read_splits
 
-# numpy, torch and the training modules are imported where they are used, not here: the CLI
+# Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np
@@ -61,26 +60,25 @@ class FinetuneConfig(ExperimentConfig):
         "package, default_model/frozen/model)",
         aliases=["model"],
     )
-    # ---- data: the flags and readers of `transfer`
-    train: str = option(help="labelled training file (CSV/TSV/JSON/JSON Lines, optionally .gz)")
-    valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
+    # ---- data: the flags and readers of `transfer` (declared there)
+    train: str = option_like(TransferConfig, "train")
+    valid: str | None = option_like(TransferConfig, "valid")
     test: str | None = option(None, help="test file, evaluated once with the best weights; labelled unless -no_test_eval")
-    text_key: str = option("sentence", help="column or key holding the text")
+    text_key: str = option_like(TransferConfig, "text_key")
     label_key: str = option("label", help="column or key holding the label")
-    input_format: str | None = option(
-        None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
-    )
-    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    split: float = option(0.9, help="without -valid: the fraction of -train kept for training, the rest validates")
-    drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
-    binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
-    multiclass: bool = option(
-        False, help="labels are any integers (such as 1-5 stars), each distinct training label a class; "
-        "the head has one output per class"
+    input_format: str | None = option_like(TransferConfig, "input_format")
+    delim: str | None = option_like(TransferConfig, "delim")
+    split: float = option_like(TransferConfig, "split")
+    drop_unlabeled: bool = option_like(TransferConfig, "drop_unlabeled")
+    binarize_sent: bool = option_like(TransferConfig, "binarize_sent")
+    multiclass: bool = option_like(
+        TransferConfig, "multiclass", help="labels are any integers (such as 1-5 stars), each distinct training label "
+        "a class; the head has one output per class"
     )
     no_test_eval: bool = option(False, help="the test file has no labels: report no test accuracy")
     max_text_length: int = option(
-        1024, help="longest text fed in training, in bytes: longer ones keep their first and last halves (0: whole)"
+        1024, help="longest text fed in training, in bytes: longer ones keep their first and last halves (0: whole)",
+        minimum=0,  # and 1 to 15 are refused in check_flags: 0 or at least 16 is not one range
     )
     # ---- the classifier
     pooling: str = option(
@@ -93,35 +91,41 @@ class FinetuneConfig(ExperimentConfig):
         help="start the head as an L2 logistic regression fitted on the pooled features (C chosen on validation), "
         "or at random",
     )
-    dropout: float = option(0.0, help="dropout on the pooled features the head reads")
+    dropout: float = option(0.0, help="dropout on the pooled features the head reads", minimum=0, below=1)
     # ---- optimisation
-    epochs: float = option(1.0, help="passes over the training texts (fractions allowed)")
-    batch_size: int = option(32, help="texts per update")
-    lr: float = option(1e-4, help="Adam learning rate of the language model's top layer")
-    head_lr: float = option(3e-4, help="Adam learning rate of the head")
+    epochs: float = option(1.0, help="passes over the training texts (fractions allowed)", above=0)
+    batch_size: int = option(32, help="texts per update", minimum=1)
+    lr: float = option(1e-4, help="Adam learning rate of the language model's top layer", above=0)
+    head_lr: float = option(3e-4, help="Adam learning rate of the head", above=0)
     layer_decay: float = option(
-        1.0, help="each layer below the top gets this times the learning rate of the one above (ULMFiT: 1/2.6)"
+        1.0, help="each layer below the top gets this times the learning rate of the one above (ULMFiT: 1/2.6)", above=0
     )
-    warmup: float = option(0.0, help="fraction of the updates over which the learning rates rise linearly from 0")
+    warmup: float = option(
+        0.0, help="fraction of the updates over which the learning rates rise linearly from 0", minimum=0, below=1
+    )
     decay: str = option("constant", choices=DECAYS, help="after the warm-up: decay to 0 linearly, by cosine, or none")
     unfreeze_every: float = option(
         0.0, help="gradual unfreezing: train the head alone, then one more layer (top down) every this many epochs "
         "(0: every weight from the start)",
+        minimum=0,
     )
-    lm_loss_weight: float = option(0.0, help="weight of the auxiliary next-byte loss (nats/byte) added to the classification loss")
-    clip: float = option(1.0, help="clip the gradient norm of all weights to this (0: off)")
+    lm_loss_weight: float = option(
+        0.0, help="weight of the auxiliary next-byte loss (nats/byte) added to the classification loss", minimum=0
+    )
+    clip: float = option(1.0, help="clip the gradient norm of all weights to this (0: off)", minimum=0)
     precision: str = option(
         "auto", choices=PRECISIONS,
         help="precision of the matrix products: auto is bf16 on CPUs and GPUs with native bf16, else fp32; "
         "the classifier records it and classify featurizes the same way",
     )
     # ---- evaluation, stopping, saving
-    eval_every: float = option(0.25, help="evaluate on validation every this many epochs (and at the end)")
+    eval_every: float = option(0.25, help="evaluate on validation every this many epochs (and at the end)", above=0)
     patience: int = option(
-        4, help="stop after this many evaluations in a row without a better validation accuracy (0: never stop early)"
+        4, help="stop after this many evaluations in a row without a better validation accuracy (0: never stop early)",
+        minimum=0,
     )
-    eval_batch_size: int = option(64, help="texts per batch when evaluating")
-    max_steps: int = option(0, help="stop this run after this many updates in all, saving a checkpoint (0: off)")
+    eval_batch_size: int = option(64, help="texts per batch when evaluating", minimum=1)
+    max_steps: int = option(0, help="stop this run after this many updates in all, saving a checkpoint (0: off)", minimum=0)
     resume: bool = option(False, help="continue exactly from <experiment>/finetune/checkpoint/")
 
 
@@ -129,21 +133,8 @@ COMMAND_CONFIG = FinetuneConfig
 
 
 def check_flags(config: FinetuneConfig) -> None:
-    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "head_lr": config.head_lr,
-                "eval_every": config.eval_every, "layer_decay": config.layer_decay, "eval_batch_size": config.eval_batch_size}
-    for name, value in positive.items():
-        if not (math.isfinite(value) and value > 0):
-            raise UserError(f"-{name} must be positive, not {value}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise UserError(f"-dropout must be in [0, 1), not {config.dropout}")
-    if not 0.0 <= config.warmup < 1.0:
-        raise UserError(f"-warmup is a fraction of the updates, in [0, 1), not {config.warmup}")
-    for name in ("unfreeze_every", "lm_loss_weight", "clip"):
-        if not (math.isfinite(getattr(config, name)) and getattr(config, name) >= 0):
-            raise UserError(f"-{name} must be 0 or more, not {getattr(config, name)}")
-    for name in ("patience", "max_steps", "max_text_length"):
-        if getattr(config, name) < 0:
-            raise UserError(f"-{name} must be 0 or more, not {getattr(config, name)}")
+    """The declared bounds of every flag, then what no single flag's bounds can say."""
+    check_options(config)
     if 0 < config.max_text_length < 16:
         raise UserError(f"-max_text_length {config.max_text_length} is too short to hold a text; give at least 16 bytes")
 
@@ -180,9 +171,7 @@ class RunState:
 
 
 def say(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+    log.say(message)
 
 
 def run(config: FinetuneConfig) -> int:
@@ -641,9 +630,8 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
     if class_labels is not None:
         evaluated = "test" if labels.get("test") is not None else "valid"
         results["classes"] = class_labels
-        results["per_class"] = class_report(
-            classifier, Split(evaluated, splits[evaluated].texts, labels[evaluated], features[evaluated]),
-            Split("train", splits["train"].texts, labels["train"]),
+        results["per_class"] = transfer.class_report(
+            class_labels, probe.predict(features[evaluated]), labels[evaluated], labels["train"], evaluated,
         )
     write_json(run_dir / "results.json", results)
     say(f"fine-tuned model and classifier saved to {run_dir}/ (classify -classifier {run_dir})")

@@ -6,8 +6,8 @@ either name imports any supported source; the two names are what users look for.
 """
 
 import dataclasses
-import sys
 
+from .. import log
 from ..options import option
 
 
@@ -29,19 +29,18 @@ COMMAND_CONFIG = ImportConfig
 
 
 def run(config: ImportConfig) -> None:
-    from ..importers import import_weights  # here, not at the top: `--help` should not wait for torch
+    from ..importers import import_weights  # lazy, not at the top: `--help` should not wait for torch
 
     model = import_weights(config.src, config.dest, overwrite=config.overwrite, progress=True)
     cfg = model.config
     parameters = sum(p.numel() for p in model.parameters())
     unit = model.metadata.get("sentiment_unit")
-    print(
+    log.info(
         f"imported {model.metadata['source']} {model.metadata['layout']} from {config.src}: {cfg.rnn_type}, "
         f"{cfg.layers} layer(s) of {cfg.rnn_size} units, embed_size {cfg.embed_size}, "
         f"{parameters / 1e6:.1f}M parameters -> {config.dest}"
-        + (f" (sentiment unit {unit})" if unit is not None else ""),
-        file=sys.stderr,
+        + (f" (sentiment unit {unit})" if unit is not None else "")
     )
     if "output_layer" in model.metadata:
         note = model.metadata["output_layer"]
-        print(f"notice: output layer {note}: features are exact, next-byte predictions are not", file=sys.stderr)
+        log.notice(f"output layer {note}: features are exact, next-byte predictions are not")

@@ -6,10 +6,10 @@ with a manifest. Unchanged inputs and options make it a no-op.
 """
 
 import dataclasses
-import sys
 
+from .. import log
 from ..choices import DEFAULT_NUM_SHARDS, FORMATS
-from ..options import option
+from ..options import check_options, option
 from ..text import PAPER_TEXT_OPTIONS
 
 
@@ -27,24 +27,26 @@ class PreprocessConfig:
         "1000,1,1", help="train,validation,test proportions (texts dealt in runs of their sum), or a training fraction"
     )
     num_shards: int = option(
-        DEFAULT_NUM_SHARDS, help="shards shared among the splits in proportion; -persist_state 1 resets at each"
+        DEFAULT_NUM_SHARDS, help="shards shared among the splits in proportion; -persist_state 1 resets at each",
+        minimum=1,
     )
     shuffle: bool = option(False, help="deal each run of texts to the splits in a random order (seeded)")
-    seed: int = option(1234, help="random seed for -shuffle")
+    seed: int = option(1234, help="random seed for -shuffle", minimum=0, maximum=2**32 - 1)  # what NumPy accepts
     input_format: str | None = option(None, choices=FORMATS, help="format of every input (default: by extension)")
     delim: str | None = option(None, help="column delimiter for delimited files (default: ',' or tab for .tsv)")
     strict: bool = option(False, help="stop at invalid UTF-8, empty texts or records without the text key")
     keep_markup: bool = option(False, help="keep HTML/markup tags instead of stripping them")
     to_ascii: bool = option(False, help="transliterate to ASCII (unidecode)")
-    max_length: int | None = option(None, help="keep at most this many bytes of each cleaned text")
+    max_length: int | None = option(None, help="keep at most this many bytes of each cleaned text", minimum=1)
 
 
 COMMAND_CONFIG = PreprocessConfig
 
 
 def run(config: PreprocessConfig) -> None:
-    from ..data.corpus import build_corpus  # here, not at the top: `--help` should not wait for numpy
+    from ..data.corpus import build_corpus  # lazy, not at the top: `--help` should not wait for numpy
 
+    check_options(config)
     text_options = dataclasses.replace(
         PAPER_TEXT_OPTIONS,
         strip_tags=not config.keep_markup,
@@ -64,5 +66,5 @@ def run(config: PreprocessConfig) -> None:
         delim=config.delim,
         strict=config.strict,
         progress=True,
-        report=lambda message: print(message, file=sys.stderr),
+        report=log.say,
     )

@@ -8,11 +8,11 @@ Loads the model and classifier (the ones shipped with the package unless ``--mod
 import dataclasses
 import ipaddress
 import socket
-import sys
 import time
 
+from .. import log
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
 
 INSTALL_EXTRA = "pip install 'sentiment-discovery[serve]'"
@@ -37,20 +37,21 @@ class ServeConfig:
         "unit, or the one recorded in the model)",
         aliases=["neuron"],
     )
+    # (no declared range for --unit and --layer: negatives mean something, and the model says how many there are)
     layer: int | None = option(None, help="layer of --unit (default: the sentiment unit's, else the top one)")
     host: str = option("127.0.0.1", help="address to listen on; anything but loopback exposes the model to the network")
-    port: int = option(8000, help="port to listen on (0: any free port, printed at start)")
+    port: int = option(8000, help="port to listen on (0: any free port, printed at start)", minimum=0, maximum=65535)
     precision: str = option(
         "auto", choices=PRECISIONS,
         help="precision of the matrix products: auto (bf16 where the hardware runs it natively, else fp32), "
         "or fp32/bf16/fp16; /featurize may ask for another",
     )
-    batch_size: int = option(64, help="texts per featurize batch (sorted by length)")
-    max_text_chars: int = option(10_000, help="longest text a request may send, in characters (longer: 413)")
-    max_texts: int = option(256, help="most texts in one classify or featurize request (more: 413)")
-    max_new_bytes: int = option(2_000, help="most bytes one generate request may write (more: 413)")
+    batch_size: int = option(64, help="texts per featurize batch (sorted by length)", minimum=1)
+    max_text_chars: int = option(10_000, help="longest text a request may send, in characters (longer: 413)", minimum=1)
+    max_texts: int = option(256, help="most texts in one classify or featurize request (more: 413)", minimum=1)
+    max_new_bytes: int = option(2_000, help="most bytes one generate request may write (more: 413)", minimum=1)
     max_batch_texts: int = option(
-        256, help="most texts of waiting classify/featurize requests merged into one featurize call"
+        256, help="most texts of waiting classify/featurize requests merged into one featurize call", minimum=1
     )
     cuda: bool = option(False, help="run on the GPU if there is one")
 
@@ -82,20 +83,20 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(config: ServeConfig) -> None:
     try:
+        # lazy: the serve extra is optional, and --help should not wait for torch
         import uvicorn
 
         from ..serve.app import create_app
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
-    from ..runtime import select_device
+    from ..runtime import select_device  # lazy, as above
     from ..serve.service import InferenceService, Limits
 
+    check_options(config)
     limits = Limits(
         text_chars=config.max_text_chars, texts=config.max_texts, new_bytes=config.max_new_bytes,
         batch_texts=config.max_batch_texts,
     )
-    if config.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, not {config.batch_size}")
     sock = listen(config.host, config.port)
     try:
         started = time.perf_counter()
@@ -108,16 +109,14 @@ def run(config: ServeConfig) -> None:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         info = service.info()
-        print(
+        log.info(
             f"serving {info['model']['name']} ({info['model']['rnn_size']} units, unit {info['unit']['unit']} shown"
             f"{'' if service.classifier else ', no classifier'}), loaded in {loaded:.1f} s, "
-            f"on http://{shown}:{port}/ ; Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
+            f"on http://{shown}:{port}/ ; Ctrl-C stops"
         )
         if not _is_loopback(config.host):
-            print(f"warning: {config.host} is not a loopback address: anyone who can reach it can use this "
-                  "server, which has no authentication", file=sys.stderr)
+            log.warning(f"{config.host} is not a loopback address: anyone who can reach it can use this "
+                        "server, which has no authentication")
         server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
         server.run(sockets=[sock])
     finally:

@@ -23,28 +23,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
-from ..choices import PERSIST_STATE_CHOICES, RNN_TYPES, SCHEDULES
+from ..choices import PERSIST_STATE_CHOICES, SCHEDULES
 from ..errors import UserError
-from ..options import option
+from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS, resolve_precision
 from ..text import PAPER_TEXT_OPTIONS, TextOptions
-from .common import ExperimentConfig, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, ExperimentConfig, resolve_load_model
 
-# torch and the components that use it are imported in the functions that need them, not
+# Lazy imports: torch and the components that use it are imported in the functions that need them, not
 # here: the CLI imports this module for its flags, and `--help` should not wait for torch.
 if TYPE_CHECKING:
     from .. import training
     from ..data.corpus import ByteCorpus
-    from ..model import ByteLM, ModelConfig
+    from ..model import ByteLM
 
 CORPUS_CACHE = "corpora"
 HISTORY_DIR = "history"
 LOSS_PLOT = "loss.png"
-MODEL_FLAGS = ("rnn_type", "embed_size", "rnn_size", "layers", "dropout", "weight_norm", "lstm_only")
+MODEL_FLAGS = ARCHITECTURE_SETTINGS  # train takes a flag for each
+
+
+NO_LABELS = "training reads texts only, no labels."
 
 
 @dataclasses.dataclass(kw_only=True)
 class TrainConfig(ExperimentConfig):
+    # 2017 flags that text_reconstruction.py took and train ignores (flag -> why)
+    NO_OP_FLAGS = {
+        "lazy": "the corpus is always memory-mapped from disk, never read into memory.",
+        "preprocess": "raw files are always cleaned as in section 4 of the paper when their corpus is built (once).",
+        "data_set_type": "training always reads an unsupervised byte corpus.",
+        "transpose": "batches are always parallel byte streams (the transposed layout).",
+        "cache": "the memory-mapped corpus is cached by the operating system.",
+        "data_size": SEED_MODEL_NO_OPS["data_size"],
+        "label_key": NO_LABELS,
+        "drop_unlabeled": NO_LABELS,
+        "binarize_sent": NO_LABELS,
+    }
+
     # ---- data
     train: str = option(
         help="training data: a CSV/TSV/JSON/JSON Lines/text file (optionally .gz), cleaned into a cached byte "
@@ -72,49 +89,40 @@ class TrainConfig(ExperimentConfig):
     no_wrap: bool = option(
         False, help="drop the bytes left over at the end of an epoch instead of wrapping streams around the corpus"
     )
-    seq_length: int = option(256, help="bytes per stream per update (truncated backpropagation through time)")
-    batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes")
-    eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)")
-    eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)")
-    lazy: bool = option(False, no_op="the corpus is always memory-mapped from disk, never read into memory.")
-    preprocess: bool = option(
-        False, no_op="raw files are always cleaned as in section 4 of the paper when their corpus is built (once)."
-    )
-    data_set_type: str = option("unsupervised", no_op="training always reads an unsupervised byte corpus.")
-    transpose: bool = option(False, no_op="batches are always parallel byte streams (the transposed layout).")
-    cache: bool = option(False, no_op="the memory-mapped corpus is cached by the operating system.")
-    data_size: int = option(256, no_op="the model always reads bytes, 256 values.")
-    label_key: str = option("label", no_op="training reads texts only, no labels.")
-    drop_unlabeled: bool = option(False, no_op="training reads texts only, no labels.")
-    binarize_sent: bool = option(False, no_op="training reads texts only, no labels.")
+    seq_length: int = option(256, help="bytes per stream per update (truncated backpropagation through time)", minimum=1)
+    batch_size: int = option(32, help="streams per process; the global batch is batch_size x processes", minimum=1)
+    eval_batch_size: int = option(0, help="streams per process when evaluating (0: -batch_size)", minimum=0)
+    eval_seq_length: int = option(0, help="bytes per stream per evaluation batch (0: -seq_length)", minimum=0)
     # ---- model
     load_model: str | None = option(
         None,
         help="start from this model directory (or a checkpoint name such as e0.pt in <model_dir>/); the "
         "optimizer starts afresh (see --resume)",
     )
-    rnn_type: str = option("mlstm", choices=RNN_TYPES, help="recurrent layer type")
-    embed_size: int = option(64, help="byte embedding size")
-    rnn_size: int = option(4096, help="units per recurrent layer")
-    layers: int = option(1, help="stacked recurrent layers")
-    dropout: float = option(0.0, help="dropout on each layer's output")
-    weight_norm: bool = option(False, help="weight normalisation of the recurrent (and output) weights")
-    lstm_only: bool = option(False, help="with -weight_norm, only the recurrent weights (as the paper)")
+    # the architecture: declared once, in ModelConfig
+    rnn_type: str = option_like(ModelConfig, "rnn_type")
+    embed_size: int = option_like(ModelConfig, "embed_size")
+    rnn_size: int = option_like(ModelConfig, "rnn_size")
+    layers: int = option_like(ModelConfig, "layers")
+    dropout: float = option_like(ModelConfig, "dropout")
+    weight_norm: bool = option_like(ModelConfig, "weight_norm")
+    lstm_only: bool = option_like(ModelConfig, "lstm_only")
     # ---- optimisation
-    lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)")
+    lr: float = option(5e-4, help="starting learning rate; scale it with the global batch (see docs/training.md)", minimum=0)
     optimizer_type: str = option("Adam", help="class name of a torch.optim optimizer (Adam, SGD, RMSprop, ...)")
     lr_scheduler: str = option(
         "LinearLR",
         choices=SCHEDULES,
         help="LinearLR: linear decay to 0 over the run, per iteration; ExponentialLR: times -lr_factor each epoch",
     )
-    lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch")
-    clip: float = option(1.0, help="clip the gradient norm to this (0: no clipping)")
-    epochs: int = option(1, help="epochs to train for")
-    max_iters: int = option(0, help="total iterations to train for; takes precedence over -epochs (0 or -1: off)")
-    start_epoch: int = option(0, help="epoch to start at (for a run continued with -load_model)")
+    lr_factor: float = option(0.95, help="ExponentialLR's decay per epoch", above=0)
+    clip: float = option(1.0, help="clip the gradient norm to this (0: no clipping)", minimum=0)
+    epochs: int = option(1, help="epochs to train for", minimum=1)
+    max_iters: int = option(0, help="total iterations to train for; takes precedence over -epochs (0 or -1: off)", minimum=-1)
+    start_epoch: int = option(0, help="epoch to start at (for a run continued with -load_model)", minimum=0)
     start_iter: int = option(
-        0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)"
+        0, help="iteration to start at (for a run continued with -load_model; default start_epoch x batches per epoch)",
+        minimum=0,
     )
     precision: str = option(
         "auto",
@@ -124,19 +132,19 @@ class TrainConfig(ExperimentConfig):
     )
     no_loss: bool = option(False, help="do not write the metric history and the loss curve")
     # ---- checkpoints and metrics
-    save_iters: int = option(5000, help="save a checkpoint iter<N> every this many iterations (0: only epoch ends)")
-    keep_iters: int = option(2, help="keep the newest this many iter<N> checkpoints (0: all); epoch ones stay")
-    log_iters: int = option(100, help="write a row of training metrics every this many iterations")
+    save_iters: int = option(5000, help="save a checkpoint iter<N> every this many iterations (0: only epoch ends)", minimum=0)
+    keep_iters: int = option(2, help="keep the newest this many iter<N> checkpoints (0: all); epoch ones stay", minimum=0)
+    log_iters: int = option(100, help="write a row of training metrics every this many iterations", minimum=1)
     resume: bool = option(False, help="continue exactly from the newest complete checkpoint in <model_dir>/")
     should_test: bool = option(
         False, help="do not train: report the bits per byte of -load_model (or the newest checkpoint) on valid/test"
     )
     # ---- devices and processes
     benchmark: bool = option(False, help="let cuDNN pick the fastest kernels (GPU only)")
-    num_gpus: int = option(1, help="processes to start on this machine (one per GPU; Gloo processes on the CPU)")
+    num_gpus: int = option(1, help="processes to start on this machine (one per GPU; Gloo processes on the CPU)", minimum=1)
     distributed: bool = option(False, help="train with DistributedDataParallel, one process per -num_gpus")
-    rank: int = option(-1, help="this process's rank when started by hand (torchrun sets RANK instead)")
-    world_size: int = option(0, help="processes in all when started by hand with -rank (torchrun sets WORLD_SIZE)")
+    rank: int = option(-1, help="this process's rank when started by hand (torchrun sets RANK instead)", minimum=-1)
+    world_size: int = option(0, help="processes in all when started by hand with -rank (torchrun sets WORLD_SIZE)", minimum=0)
     verbose: int = option(1, choices=(0, 1, 2), help="0: quiet; 1: the first process prints; 2: every process prints")
 
 
@@ -144,24 +152,15 @@ COMMAND_CONFIG = TrainConfig
 
 
 def check_config(config: TrainConfig) -> None:
+    """The declared bounds of every flag, then what no single flag's bounds can say."""
     from .. import training
-    from ..model import ModelConfig
 
-    positive = ("seq_length", "batch_size", "epochs", "num_gpus", "log_iters")
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise UserError(f"-{name} must be at least 1, not {getattr(config, name)}")
-    for name in ("eval_batch_size", "eval_seq_length", "save_iters", "keep_iters", "start_epoch", "start_iter"):
-        if getattr(config, name) < 0:
-            raise UserError(f"-{name} must not be negative, not {getattr(config, name)}")
-    if config.lr < 0:
-        raise UserError(f"-lr must not be negative, not {config.lr}")
+    check_options(config)
     if config.rank >= 0 and config.world_size < 1:
         raise UserError("-rank needs -world_size (the number of processes in all)")
     if config.rank >= config.world_size > 0:
         raise UserError(f"-rank {config.rank} is not below -world_size {config.world_size}")
     training.optimizer_class(config.optimizer_type)
-    ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
 
 
 def processes_to_start(config: TrainConfig) -> int:
@@ -328,8 +327,6 @@ def prepare_corpora(config: TrainConfig, ctx: training.DistributedContext, say) 
 
 
 def _model_config(config: TrainConfig) -> ModelConfig:
-    from ..model import ModelConfig
-
     return ModelConfig(**{name: getattr(config, name) for name in MODEL_FLAGS})
 
 
@@ -395,7 +392,7 @@ def _warn_of_newer_incomplete(model_path: Path, newest: tuple[int, Path], say) -
 
 def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
     from ..checkpoint import load_model, read_model_config
-    from ..model import ByteLM, ModelConfig
+    from ..model import ByteLM
 
     if resume_dir is not None:
         model_config = ModelConfig.from_dict(read_model_config(resume_dir)["model"])

@@ -5,25 +5,27 @@ regularisation on validation, ranks the units, fits the top unit(s) alone, print
 results in the 2017 format and writes everything under
 ``<experiment_dir>/<experiment_name>/<dataset>/<model>/``: ``results.json``,
 ``classifier.json`` (read by ``classify``), and the figures.
+
+Why this module is long: it is the one command end to end (its flags, reading the splits and
+their classes, featurizing, fitting, the 2017 lines, the results directory, the figures, the
+data-efficiency curve and cross-validation), each step a short function only this command uses.
 """
 
 import contextlib
 import dataclasses
-import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import storage
+from .. import log, storage
 from ..choices import FORMATS, POOLINGS
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
-from .common import ExperimentConfig, SeedTransferFlags, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
 
-# numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
+# Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +48,7 @@ class FeatureOptions:
         None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
     )
     delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    batch_size: int = option(64, help="texts per featurization batch (sorted by length)")
+    batch_size: int = option(64, help="texts per featurization batch (sorted by length)", minimum=1)
     feature_cache: str | None = option(
         None, help="directory of cached features (default: <experiment_dir>/<experiment_name>/feature_cache)"
     )
@@ -66,8 +68,25 @@ class FeatureOptions:
         return transfer.FeatureCache(self.feature_cache or experiment_path / "feature_cache")
 
 
+WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
+
+
 @dataclasses.dataclass(kw_only=True)
-class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
+class TransferConfig(FeatureOptions, ExperimentConfig):
+    # 2017 flags that sentiment_transfer.py took and transfer ignores (flag -> why)
+    NO_OP_FLAGS = {
+        **SEED_MODEL_NO_OPS,
+        **SEED_PROCESS_NO_OPS,
+        "seq_length": WHOLE_TEXTS,
+        "persist_state": WHOLE_TEXTS,
+        "transpose": WHOLE_TEXTS,
+        "no_wrap": WHOLE_TEXTS,
+        "shuffle": "texts are featurized in file order (-split holds out a part drawn with -seed).",
+        "lazy": "the labelled files are read whole; the features are cached on disk.",
+        "cache": "the features are cached on disk instead (-feature_cache, -no_feature_cache).",
+        "preprocess": "texts are always prepared as the model read text in training (-no_preprocess turns that off).",
+    }
+
     load_model: str = option(
         help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/",
         aliases=["model"],
@@ -76,7 +95,9 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
     test: str | None = option(None, help="test file; labelled unless -no_test_eval")
     label_key: str = option("label", help="column or key holding the 0/1 label")
-    split: float = option(0.9, help="without -valid: the fraction of -train kept for training, the rest validates")
+    split: float = option(
+        0.9, help="without -valid: the fraction of -train kept for training, the rest validates", above=0, maximum=1
+    )
     drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
     binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
     multiclass: bool = option(
@@ -84,10 +105,14 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
         "K > 2 classes are fitted one-vs-rest"
     )
     no_test_eval: bool = option(False, help="the test file has no labels: classify it, report no test accuracy")
-    num_neurons: int = option(1, help="how many top units the n_neurons classifier uses")
+    num_neurons: int = option(
+        1, help="how many top units the n_neurons classifier uses", minimum=1,
+        expect="between 1 and the model's units",  # the upper bound is the model's, checked once it is loaded
+    )
     write_results: str | None = option(
         None, help="CSV of probabilities and top-unit values per test text (train text without -test)"
     )
+    # (no declared range: -1 and other negatives count from the top, and the model says how many there are)
     layer: int = option(-1, help="layer whose cell state is the feature (-1: the top one)")
     pooling: str = option(
         "final",
@@ -100,15 +125,19 @@ class TransferConfig(SeedTransferFlags, FeatureOptions, ExperimentConfig):
     c_grid: list[float] = option(
         default_factory=_default_c_grid,
         help="regularization strengths C tried, chosen on validation accuracy",
+        above=0,
     )
     standardize: bool = option(False, help="scale each unit to mean 0, std 1 on train before the regression")
-    jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)")
+    jobs: int = option(0, help="regressions fitted in parallel (0: the usable cores, at most 4)", minimum=0)
+    # (its bound, at least 1, holds only without -no_data_efficiency: checked in check_flags)
     data_efficiency_seeds: int = option(3, help="random subsets per size in the data-efficiency curve")
     no_data_efficiency: bool = option(False, help="skip the data-efficiency curve")
     cv: int = option(
         0,
         help="K-fold cross-validation of -train alone, as for MR, CR, SUBJ, MPQA (stratified, seeded with -seed, equal "
         "texts in one fold; C chosen on the next fold, never the test fold); 0: off",
+        minimum=0,  # and 1 and 2 are refused where the folds are dealt, with the texts counted
+        expect="a number of folds (10 is the usual), or 0 for no cross-validation",
     )
 
 
@@ -176,7 +205,7 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
         hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
         splits["test"] = read_labeled_split(config, "test", config.test, hint)
     elif config.no_test_eval:
-        print("notice: -no_test_eval without -test does nothing", file=sys.stderr)
+        log.notice("-no_test_eval without -test does nothing")
     return splits
 
 
@@ -258,14 +287,12 @@ def featurize_splits(model, identity, splits: dict[str, Split], config: Transfer
 
 
 def check_flags(config: TransferConfig) -> None:
+    """The declared bounds of every flag, then what no single flag's bounds can say."""
+    check_options(config)
     if config.data_efficiency_seeds < 1 and not config.no_data_efficiency:
         raise UserError("-data_efficiency_seeds must be at least 1 (or pass -no_data_efficiency)")
-    if not config.c_grid or any(not (math.isfinite(c) and c > 0) for c in config.c_grid):
-        raise UserError(f"-c_grid values must be positive, not {' '.join(map(str, config.c_grid))}")
     if config.write_results and not config.write_results.lower().endswith(".csv"):
         raise UserError(f"-write_results writes CSV; name the file .csv, not {config.write_results}")
-    if config.cv < 0:
-        raise UserError(f"-cv must be a number of folds (10 is the usual), or 0 for no cross-validation, not {config.cv}")
     if config.cv:
         given = [flag for flag, value in (("-valid", config.valid), ("-test", config.test),
                                           ("-write_results", config.write_results)) if value]
@@ -280,12 +307,12 @@ def print_notices(fit: "transfer.TransferFit") -> None:
     probe = fit.classifier.all_neurons
     advice = "" if probe.standardized else " (try -standardize)"
     if probe.features_used == 0:
-        print(f"notice: the classifier chosen on validation uses no unit at all (C={probe.C:g}), so the top "
-              f"neurons are arbitrary: the features carry no sentiment signal at these C{advice}", file=sys.stderr)
+        log.notice(f"the classifier chosen on validation uses no unit at all (C={probe.C:g}), so the top "
+                   f"neurons are arbitrary: the features carry no sentiment signal at these C{advice}")
     unconverged = fit.all_neurons.unconverged + fit.n_neurons.unconverged
     if unconverged:
-        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
-              f"before converging{advice}", file=sys.stderr)
+        log.notice(f"{unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+                   f"before converging{advice}")
 
 
 def results_directory(config: TransferConfig, model_path: Path) -> Path:
@@ -366,8 +393,8 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     print("\n".join(evaluation.lines), flush=True)
     print_notices(fit)
     if classifier.multiclass:
-        print(f"notice: {len(classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
-              "lines of two classes are left out", file=sys.stderr)
+        log.notice(f"{len(classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
+                   "lines of two classes are left out")
 
     # Everything of this run is built beside the results directory and swapped in whole, so no
     # figure of an earlier run is left beside this run's classifier.
@@ -393,7 +420,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
             config.write_results, target.texts, target.features, classifier,
             text_key=config.text_key, labels=labels, label_key=config.label_key,
         )
-        print(f"wrote {written} ({len(target.texts)} {target.name} texts)", file=sys.stderr)
+        log.info(f"wrote {written} ({len(target.texts)} {target.name} texts)")
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
     n_neurons = transfer.probe_report(fit.n_neurons, evaluation.n_neurons)
     results = {
@@ -420,14 +447,17 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     if classes is not None:
         evaluated = test if test is not None and test.labels is not None else valid
         results["classes"] = classes
-        results["per_class"] = class_report(classifier, evaluated, train)
+        results["per_class"] = transfer.class_report(
+            classifier.class_labels, classifier.all_neurons.predict(evaluated.features), evaluated.labels, train.labels,
+            evaluated.name,
+        )
     storage.write_json(staging / RESULTS_FILE, results)
     storage.swap_in(staging, results_dir)
-    print(f"results saved to {results_dir}/", file=sys.stderr)
+    log.info(f"results saved to {results_dir}/")
     if classifier.all_neurons.features_used and not classifier.multiclass:  # an empty classifier ranks nothing
         unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
-        print(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
-              f"`sentiment-discovery visualize -classifier {results_dir}`", file=sys.stderr)
+        log.info(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
+                 f"`sentiment-discovery visualize -classifier {results_dir}`")
 
 
 def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
@@ -442,31 +472,6 @@ def write_figures(directory: Path, classifier, train: Split, test: Split | None)
         path = directory / f"neuron_{unit}_histogram.png"
         paths.append(transfer.plot_unit_histogram(shown.features[:, unit], shown.labels, unit, sign, path, shown.name))
     return paths
-
-
-def class_report(classifier, split: Split, train: Split) -> dict:
-    """-multiclass: per class, on the test set (else validation), the full classifier's recall and the confusion matrix.
-
-    Also the accuracy of always answering the most frequent training class, the baseline to beat.
-    """
-    import numpy as np
-
-    classes = classifier.class_labels
-    predicted = classifier.all_neurons.predict(split.features)
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(confusion, (split.labels, predicted), 1)
-    majority = int(np.argmax(np.bincount(train.labels, minlength=len(classes))))
-    return {
-        "evaluated_on": split.name,
-        "majority_class": classes[majority],
-        "majority_class_accuracy": float(np.mean(split.labels == majority)),
-        "classes": [
-            {"class": label, "texts": int(confusion[i].sum()), "predicted": int(confusion[:, i].sum()),
-             "recall": None if not confusion[i].sum() else float(confusion[i, i] / confusion[i].sum())}
-            for i, label in enumerate(classes)
-        ],
-        "confusion": {"rows": "true class", "columns": "predicted class", "matrix": confusion.tolist()},
-    }
 
 
 def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, test, jobs) -> dict:
@@ -519,8 +524,8 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
     print("\n".join(lines), flush=True)
     unconverged = sum(r.fit.all_neurons.unconverged + r.fit.n_neurons.unconverged for r in results)
     if unconverged:
-        print(f"notice: {unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
-              f"before converging", file=sys.stderr)
+        log.notice(f"{unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
+                   f"before converging")
     results_dir = config.experiment_path / dataset_name(config.train) / identity.name
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
     report = {
@@ -546,4 +551,4 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
     if classes is not None:
         report["classes"] = classes  # the labels of the class indices 0..K-1 the folds were fitted on
     storage.write_json(results_dir / "results.json", report)
-    print(f"results saved to {results_dir}/", file=sys.stderr)
+    log.info(f"results saved to {results_dir}/")

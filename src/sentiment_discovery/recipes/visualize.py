@@ -15,24 +15,51 @@ classifier's P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
-import sys
-import unicodedata
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import defaults
+from .. import defaults, log
 from ..errors import UserError
-from ..options import option
+from ..options import check_options, option
 from ..precision import PRECISIONS
-from .common import ExperimentConfig, SeedVisualizeFlags, resolve_load_model
+from ..text import escape_control
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, print_result, resolve_load_model
 
 if TYPE_CHECKING:
     from .. import transfer
 
 
+ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."
+FRESH_STATE = "the text is read from a fresh state."
+
+
 @dataclasses.dataclass(kw_only=True)
-class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
+class VisualizeConfig(ExperimentConfig):
+    # 2017 flags that visualize.py took and visualize ignores: it reads no data files (flag -> why)
+    NO_OP_FLAGS = {
+        **SEED_MODEL_NO_OPS,
+        **SEED_PROCESS_NO_OPS,
+        "train": ONLY_TEXT,
+        "valid": ONLY_TEXT,
+        "test": ONLY_TEXT,
+        "split": ONLY_TEXT,
+        "text_key": ONLY_TEXT,
+        "label_key": ONLY_TEXT,
+        "delim": ONLY_TEXT,
+        "drop_unlabeled": ONLY_TEXT,
+        "binarize_sent": ONLY_TEXT,
+        "data_set_type": ONLY_TEXT,
+        "lazy": ONLY_TEXT,
+        "preprocess": ONLY_TEXT,
+        "shuffle": ONLY_TEXT,
+        "cache": ONLY_TEXT,
+        "batch_size": "one text is read (or generated) at a time.",
+        "persist_state": FRESH_STATE,
+        "transpose": FRESH_STATE,
+        "no_wrap": FRESH_STATE,
+    }
+
     load_model: str | None = option(
         None,
         help="model directory, or a checkpoint name such as e0.pt in <experiment_dir>/<experiment_name>/<model_dir>/ "
@@ -50,10 +77,13 @@ class VisualizeConfig(SeedVisualizeFlags, ExperimentConfig):
         help="results directory written by transfer (or its classifier.json): draw its sentiment unit (top unit, "
         "sign and layer) on the model it was fitted on (or -load_model, which must be that model)",
     )
+    # (no declared range for -neuron and -layer: negatives mean something, and the model says how many there are)
     layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
     generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
-    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation")
-    temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)")
+    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation", minimum=1)
+    temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)", minimum=0,
+        expect="0 (greedy) or more",
+    )
     overwrite: float | None = option(
         None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating"
     )
@@ -111,6 +141,7 @@ def default_model_directory(config: VisualizeConfig):
 
 def classifier_unit(config: VisualizeConfig):
     """The model and the sentiment unit of ``-classifier`` (checked to be the model it was fitted on)."""
+    # lazy, for start-up time: the CLI imports this module for --help; transfer and checkpoint import numpy and torch
     from .. import transfer
     from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
     from ..storage import file_sha256
@@ -147,7 +178,7 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
     ``-classifier`` when given; else the default classifier goes with the default model, and a
     ``finetune`` run directory holds its classifier beside its ``model/``.
     """
-    from .. import transfer
+    from .. import transfer  # lazy, for start-up time: the CLI imports this module for --help; transfer imports numpy
 
     if config.classifier is not None:
         return transfer.SentimentClassifier.load(config.classifier)
@@ -166,22 +197,17 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
 
 def print_safely(text: str) -> None:
     """Print generated text; control bytes are escaped so they cannot drive the terminal."""
-    shown = "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in "\n\t" else c
-        for c in text
-    )
-    encoding = sys.stdout.encoding or "utf-8"
-    # A terminal that cannot show a character gets "?" rather than a crash.
-    print(shown.encode(encoding, errors="replace").decode(encoding))
+    print_result(escape_control(text, keep="\n\t"))
 
 
 def run(config: VisualizeConfig) -> None:
-    # Imported here, not at the top: the CLI imports this module for its flags, and
+    # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and matplotlib (docs/performance.md).
     from .. import visualize
     from ..checkpoint import load_model
     from ..runtime import configure_threads, seed_everything, select_device
 
+    check_options(config)
     if config.overwrite is not None and not config.generate:
         raise UserError("-overwrite steers generated text only; add -generate")
     configure_threads()
@@ -257,5 +283,5 @@ def run(config: VisualizeConfig) -> None:
     directory = config.experiment_path / "heatmaps"
     png = visualize.render_png(trace, directory / f"{stem}.png", negate=negate)
     page = visualize.render_html(trace, directory / f"{stem}.html", negate=negate, caption=caption)
-    print(f"wrote {png}", file=sys.stderr)
-    print(f"wrote {page}", file=sys.stderr)
+    log.info(f"wrote {png}")
+    log.info(f"wrote {page}")

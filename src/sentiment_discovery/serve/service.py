@@ -11,6 +11,10 @@ behind them one by one, and when only one request is waiting nothing is held bac
 The computations themselves are the package's: :meth:`SentimentClassifier.features` and
 its probes for classification, :func:`features.featurize`, :func:`visualize.unit_values`
 and :class:`visualize.SteeredGeneration`.
+
+Why this module is long: the worker thread, the request merging and the limits each
+request is checked against are one mechanism (a request's fate depends on all three);
+the module is the whole of the service apart from HTTP (``serve/app.py``).
 """
 
 import codecs
@@ -23,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import defaults, visualize
+from .. import defaults, transfer, visualize
+from ..checkpoint import load_model, resolve_model_directory
 from ..errors import UserError
 from ..choices import POOLINGS
 from ..features import encode_texts
@@ -137,9 +142,6 @@ class InferenceService:
 
         A model without a classifier serves everything but ``classify``.
         """
-        from .. import transfer
-        from ..checkpoint import load_model, resolve_model_directory
-
         fitted = None
         if classifier is not None or model is None:
             fitted = transfer.SentimentClassifier.load(classifier, device=device)

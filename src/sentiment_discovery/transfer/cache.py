@@ -11,14 +11,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .. import storage
+from .. import log, storage
 from ..choices import POOLINGS
 from ..errors import UserError
 
@@ -64,6 +63,7 @@ class ModelIdentity:
         precision: str = "auto",
         pooling: str = "final",
     ) -> "ModelIdentity":
+        # lazy: importing the transfer package (reading a classifier.json) does not import torch
         from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
         from ..precision import resolve_precision
 
@@ -100,7 +100,7 @@ class ModelIdentity:
     @property
     def feature_width(self) -> int:
         """Length of a text's feature vector (``concat`` pooling joins three states)."""
-        from ..features import pooled_width
+        from ..features import pooled_width  # lazy: features imports torch; this package does not
 
         return pooled_width(self.rnn_size, self.pooling)
 
@@ -128,10 +128,10 @@ class FeatureCache:
         try:
             features = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
-            print(f"notice: ignoring unreadable cached features {path} ({error})", file=sys.stderr)
+            log.notice(f"ignoring unreadable cached features {path} ({error})")
             return None
         if features.dtype != np.float32 or features.shape != (rows, width):
-            print(f"notice: ignoring cached features {path} of shape {features.shape}", file=sys.stderr)
+            log.notice(f"ignoring cached features {path} of shape {features.shape}")
             return None
         return features
 

@@ -162,7 +162,7 @@ class SentimentClassifier:
                 )
 
     def attach_model(self, directory: str | os.PathLike) -> None:
-        from ..checkpoint import load_model
+        from ..checkpoint import load_model  # lazy: importing the transfer package does not import torch
 
         language_model = load_model(directory, device=self.device)
         identity = ModelIdentity.of(
@@ -232,6 +232,7 @@ class SentimentClassifier:
         ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included);
         ``bytes`` are taken as already prepared, as ``featurize`` takes them.
         """
+        # lazy: importing the transfer package does not import torch
         import torch
 
         from ..features import CHUNK_LENGTH, prefix_pooled

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..data.readers import apportion
 from ..errors import UserError
 from .labels import check_labels
 from .probe import rank_units
@@ -48,8 +49,6 @@ def stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -
 
 
 def _stratified_sample_classes(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    from ..data.readers import apportion
-
     by_label = [np.flatnonzero(labels == value) for value in range(int(labels.max()) + 1)]
     if size < len(by_label):
         raise UserError(f"a data-efficiency subset of {size} texts cannot hold all {len(by_label)} classes")

@@ -47,6 +47,29 @@ def probe_report(sweep: Sweep, accuracies: Sequence[float | None]) -> dict:
     }
 
 
+def class_report(classes: Sequence[int], predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndarray,
+                 evaluated_on: str) -> dict:
+    """-multiclass: per class, a split's texts, predictions and recall, and the confusion matrix.
+
+    ``predicted``, ``labels`` and ``train_labels`` are class indices into ``classes``. Also the
+    accuracy of always answering the most frequent training class, the baseline to beat.
+    """
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    majority = int(np.argmax(np.bincount(train_labels, minlength=len(classes))))
+    return {
+        "evaluated_on": evaluated_on,
+        "majority_class": classes[majority],
+        "majority_class_accuracy": float(np.mean(labels == majority)),
+        "classes": [
+            {"class": label, "texts": int(confusion[i].sum()), "predicted": int(confusion[:, i].sum()),
+             "recall": None if not confusion[i].sum() else float(confusion[i, i] / confusion[i].sum())}
+            for i, label in enumerate(classes)
+        ],
+        "confusion": {"rows": "true class", "columns": "predicted class", "matrix": confusion.tolist()},
+    }
+
+
 def write_predictions(
     path: str | os.PathLike,
     texts: Sequence[str],
