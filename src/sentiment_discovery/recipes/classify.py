@@ -20,8 +20,7 @@ from .. import log, storage
 from ..errors import UserError
 from ..options import check_options, option
 from ..text import escape_control
-from .common import ExperimentConfig, print_result, resolve_load_model
-from .transfer import FeatureOptions
+from .common import ExperimentConfig, FeatureOptions, print_result, resolve_load_model
 
 LABELS = ("negative", "positive")
 

@@ -8,7 +8,8 @@ from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
-from .transfer import FeatureOptions, TransferConfig
+from .common import FeatureOptions
+from .transfer import TransferConfig
 
 
 @dataclasses.dataclass(kw_only=True)

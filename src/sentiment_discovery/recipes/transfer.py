@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import log, storage
-from ..choices import FORMATS, POOLINGS
+from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option
-from ..precision import PRECISIONS
-from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, resolve_load_model
+from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, FeatureOptions, resolve_load_model
 
 # Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
@@ -37,35 +36,6 @@ def _default_c_grid() -> list[float]:
     from .. import transfer
 
     return list(transfer.DEFAULT_C_GRID)
-
-
-@dataclasses.dataclass(kw_only=True)
-class FeatureOptions:
-    """Flags shared by ``transfer`` and ``classify``: reading the files and featurizing them."""
-
-    text_key: str = option("sentence", help="column or key holding the text")
-    input_format: str | None = option(
-        None, help="file format (default: from the extension)", choices=FORMATS, aliases=["data_set_type"]
-    )
-    delim: str | None = option(None, help="column delimiter for delimited files (default: by extension)")
-    batch_size: int = option(64, help="texts per featurization batch (sorted by length)", minimum=1)
-    feature_cache: str | None = option(
-        None, help="directory of cached features (default: <experiment_dir>/<experiment_name>/feature_cache)"
-    )
-    no_feature_cache: bool = option(False, help="featurize again instead of reading and writing cached features")
-    precision: str = option(
-        "auto",
-        choices=PRECISIONS,
-        help="precision of the featurizing products; auto: bf16 where the hardware runs it natively (about twice "
-        "as fast as fp32), else fp32; a classifier records the one it was fitted on, classify need not match it",
-    )
-
-    def cache(self, experiment_path: Path) -> "transfer.FeatureCache | None":
-        if self.no_feature_cache:
-            return None
-        from .. import transfer
-
-        return transfer.FeatureCache(self.feature_cache or experiment_path / "feature_cache")
 
 
 WHOLE_TEXTS = "each text is featurized whole, from a fresh state, in batches of texts of similar length."
