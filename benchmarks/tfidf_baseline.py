@@ -46,7 +46,7 @@ def read_splits(args) -> dict:
 
     def read(path):
         data = read_labeled(path, args.text_key, args.label_key, binarize_sent=args.binarize_sent,
-                            drop_unlabeled=args.drop_unlabeled)
+                            drop_unlabeled=args.drop_unlabeled, any_labels=args.multiclass)
         return list(data.texts), data.labels
 
     splits = {"train": read(args.train)}
@@ -65,6 +65,7 @@ def read_splits(args) -> dict:
 def evaluate(name: str, splits: dict, seed: int) -> dict:
     """Fit the vectorizer on train, sweep C on validation, report accuracies of the chosen C."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
 
     start = time.perf_counter()
     vectors = vectorizer(name)
@@ -75,7 +76,10 @@ def evaluate(name: str, splits: dict, seed: int) -> dict:
             matrices[split] = vectors.transform(splits[split][0])
     sweep = []
     for C in C_GRID:
-        model = LogisticRegression(C=C, solver="liblinear", random_state=seed).fit(matrices["train"], train_labels)
+        model = LogisticRegression(C=C, solver="liblinear", random_state=seed)
+        if len(set(train_labels.tolist())) > 2:  # --multiclass: one-vs-rest, as transfer -multiclass fits
+            model = OneVsRestClassifier(model)
+        model.fit(matrices["train"], train_labels)
         sweep.append((model.score(matrices["valid"], splits["valid"][1]), C, model))
     best = max(sweep, key=lambda item: (item[0], -item[1]))  # ties: the smaller C
     model = best[2]
@@ -101,6 +105,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234, help="as transfer's -seed (default 1234, transfer's too)")
     parser.add_argument("--binarize-sent", action="store_true")
     parser.add_argument("--drop-unlabeled", action="store_true")
+    parser.add_argument("--multiclass", action="store_true", help="as transfer's -multiclass: every label a class")
     parser.add_argument("--json", default=str(ROOT / "experiments" / "benchmarks" / "tfidf_baseline.json"))
     args = parser.parse_args()
     if args.train == str(DATA / "sst2" / "train.csv"):

@@ -33,11 +33,11 @@ def assign_folds(texts: Sequence[str], labels: np.ndarray, folds: int, seed: int
     """The fold (0..folds-1) of every row: stratified by label, reproducible from ``seed``, equal texts together."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    labels = transfer.check_labels(labels, "the cross-validated set")
+    labels = transfer.check_labels(labels, "the cross-validated set", multiclass=True)
     if folds < MIN_FOLDS:
         raise UserError(f"-cv needs at least {MIN_FOLDS} folds (one to test, one to choose C on, one to fit), not {folds}")
     _, groups = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    for label in (0, 1):
+    for label in np.unique(labels):
         distinct = np.unique(groups[labels == label]).size
         if folds > distinct:
             raise UserError(
@@ -101,7 +101,7 @@ def cross_validate(
     """The transfer procedure on every fold (C on the validation fold only), evaluated on the test fold."""
     from tqdm.auto import tqdm
 
-    labels = transfer.check_labels(labels, "the cross-validated set")
+    labels = transfer.check_labels(labels, "the cross-validated set", multiclass=True)
     folds = int(assignment.max()) + 1
     results = []
     for fold in tqdm(range(folds), desc="folds", unit="fold", disable=not progress):
@@ -115,7 +115,8 @@ def cross_validate(
         all_neurons = [classifier.all_neurons.accuracy(x, y) for x, y in parts.values()]
         n_neurons = [classifier.n_neurons.accuracy(x, y) for x, y in parts.values()]
         results.append(FoldFit(fold, rows, fit, all_neurons, n_neurons, {}))
-    reported = units_across_folds(results)
+    # The threshold-0 rule of a single unit is binary: none for K > 2 classes.
+    reported = units_across_folds(results) if labels.max() <= 1 else []
     for result in results:
         # The units reported across folds are judged in every fold, with that fold's sign for them.
         probe = result.fit.classifier.all_neurons
@@ -193,6 +194,7 @@ def summarize(results: Sequence[FoldFit]) -> dict:
             },
         }
         for unit in units
+        if unit in results[0].thresholds
     ]
     summary["unit_stability"] = unit_stability(results)
     return summary

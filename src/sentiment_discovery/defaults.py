@@ -193,6 +193,10 @@ def export_default_model(
 
     source_dir = resolve_model_directory(model)
     fitted = transfer.SentimentClassifier.load(classifier)
+    if fitted.classes is not None:
+        shown = ", ".join(map(str, fitted.classes))
+        raise UserError(f"{classifier} classifies into classes {shown} (-multiclass); the default classifier is a "
+                        "negative/positive one (labels 0/1): export a classifier fitted on binary labels")
     fitted.attach_model(source_dir)  # the classifier must have been fitted on this very model
     if fitted.all_neurons.features_used == 0:
         raise UserError(

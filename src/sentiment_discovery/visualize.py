@@ -57,6 +57,8 @@ class Trace:
     prompt_length: int
     # A classifier's P(positive) of the text up to each byte (its sentiment trace), when there is one.
     probabilities: np.ndarray | None = None
+    # What ``probabilities`` are, as the page's hover text names them.
+    probability_name: str = "P(positive)"
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
@@ -549,7 +551,7 @@ def render_html(
         generated = ' class="generated"' if cell.generated else ""
         title, bar = f"{cell.value:+.4f}", ""
         if cell.probability is not None:
-            title += f", P(positive) so far {cell.probability:.3f}"
+            title += f", {trace.probability_name} so far {cell.probability:.3f}"
             bar = f";border-bottom:6px solid {cell.probability_colour}"
         parts.append(
             f'<span{generated} style="background:{cell.background};color:{cell.colour}{bar}" '

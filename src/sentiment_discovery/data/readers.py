@@ -450,10 +450,10 @@ def read_texts(
 
 @dataclasses.dataclass
 class LabeledTexts:
-    """Texts and their 0/1 labels in file order, with what was skipped to get them."""
+    """Texts and their 0/1 labels (any integers with ``any_labels``) in file order, with what was skipped to get them."""
 
     texts: list[str]
-    labels: np.ndarray  # int64, 0 or 1
+    labels: np.ndarray  # int64, 0 or 1 (any integers with any_labels)
     stats: ReadStats
     # Ratings exactly at the middle of their range, which -binarize_sent counts as 0.
     binarized_ties: int = 0
@@ -521,16 +521,18 @@ def read_labeled(
     binarize_sent: bool = False,
     strict: bool = False,
     label_map: dict[str, float] | None = None,
+    any_labels: bool = False,
 ) -> LabeledTexts:
     """Texts and binary labels of a labelled file, in file order.
 
     Labels must be 0 or 1 unless ``binarize_sent`` (ratings split at the middle of their
-    range). ``label_map`` turns label names into numbers first (``{"neg": 0, "pos": 1}``).
+    range) or ``any_labels`` (any whole numbers, such as star ratings 1-5, kept as they are:
+    the classes of ``-multiclass``). ``label_map`` turns label names into numbers first (``{"neg": 0, "pos": 1}``).
     A row without a label is an error unless ``drop_unlabeled`` skips it; every skipped
     row is counted in the result's ``stats`` and warned about.
     """
     stats = ReadStats()
-    texts, values = [], []
+    texts, values, lines = [], [], []
     for line, (text_value, label_value) in iter_records(path, [text_key, label_key], fmt=fmt, delim=delim, stats=stats):
         label = _label_value(path, line, label_key, label_value, label_map)
         if label is None:
@@ -543,10 +545,21 @@ def read_labeled(
             continue
         texts.append(text)
         values.append(label)
+        lines.append(line)
     values = np.asarray(values, dtype=np.float64)
     ties = 0
     found = np.unique(values)
-    if not np.isin(found, (0.0, 1.0)).all():
+    if any_labels:
+        if binarize_sent:
+            raise UserError("-binarize_sent makes two classes of ratings and -multiclass keeps every label a class: "
+                            "pass one of them")
+        fractional = found[found != np.round(found)]
+        if fractional.size:
+            line = lines[int(np.flatnonzero(values == fractional[0])[0])]
+            raise UserError(f"{path}:{line}: label {fractional[0]:g} in {label_key!r} is not a whole number; "
+                            f"-multiclass labels are integers such as star ratings")
+        labels = values.astype(np.int64)
+    elif not np.isin(found, (0.0, 1.0)).all():
         if not binarize_sent:
             shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
             raise UserError(

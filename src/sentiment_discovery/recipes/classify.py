@@ -7,6 +7,10 @@ predicted label, the probabilities of the full and top-unit classifiers, and the
 values; without it, it prints one line
 per text: the probability positive (4 decimals), the label, the text, tab-separated. Without
 ``-classifier`` it uses the default model and classifier shipped with the package.
+
+A classifier fitted with ``-multiclass`` (classes other than 0/1) prints the probability of the
+predicted class and the class itself (such as ``0.6120<TAB>5<TAB>text``), and its CSV has the
+predicted class and one ``probability_<class>`` column per class.
 """
 
 import contextlib
@@ -108,6 +112,11 @@ def _classify(config: ClassifyConfig) -> None:
     features = transfer.featurize_cached(
         model, texts, identity, cache, batch_size=config.batch_size, progress=config.input is not None
     ).features
+    if config.output is None and classifier.classes is not None:
+        probabilities = classifier.predict_proba(features)
+        for row, label, text in zip(probabilities, classifier.predict(features), texts):
+            print_result(f"{float(row.max()):.4f}\t{int(label)}\t{one_line(text)}")
+        return
     if config.output is None:
         probabilities = classifier.all_neurons.predict_proba(features)
         labels = classifier.all_neurons.predict(features)
@@ -118,5 +127,10 @@ def _classify(config: ClassifyConfig) -> None:
         config.output, texts, features, classifier, text_key=config.text_key,
         lines=lines if config.input is not None else None,
     )
+    if classifier.classes is not None:
+        predicted = classifier.predict(features).tolist()
+        counts = ", ".join(f"{predicted.count(c)} class {c}" for c in classifier.class_labels)
+        log.info(f"{len(texts)} texts: {counts}; wrote {written}")
+        return
     positive = int(classifier.predict(features).sum())
     log.info(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}")

@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
-from .transfer import Split, TransferConfig, hold_out_validation, read_splits
+from .transfer import Split, TransferConfig, encode_classes, hold_out_validation, read_splits
 
 # Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
@@ -71,6 +71,10 @@ class FinetuneConfig(ExperimentConfig):
     split: float = option_like(TransferConfig, "split")
     drop_unlabeled: bool = option_like(TransferConfig, "drop_unlabeled")
     binarize_sent: bool = option_like(TransferConfig, "binarize_sent")
+    multiclass: bool = option_like(
+        TransferConfig, "multiclass", help="labels are any integers (such as 1-5 stars), each distinct training label "
+        "a class; the head has one output per class"
+    )
     no_test_eval: bool = option(False, help="the test file has no labels: report no test accuracy")
     max_text_length: int = option(
         1024, help="longest text fed in training, in bytes: longer ones keep their first and last halves (0: whole)",
@@ -201,11 +205,10 @@ def _run(config: FinetuneConfig) -> int:
     start_model = resolve_start_model(config)
     language_model = load_model(start_model, device=device)
     splits = read_splits(config)
+    class_labels = encode_classes(splits, config)  # -multiclass: labels become class indices 0..K-1
     if "valid" not in splits:
         splits["train"], splits["valid"] = hold_out_validation(splits["train"], config)
     classes = finetune.check_classes(splits["train"].labels, "the training set")
-    if classes != 2:
-        raise UserError(f"the training labels have {classes} classes; the classifiers read by classify are binary (0/1)")
     data = {name: prepare(language_model, split, config.max_text_length) for name, split in splits.items()}
     model = finetune.SequenceClassifier(language_model, classes, config.pooling, config.dropout).to(device)
     groups = finetune.parameter_groups(model, config.head_lr, config.lr, config.layer_decay)
@@ -232,7 +235,8 @@ def _run(config: FinetuneConfig) -> int:
                        total_steps, steps_per_epoch, unfreeze_steps, eval_steps)
         if status is not None:  # stopped before the end: the checkpoint is saved, no outputs yet
             return status
-    finish(config, model, data, splits, state, precision, device, run_dir, start_model, started, total_steps)
+    finish(config, model, data, splits, state, precision, device, run_dir, start_model, started, total_steps,
+           class_labels)
     return 0
 
 
@@ -497,7 +501,9 @@ def restore_checkpoint(directory: Path, config, model, optimizer, state: RunStat
     if info.get("format") != STATE_FORMAT:
         raise UserError(f"{directory / 'state.json'} is not a {STATE_FORMAT} file")
     saved, now = info["config"], comparable_config(config)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    # A flag newer than the checkpoint (such as -multiclass) reads as its default there.
+    defaults = {field.name: field.default for field in dataclasses.fields(FinetuneConfig)}
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k, defaults.get(k)) != now.get(k))
     if changed:
         shown = "; ".join(f"-{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
         raise UserError(f"--resume needs the flags of the run it continues; changed: {shown}")
@@ -544,7 +550,7 @@ def plot_learning_curve(history: list[dict], path: Path) -> Path:
 
 
 def finish(config, model, data, splits, state: RunState, precision, device, run_dir: Path, start_model: Path,
-           started: float, total_steps: int) -> None:
+           started: float, total_steps: int, class_labels: list[int] | None = None) -> None:
     """Write the best weights as a model directory with its classifier, the accuracy lines and results.json."""
     import torch
     from .. import transfer
@@ -556,7 +562,7 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
     # The unit the head weighs most (a concat feature's index taken back to its unit), for visualize.
     top = int(transfer.rank_units(probe, 1)[0])
     model_dir = save_model(model.language_model, run_dir / MODEL_SUBDIR, metadata={
-        "finetuned": {"from": str(start_model), "classes": 2, "pooling": config.pooling, "best_step": state.best_step},
+        "finetuned": {"from": str(start_model), "classes": probe.n_classes, "pooling": config.pooling, "best_step": state.best_step},
         "sentiment_unit": top % rnn_size, "sentiment_unit_sign": transfer.unit_sign(probe, top),
         "sentiment_unit_source": "the fine-tuned head's largest weight",
     })
@@ -576,7 +582,7 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
                                           units=top_units[:1], seed=config.seed)
     classifier = transfer.SentimentClassifier(
         all_neurons=probe, n_neurons=sweep.probe, top_units=[int(u) for u in top_units],
-        top_unit_signs=[transfer.unit_sign(probe, u) for u in top_units], model=identity,
+        top_unit_signs=[transfer.unit_sign(probe, u) for u in top_units], model=identity, classes=class_labels,
     )
     order = ("train", "valid", "test")
 
@@ -621,16 +627,30 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
         "history": state.history,
         "command_config": dataclasses.asdict(config),
     }
+    if class_labels is not None:
+        evaluated = "test" if labels.get("test") is not None else "valid"
+        results["classes"] = class_labels
+        results["per_class"] = transfer.class_report(
+            class_labels, probe.predict(features[evaluated]), labels[evaluated], labels["train"], evaluated,
+        )
     write_json(run_dir / "results.json", results)
     say(f"fine-tuned model and classifier saved to {run_dir}/ (classify -classifier {run_dir})")
 
 
 def head_probe(head: finetune.ClassifierHead) -> "transfer.LinearProbe":
-    """The binary head as the logistic regression ``classify`` applies: the logit difference of class 1 over 0."""
+    """The binary head as the logistic regression ``classify`` applies: the logit difference of class 1 over 0.
+
+    A head of K > 2 classes: its K logits as they are, their softmax the probabilities.
+    """
     from .. import transfer
 
     weight = head.linear.weight.detach().double().cpu().numpy()
     bias = head.linear.bias.detach().double().cpu().numpy()
+    if weight.shape[0] > 2:
+        return transfer.LinearProbe(
+            coef=weight, intercept=bias, C=0.0, softmax=True,
+            mean=head.mean.detach().double().cpu().numpy(), scale=head.scale.detach().double().cpu().numpy(),
+        )
     return transfer.LinearProbe(
         coef=weight[1] - weight[0], intercept=float(bias[1] - bias[0]), C=0.0,
         mean=head.mean.detach().double().cpu().numpy(), scale=head.scale.detach().double().cpu().numpy(),

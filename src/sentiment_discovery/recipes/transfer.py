@@ -5,6 +5,10 @@ regularisation on validation, ranks the units, fits the top unit(s) alone, print
 results in the 2017 format and writes everything under
 ``<experiment_dir>/<experiment_name>/<dataset>/<model>/``: ``results.json``,
 ``classifier.json`` (read by ``classify``), and the figures.
+
+Why this module is long: it is the one command end to end (its flags, reading the splits and
+their classes, featurizing, fitting, the 2017 lines, the results directory, the figures, the
+data-efficiency curve and cross-validation), each step a short function only this command uses.
 """
 
 import contextlib
@@ -66,6 +70,10 @@ class TransferConfig(FeatureOptions, ExperimentConfig):
     )
     drop_unlabeled: bool = option(False, help="skip rows without a label instead of stopping")
     binarize_sent: bool = option(False, help="labels are ratings: the lower half of their range is 0, the upper 1")
+    multiclass: bool = option(
+        False, help="labels are any integers (such as 1-5 stars), each distinct training label a class; "
+        "K > 2 classes are fitted one-vs-rest"
+    )
     no_test_eval: bool = option(False, help="the test file has no labels: classify it, report no test accuracy")
     num_neurons: int = option(
         1, help="how many top units the n_neurons classifier uses", minimum=1,
@@ -130,12 +138,14 @@ def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint:
     try:
         data = read_labeled(
             path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
-            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent,
+            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
         )
     except UserError as error:
         # The reader names the label key in every label problem (missing column, missing or odd values).
         if label_hint and repr(config.label_key) in str(error):
             raise UserError(f"{error}{label_hint}") from None
+        if "are not binary" in str(error):
+            raise UserError(f"{error}, or -multiclass to keep each label as a class") from None
         raise
     if not data.texts:
         raise UserError(f"{path} ({name}) holds no labelled texts")
@@ -148,7 +158,8 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
     from ..data.readers import parse_split, read_texts
 
     splits = {"train": read_labeled_split(config, "train", config.train)}
-    transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
+    if not config.multiclass:
+        transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
     if config.valid:
         splits["valid"] = read_labeled_split(config, "valid", config.valid)
     elif config.cv:
@@ -166,6 +177,24 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
     elif config.no_test_eval:
         log.notice("-no_test_eval without -test does nothing")
     return splits
+
+
+def encode_classes(splits: dict[str, Split], config: TransferConfig) -> "list[int] | None":
+    """-multiclass: the training labels' classes, every split's labels turned into class indices 0..K-1.
+
+    None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
+    """
+    from .. import transfer
+
+    if not config.multiclass:
+        return None
+    classes = transfer.training_classes(splits["train"].labels, f"the training set {config.train}")
+    for name, split in splits.items():
+        if split.labels is not None:
+            path = {"train": config.train, "valid": config.valid, "test": config.test}[name]
+            split.labels = transfer.class_indices(split.labels, classes, f"{path} ({name})")
+    classes = [int(c) for c in classes]
+    return None if transfer.is_default_classes(classes) else classes
 
 
 def hold_out_validation(train: Split, config: TransferConfig) -> tuple[Split, Split]:
@@ -188,6 +217,7 @@ class Evaluation:
 
 
 def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | None]) -> Evaluation:
+    """The 2017 result lines; the single-unit threshold-0 lines only for two classes (the rule is binary)."""
     from .. import transfer
 
     def on_each(score) -> list[float | None]:
@@ -200,6 +230,8 @@ def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | No
     lines += transfer.seed_result_lines("n_neurons", n_neurons, classifier.n_neurons)
     single_units = []
     for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
+        if classifier.multiclass:
+            break
         accuracies = on_each(lambda s: transfer.threshold_accuracy(s.features[:, unit], s.labels, sign))
         lines.append(transfer.threshold_line(unit, sign, accuracies))
         single_units.append({"unit": unit, "sign": sign, **dict(zip(("train", "valid", "test"), accuracies))})
@@ -276,6 +308,8 @@ def run(config: TransferConfig) -> None:
 
 
 def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
+    import numpy as np
+
     from .. import transfer
     from ..checkpoint import load_model
     from ..runtime import configure_threads, seed_everything, select_device
@@ -293,6 +327,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
     splits = read_splits(config)
+    classes = encode_classes(splits, config)
     if config.cv:  # bad fold counts are found before any featurizing
         from ..cross_validation import assign_folds
 
@@ -306,7 +341,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
     timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
     if config.cv:
-        return run_cross_validation(config, splits["train"], folds, identity, timing, started)
+        return run_cross_validation(config, splits["train"], folds, identity, timing, started, classes)
     if "valid" in splits:
         train, valid = splits["train"], splits["valid"]
         validation = f"validation file {config.valid}"
@@ -320,13 +355,16 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     fit = transfer.fit_sentiment_classifier(
         train.features, train.labels, valid.features, valid.labels, identity,
         num_neurons=config.num_neurons, c_grid=config.c_grid, standardize=config.standardize,
-        seed=config.seed, jobs=jobs,
+        seed=config.seed, jobs=jobs, classes=classes,
     )
     timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
     classifier = fit.classifier
     evaluation = evaluate(classifier, [train, valid, test])
     print("\n".join(evaluation.lines), flush=True)
     print_notices(fit)
+    if classifier.multiclass:
+        log.notice(f"{len(classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
+                   "lines of two classes are left out")
 
     # Everything of this run is built beside the results directory and swapped in whole, so no
     # figure of an earlier run is left beside this run's classifier.
@@ -345,9 +383,12 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         figures.append(transfer.plot_data_efficiency(curve["summary"], path, curve["evaluated_on"]))
     if config.write_results:
         target = test if test is not None else train
+        labels = target.labels
+        if labels is not None and classes is not None:
+            labels = np.asarray(classes)[labels]
         written = transfer.write_predictions(
             config.write_results, target.texts, target.features, classifier,
-            text_key=config.text_key, labels=target.labels, label_key=config.label_key,
+            text_key=config.text_key, labels=labels, label_key=config.label_key,
         )
         log.info(f"wrote {written} ({len(target.texts)} {target.name} texts)")
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -373,10 +414,17 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
+    if classes is not None:
+        evaluated = test if test is not None and test.labels is not None else valid
+        results["classes"] = classes
+        results["per_class"] = transfer.class_report(
+            classifier.class_labels, classifier.all_neurons.predict(evaluated.features), evaluated.labels, train.labels,
+            evaluated.name,
+        )
     storage.write_json(staging / RESULTS_FILE, results)
     storage.swap_in(staging, results_dir)
     log.info(f"results saved to {results_dir}/")
-    if classifier.all_neurons.features_used:  # an empty classifier ranks nothing
+    if classifier.all_neurons.features_used and not classifier.multiclass:  # an empty classifier ranks nothing
         unit, sign = classifier.top_units[0], classifier.top_unit_signs[0]
         log.info(f"sentiment unit {unit} ({'positive' if sign > 0 else 'negative'}): draw it with "
                  f"`sentiment-discovery visualize -classifier {results_dir}`")
@@ -388,6 +436,8 @@ def write_figures(directory: Path, classifier, train: Split, test: Split | None)
 
     shown = test if test is not None and test.labels is not None else train
     paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
+    if classifier.multiclass:  # the histograms show negative against positive texts
+        return paths
     for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
         path = directory / f"neuron_{unit}_histogram.png"
         paths.append(transfer.plot_unit_histogram(shown.features[:, unit], shown.labels, unit, sign, path, shown.name))
@@ -424,7 +474,7 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
 
 
 def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.ndarray", identity, timing: dict,
-                         started: float) -> None:
+                         started: float, classes: "list[int] | None" = None) -> None:
     """``-cv K``: the transfer procedure on each of K folds of -train; results.json holds every fold and the summary.
 
     No classifier.json is written (there are K of them, none fitted on all the data), the
@@ -468,5 +518,7 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
         "timing": timing,
         "command_config": dataclasses.asdict(config),
     }
+    if classes is not None:
+        report["classes"] = classes  # the labels of the class indices 0..K-1 the folds were fitted on
     storage.write_json(results_dir / "results.json", report)
     log.info(f"results saved to {results_dir}/")

@@ -257,13 +257,21 @@ def run(config: VisualizeConfig) -> None:
         trace = visualize.unit_values(model, config.text, unit, layer=drawn.layer, precision=config.precision)
     if classifier is not None:
         classifier.attach_model(model_path)
-        trace = dataclasses.replace(trace, probabilities=classifier.probability_trace(trace.data))
+        if classifier.classes is None:
+            trace = dataclasses.replace(trace, probabilities=classifier.probability_trace(trace.data))
+        else:  # -multiclass: the probability of the class predicted for the whole text
+            probabilities, predicted = classifier.predicted_class_trace(trace.data)
+            trace = dataclasses.replace(trace, probabilities=probabilities, probability_name=f"P(class {predicted})")
 
     layer = visualize.layer_index(model, drawn.layer)
     caption = f"unit {unit} of layer {layer}, {drawn.model_name}"
     if negate:
         caption += ", colours negated"
-    if classifier is not None:
+    if classifier is not None and classifier.classes is not None:
+        caption += (f"; the bar under each character is the classifier's {trace.probability_name} of the text so far, "
+                    f"the class it predicts for the whole text (red 0, yellow 0.5, green 1; "
+                    f"{trace.probabilities[-1]:.3f} for the whole text)")
+    elif classifier is not None:
         caption += (f"; the bar under each character is the classifier's P(positive) of the text so far "
                     f"(red 0, yellow 0.5, green 1; {trace.probabilities[-1]:.3f} for the whole text)")
     if config.generate:

@@ -164,7 +164,12 @@ def create_app(service: InferenceService) -> FastAPI:
         predictions = service.classify(request.texts)
         traces = service.probability_traces(request.texts) if request.trace else None
         rows = await _result(predictions)
-        response = {"probabilities": [p for p, _ in rows], "labels": [LABELS[label] for _, label in rows]}
+        classes = service.classifier.classes
+        if classes is None:
+            response = {"probabilities": [p for p, _ in rows], "labels": [LABELS[label] for _, label in rows]}
+        else:  # -multiclass: P(predicted class), the class, and every class's probability
+            response = {"probabilities": [row[0] for row in rows], "labels": [str(classes[row[1]]) for row in rows],
+                        "classes": [str(c) for c in classes], "class_probabilities": [row[2] for row in rows]}
         if traces is not None:
             response["traces"] = await _result(traces)
         return response

@@ -187,6 +187,8 @@ class InferenceService:
                 "top_units": [int(u) for u in classifier.top_units],
                 "top_unit_signs": [int(s) for s in classifier.top_unit_signs],
                 "probability_trace": self.has_probability_trace,
+                # None for a binary (negative/positive) classifier; else the class labels (-multiclass).
+                "classes": None if classifier.classes is None else [int(c) for c in classifier.classes],
             }
         return {
             "model": {
@@ -335,13 +337,20 @@ class InferenceService:
     # ---- the computations
 
     def classify(self, texts: Sequence[str]) -> concurrent.futures.Future:
-        """Future of ``(P(positive), label index)`` per text, as ``sentiment-discovery classify`` gives them."""
+        """Future of ``(P(positive), label index)`` per text, as ``sentiment-discovery classify`` gives them.
+
+        A classifier with classes other than 0/1 (``-multiclass``): ``(P(predicted class), its index in
+        ``classifier.class_labels``, [P(each class)])`` per text.
+        """
         classifier = self._require_classifier()
         self.check_texts(texts)
         prepared = encode_texts(self.model, texts, preprocess=classifier.model.preprocess)
 
-        def run(batch: list[bytes]) -> list[tuple[float, int]]:
+        def run(batch: list[bytes]) -> list[tuple]:
             features = classifier.features(batch, batch_size=self.batch_size)
+            if classifier.classes is not None:
+                rows = classifier.predict_proba(features)
+                return [(float(row.max()), int(np.argmax(row)), [float(p) for p in row]) for row in rows]
             positive = classifier.all_neurons.predict_proba(features)
             labels = classifier.all_neurons.predict(features)
             return [(float(p), int(label)) for p, label in zip(positive, labels)]
@@ -349,7 +358,10 @@ class InferenceService:
         return self.call_batched(("classify",), prepared, run)
 
     def probability_traces(self, texts: Sequence[str]) -> concurrent.futures.Future:
-        """Future of the classifier's P(positive) of each text so far, byte by byte and per character."""
+        """Future of the classifier's P(positive) of each text so far, byte by byte and per character.
+
+        K > 2 classes: the probability of the class predicted for the whole text, so far.
+        """
         self._require_classifier()
         self.check_texts(texts)
         if not self.has_probability_trace:
@@ -357,7 +369,10 @@ class InferenceService:
         return self.call(lambda: [self._probability_trace(text) for text in texts])
 
     def _probability_trace(self, text: str) -> dict:
-        probabilities = np.asarray(self.classifier.probability_trace(text), dtype=np.float64)
+        if getattr(self.classifier, "classes", None) is not None:  # -multiclass: the text's predicted class
+            probabilities = np.asarray(self.classifier.predicted_class_trace(text)[0], dtype=np.float64)
+        else:
+            probabilities = np.asarray(self.classifier.probability_trace(text), dtype=np.float64)
         data = encode_texts(self.model, [text], preprocess=self.classifier.model.preprocess)[0]
         if probabilities.shape != (len(data),):
             raise RuntimeError(f"probability_trace gave {probabilities.shape} values for {len(data)} bytes")

@@ -7,7 +7,7 @@ module per idea:
   texts), :class:`FeatureCache` and :func:`featurize_cached`;
 - ``probe``: :class:`LinearProbe` (a logistic regression over some units), fitting one with
   liblinear's L1 penalty (:class:`PreparedInputs`), unit ranking and signs, the threshold-0 rule;
-- ``labels``: the check every set of labels passes before a fit;
+- ``labels``: the check every set of labels passes before a fit, and the classes of ``-multiclass``;
 - ``sweep``: the regularisation sweep, one fit per C, C chosen on validation accuracy
   exactly as the paper's code did (grid 2^-8 ... 2^0, liblinear, raw features);
 - ``classifier``: :class:`SentimentClassifier`, saved as JSON (never a pickle) and checked
@@ -35,11 +35,12 @@ from .classifier import (
     fit_sentiment_classifier,
 )
 from .curve import curve_seeds, curve_sizes, data_efficiency_curve, stratified_sample, summarize_curve
-from .labels import check_labels
+from .labels import check_labels, class_indices, is_default_classes, training_classes
 from .plots import plot_data_efficiency, plot_unit_histogram, plot_unit_weights
 from .probe import MAX_ITER, LinearProbe, PreparedInputs, rank_units, threshold_accuracy, unit_sign
 from .report import (
     accuracy_text,
+    class_report,
     probe_report,
     seed_result_lines,
     threshold_line,
@@ -51,9 +52,9 @@ from .sweep import DEFAULT_C_GRID, Sweep, default_jobs, sweep_regularization
 __all__ = [
     "CLASSIFIER_FILE", "CLASSIFIER_FORMAT", "CLASSIFIER_FORMAT_VERSION", "DEFAULT_C_GRID", "MAX_ITER", "PROBE_NAMES",
     "TOP_UNITS_SHOWN", "FeatureCache", "FeatureRun", "LinearProbe", "ModelIdentity", "PreparedInputs",
-    "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "curve_seeds",
+    "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "class_indices", "class_report", "curve_seeds",
     "curve_sizes", "data_efficiency_curve", "default_jobs", "featurize_cached", "file_sha256",
-    "fit_sentiment_classifier", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
+    "fit_sentiment_classifier", "is_default_classes", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
     "rank_units", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
-    "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "unit_sign", "write_predictions",
+    "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "training_classes", "unit_sign", "write_predictions",
 ]

@@ -18,6 +18,7 @@ from .. import storage
 from ..errors import UserError
 from ..locations import CLASSIFIER_FILE, classifier_directory
 from .cache import ModelIdentity
+from .labels import is_default_classes
 from .probe import LinearProbe, rank_units, unit_sign
 from .sweep import DEFAULT_C_GRID, Sweep, sweep_regularization
 
@@ -36,12 +37,24 @@ class SentimentClassifier:
     top_units: list[int]
     top_unit_signs: list[int]
     model: ModelIdentity
+    # The labels the probes' classes 0..K-1 stand for (-multiclass); None: the binary 0/1, not written to the file.
+    classes: list[int] | None = None
     source: Path | None = dataclasses.field(default=None, compare=False)  # the file it was loaded from
     device: str = dataclasses.field(default="cpu", compare=False)
     # The precision new texts are featurized in (resolved when they are; "auto" suits the machine).
     precision: str = dataclasses.field(default="auto", compare=False)
     # The language model, loaded on first use by a prediction on texts.
     _language_model: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def class_labels(self) -> list[int]:
+        """The label of each class, in the order of the probabilities: [0, 1] for a binary classifier."""
+        return [0, 1] if self.classes is None else list(self.classes)
+
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes: probabilities [N, K], no sentiment unit threshold rule."""
+        return len(self.class_labels) > 2
 
     def probe(self, use: str) -> LinearProbe:
         if use not in PROBE_NAMES:
@@ -59,6 +72,7 @@ class SentimentClassifier:
             "top_unit_signs": [int(s) for s in self.top_unit_signs],
             "all_neurons": self.all_neurons.to_dict(),
             "n_neurons": self.n_neurons.to_dict(),
+            **({} if is_default_classes(self.classes) else {"classes": [int(c) for c in self.classes]}),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -96,6 +110,7 @@ class SentimentClassifier:
                 top_units=[int(u) for u in values["top_units"]],
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
+                classes=None if values.get("classes") is None else [int(c) for c in values["classes"]],
             )
             # concat pooling gives 3 x rnn_size features (features.pooled_width, written out
             # here: this module must load without torch's import for the features module).
@@ -103,6 +118,11 @@ class SentimentClassifier:
             width = 3 * rnn_size if classifier.model.pooling == "concat" else rnn_size
             for name in PROBE_NAMES:
                 classifier.probe(name).check_shape(width, name)
+                if classifier.probe(name).n_classes != len(classifier.class_labels):
+                    raise ValueError(f"{name} has {classifier.probe(name).n_classes} classes, the file lists "
+                                     f"{len(classifier.class_labels)}")
+            if len(set(classifier.class_labels)) != len(classifier.class_labels):
+                raise ValueError("classes are not distinct")
             if len(classifier.top_unit_signs) != len(classifier.top_units) or not classifier.top_units:
                 raise ValueError("top_units and top_unit_signs differ in length")
             if not all(0 <= unit < width for unit in classifier.top_units):
@@ -186,15 +206,26 @@ class SentimentClassifier:
     # ---- predictions
 
     def predict_proba(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
-        """[N, 2] probabilities of labels 0 and 1 (scikit-learn's layout), from texts or features."""
-        positive = self.probe(use).predict_proba(self._as_features(texts_or_features))
-        return np.stack([1.0 - positive, positive], axis=1)
+        """[N, 2] probabilities of labels 0 and 1 (scikit-learn's layout), from texts or features.
+
+        With K > 2 classes: [N, K], one column per class in the order of ``class_labels``.
+        """
+        probabilities = self.probe(use).predict_proba(self._as_features(texts_or_features))
+        if probabilities.ndim == 2:
+            return probabilities
+        return np.stack([1.0 - probabilities, probabilities], axis=1)
 
     def predict(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
-        return self.probe(use).predict(self._as_features(texts_or_features))
+        """The predicted label of each text: 0/1, or with -multiclass the class label itself (such as 1-5 stars)."""
+        indices = self.probe(use).predict(self._as_features(texts_or_features))
+        if self.classes is None:
+            return indices
+        return np.asarray(self.class_labels, dtype=np.int64)[indices]
 
     def probability_trace(self, text: str) -> np.ndarray:
         """P(positive) of the text so far, after each byte of the prepared text: float64 [bytes].
+
+        With K > 2 classes: the probability of each class so far, float64 [bytes, K].
 
         The prefix ending at byte t is pooled as the classifier's features are (the state at
         t, or the mean or maximum of the states up to t), so the last value is
@@ -237,6 +268,19 @@ class SentimentClassifier:
         return self.all_neurons.predict_proba(pooled.cpu().numpy())
 
 
+    def predicted_class_trace(self, text: str) -> tuple[np.ndarray, int]:
+        """The probability of the class predicted for the whole text, of the text so far [bytes], and that class.
+
+        The sentiment trace of a classifier with classes other than 0/1 (-multiclass), as
+        ``visualize`` and ``serve`` draw it: one probability per byte, like P(positive).
+        """
+        trace = self.probability_trace(text)
+        if trace.ndim == 1:
+            trace = np.stack([1.0 - trace, trace], axis=1)
+        index = int(np.argmax(trace[-1]))
+        return trace[:, index], self.class_labels[index]
+
+
 @dataclasses.dataclass
 class TransferFit:
     classifier: SentimentClassifier
@@ -257,8 +301,12 @@ def fit_sentiment_classifier(
     seed: int = 0,
     jobs: int = 1,
     progress: bool = True,
+    classes: Sequence[int] | None = None,
 ) -> TransferFit:
-    """The paper's procedure: L1 sweep on all units, rank units, sweep again on the top ``num_neurons``."""
+    """The paper's procedure: L1 sweep on all units, rank units, sweep again on the top ``num_neurons``.
+
+    ``classes``: with -multiclass, the label each class index 0..K-1 of the labels stands for.
+    """
     width = train_features.shape[1]
     if not 1 <= num_neurons <= width:
         raise UserError(f"-num_neurons must be between 1 and the model's {width} units, not {num_neurons}")
@@ -274,5 +322,6 @@ def fit_sentiment_classifier(
         top_units=[int(u) for u in top_units],
         top_unit_signs=[unit_sign(full.probe, u) for u in top_units],
         model=model,
+        classes=None if is_default_classes(classes) else [int(c) for c in classes],
     )
     return TransferFit(classifier, full, top)

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..data.readers import apportion
 from ..errors import UserError
 from .labels import check_labels
 from .probe import rank_units
@@ -37,11 +38,23 @@ def curve_seeds(size: int, train_size: int, seeds: int) -> int:
 
 def stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """``size`` indices with the labels' class balance and at least one example of each label."""
+    if labels.max() > 1:  # class indices 0..K-1 of -multiclass
+        return _stratified_sample_classes(labels, size, rng)
     by_label = [np.flatnonzero(labels == value) for value in (0, 1)]
     positives = int(round(size * len(by_label[1]) / len(labels)))
     positives = min(max(positives, 1), size - 1, len(by_label[1]))
     negatives = min(size - positives, len(by_label[0]))
     chosen = [rng.choice(by_label[0], negatives, replace=False), rng.choice(by_label[1], positives, replace=False)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _stratified_sample_classes(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    by_label = [np.flatnonzero(labels == value) for value in range(int(labels.max()) + 1)]
+    if size < len(by_label):
+        raise UserError(f"a data-efficiency subset of {size} texts cannot hold all {len(by_label)} classes")
+    counts = np.minimum(apportion(size, [len(rows) for rows in by_label]), [len(rows) for rows in by_label])
+    counts = np.maximum(counts, 1)
+    chosen = [rng.choice(rows, int(count), replace=False) for rows, count in zip(by_label, counts)]
     return np.sort(np.concatenate(chosen))
 
 
@@ -72,7 +85,7 @@ def data_efficiency_curve(
     """
     from tqdm.auto import tqdm
 
-    train_labels = check_labels(train_labels, "the training set")
+    train_labels = check_labels(train_labels, "the training set", multiclass=True)
     sizes = curve_sizes(len(train_labels)) if sizes is None else [int(s) for s in sizes]
     if any(not 2 <= size <= len(train_labels) for size in sizes):
         raise UserError(f"data-efficiency sizes must be between 2 and the {len(train_labels)} training texts")

@@ -35,19 +35,20 @@ def plot_unit_histogram(values: np.ndarray, labels: np.ndarray, unit: int, sign:
 
 
 def plot_unit_weights(probe: LinearProbe, top_units: Sequence[int], path: Path) -> Path:
-    """The L1 classifier's weight of every unit; the top units are labelled."""
+    """The L1 classifier's weight of every unit (K > 2 classes: its largest absolute one); the top units are labelled."""
+    weights = probe.unit_weights
     figure = _figure(8.0, 3.6)
     axes = figure.add_subplot()
-    units = np.arange(len(probe.coef)) if probe.units is None else probe.units
-    axes.vlines(units, 0, probe.coef, linewidth=0.8, color="tab:blue")
+    units = np.arange(len(weights)) if probe.units is None else probe.units
+    axes.vlines(units, 0, weights, linewidth=0.8, color="tab:blue")
     for unit in top_units:
         index = int(np.flatnonzero(units == unit)[0])
-        axes.annotate(str(unit), (unit, probe.coef[index]), fontsize=8, ha="center",
-                      va="bottom" if probe.coef[index] >= 0 else "top")
+        axes.annotate(str(unit), (unit, weights[index]), fontsize=8, ha="center",
+                      va="bottom" if weights[index] >= 0 else "top")
     axes.axhline(0.0, color="black", linewidth=0.5)
     axes.set_xlabel("unit")
-    axes.set_ylabel("weight" + (" (standardized features)" if probe.standardized else ""))
-    axes.set_title(f"L1 logistic regression weights: {probe.features_used} of {len(probe.coef)} non-zero, C={probe.C:g}")
+    axes.set_ylabel(("largest |weight| over the classes" if probe.multiclass else "weight") + (" (standardized features)" if probe.standardized else ""))
+    axes.set_title(f"L1 logistic regression weights: {probe.features_used} of {len(weights)} non-zero, C={probe.C:g}")
     figure.savefig(path)
     return path
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import UserError
+
 # liblinear's default; the paper's code used it too. Fits that hit it are counted and reported.
 MAX_ITER = 100
 
@@ -34,19 +36,41 @@ class LinearProbe:
 
     ``units`` None means every unit. ``mean``/``scale`` are the standardisation fitted on
     the training features (None: raw features, as in the paper).
+
+    Two classes (labels 0/1): ``coef`` is [k] and ``intercept`` a float, as the paper's. More
+    than two (labels 0..K-1, one-vs-rest): ``coef`` is [K, k] and ``intercept`` [K], one
+    binary regression per class; a text's probabilities are the K sigmoids normalised to sum
+    to 1 (scikit-learn's one-vs-rest rule) and its prediction the class of the largest score.
+    ``softmax``: the K scores are one multinomial model's logits (a fine-tuned head), their
+    softmax the probabilities.
     """
 
-    coef: np.ndarray  # float64 [k]
-    intercept: float
+    coef: np.ndarray  # float64 [k], or [K, k] for K > 2 classes
+    intercept: float | np.ndarray
     C: float
     units: np.ndarray | None = None  # int64 [k]
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
     converged: bool = True
+    softmax: bool = False
+
+    @property
+    def multiclass(self) -> bool:
+        return self.coef.ndim == 2
+
+    @property
+    def n_classes(self) -> int:
+        return self.coef.shape[0] if self.multiclass else 2
+
+    @property
+    def unit_weights(self) -> np.ndarray:
+        """One weight per input [k]: the coefficient, or for K > 2 classes the largest absolute one over the classes."""
+        return np.abs(self.coef).max(axis=0) if self.multiclass else self.coef
 
     @property
     def features_used(self) -> int:
-        return int(np.count_nonzero(self.coef))
+        """Inputs with a non-zero weight (for any class)."""
+        return int(np.count_nonzero(self.unit_weights))
 
     @property
     def standardized(self) -> bool:
@@ -61,16 +85,30 @@ class LinearProbe:
         return selected
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
+        if self.multiclass:
+            return self.inputs(features) @ self.coef.T + self.intercept
         return self.inputs(features) @ self.coef + self.intercept
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Probability of label 1 for each row, float64 [N]."""
+        """Probability of label 1 for each row, float64 [N]; for K > 2 classes, of each class [N, K]."""
         from scipy.special import expit
 
-        return expit(self.decision_function(features))
+        scores = self.decision_function(features)
+        if self.multiclass and self.softmax:
+            from scipy.special import softmax
+
+            return softmax(scores, axis=1)
+        probabilities = expit(scores)
+        if self.multiclass:
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return probabilities
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return (self.decision_function(features) > 0).astype(np.int64)
+        """Label 0/1 of each row; for K > 2 classes, the class index 0..K-1 of the largest score."""
+        scores = self.decision_function(features)
+        if self.multiclass:
+            return np.argmax(scores, axis=1).astype(np.int64)
+        return (scores > 0).astype(np.int64)
 
     def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(self.predict(features) == labels))
@@ -79,16 +117,22 @@ class LinearProbe:
         return {
             "C": self.C,
             "units": None if self.units is None else [int(u) for u in self.units],
-            "coef": _floats(self.coef),
-            "intercept": self.intercept,
+            "coef": [_floats(row) for row in self.coef] if self.multiclass else _floats(self.coef),
+            "intercept": _floats(self.intercept) if self.multiclass else self.intercept,
             "standardize": None if self.mean is None else {"mean": _floats(self.mean), "scale": _floats(self.scale)},
             "converged": self.converged,
+            **({"softmax": True} if self.softmax else {}),
         }
 
     def check_shape(self, feature_width: int, name: str) -> None:
         """A clear error unless the weights fit ``feature_width`` features (a hand-edited or damaged file)."""
         width = feature_width if self.units is None else len(self.units)
-        if self.coef.shape != (width,):
+        if self.multiclass:
+            classes = self.coef.shape[0]
+            if classes < 3 or self.coef.shape[1] != width or np.shape(self.intercept) != (classes,):
+                raise ValueError(f"{name} has weights of shape {self.coef.shape} and {np.size(self.intercept)} "
+                                 f"intercepts for {width} features of {feature_width}")
+        elif self.coef.shape != (width,) or np.ndim(self.intercept) != 0:
             raise ValueError(f"{name} has {self.coef.size} weights for {width} features of {feature_width}")
         if self.units is not None and len(self.units) and not (0 <= self.units.min() and self.units.max() < feature_width):
             raise ValueError(f"{name} uses features outside 0..{feature_width - 1}")
@@ -96,21 +140,24 @@ class LinearProbe:
             values = getattr(self, part)
             if values is not None and values.shape != (width,):
                 raise ValueError(f"{name} has {values.size} standardization {part}s for {width} features")
-        if not (np.isfinite(self.coef).all() and np.isfinite(self.intercept)):
+        if not (np.isfinite(self.coef).all() and np.isfinite(self.intercept).all()):
             raise ValueError(f"{name} has non-finite weights")
 
     @classmethod
     def from_dict(cls, values: dict) -> "LinearProbe":
         standardize = values.get("standardize") or {}
         units = values.get("units")
+        coef = np.asarray(values["coef"], dtype=np.float64)
+        intercept = values["intercept"]
         return cls(
-            coef=np.asarray(values["coef"], dtype=np.float64),
-            intercept=float(values["intercept"]),
+            coef=coef,
+            intercept=np.asarray(intercept, dtype=np.float64) if isinstance(intercept, list) else float(intercept),
             C=float(values["C"]),
             units=None if units is None else np.asarray(units, dtype=np.int64),
             mean=_array_or_none(standardize.get("mean")),
             scale=_array_or_none(standardize.get("scale")),
             converged=bool(values.get("converged", True)),
+            softmax=bool(values.get("softmax", False)),
         )
 
 
@@ -145,29 +192,49 @@ class PreparedInputs:
         return cls(np.ascontiguousarray(selected), units, mean, scale)
 
     def fit(self, labels: np.ndarray, C: float, seed: int) -> LinearProbe:
-        model = _l1_logistic_regression(C, seed).fit(self.train, labels)
+        """Labels 0/1: one regression, as the paper's. Labels 0..K-1, K > 2: one per class against the rest."""
+        classes = int(labels.max()) + 1
+        if classes <= 2:
+            model = _l1_logistic_regression(C, seed).fit(self.train, labels)
+            coef, intercept = model.coef_[0].astype(np.float64), float(model.intercept_[0])
+            iterations = np.max(model.n_iter_)
+        else:
+            # liblinear's one-vs-rest, spelled out (scikit-learn no longer does it for liblinear).
+            models = []
+            for index in range(classes):
+                target = (labels == index).astype(np.int64)
+                if target.min() == target.max():
+                    raise UserError(f"class {index} has no training example in this fit; every class needs one")
+                models.append(_l1_logistic_regression(C, seed).fit(self.train, target))
+            coef = np.stack([model.coef_[0] for model in models]).astype(np.float64)
+            intercept = np.array([model.intercept_[0] for model in models], dtype=np.float64)
+            iterations = max(np.max(model.n_iter_) for model in models)
         return LinearProbe(
-            coef=model.coef_[0].astype(np.float64),
-            intercept=float(model.intercept_[0]),
+            coef=coef,
+            intercept=intercept,
             C=float(C),
             units=self.units,
             mean=self.mean,
             scale=self.scale,
-            converged=bool(np.max(model.n_iter_) < MAX_ITER),
+            converged=bool(iterations < MAX_ITER),
         )
 
 
 def rank_units(probe: LinearProbe, count: int) -> np.ndarray:
-    """The ``count`` units with the largest absolute weight, largest first (ties: lower index)."""
-    importance = np.abs(probe.coef)
+    """The ``count`` units with the largest absolute weight (for any class), largest first (ties: lower index)."""
+    importance = np.abs(probe.unit_weights)
     order = np.argsort(-importance, kind="stable")[:count]
     return order if probe.units is None else probe.units[order]
 
 
 def unit_sign(probe: LinearProbe, unit: int) -> int:
-    """+1 if the unit fires high on positive texts in ``probe`` (its weight is not negative), else -1."""
+    """+1 if the unit fires high on positive texts in ``probe`` (its weight is not negative), else -1.
+
+    For K > 2 classes: the sign of its weight for the last class (the highest label, as 5 stars).
+    """
     index = unit if probe.units is None else int(np.flatnonzero(probe.units == unit)[0])
-    return -1 if probe.coef[index] < 0 else 1
+    weight = probe.coef[-1, index] if probe.multiclass else probe.coef[index]
+    return -1 if weight < 0 else 1
 
 
 def threshold_accuracy(values: np.ndarray, labels: np.ndarray, sign: int) -> float:

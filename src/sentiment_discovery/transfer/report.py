@@ -47,6 +47,29 @@ def probe_report(sweep: Sweep, accuracies: Sequence[float | None]) -> dict:
     }
 
 
+def class_report(classes: Sequence[int], predicted: np.ndarray, labels: np.ndarray, train_labels: np.ndarray,
+                 evaluated_on: str) -> dict:
+    """-multiclass: per class, a split's texts, predictions and recall, and the confusion matrix.
+
+    ``predicted``, ``labels`` and ``train_labels`` are class indices into ``classes``. Also the
+    accuracy of always answering the most frequent training class, the baseline to beat.
+    """
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    majority = int(np.argmax(np.bincount(train_labels, minlength=len(classes))))
+    return {
+        "evaluated_on": evaluated_on,
+        "majority_class": classes[majority],
+        "majority_class_accuracy": float(np.mean(labels == majority)),
+        "classes": [
+            {"class": label, "texts": int(confusion[i].sum()), "predicted": int(confusion[:, i].sum()),
+             "recall": None if not confusion[i].sum() else float(confusion[i, i] / confusion[i].sum())}
+            for i, label in enumerate(classes)
+        ],
+        "confusion": {"rows": "true class", "columns": "predicted class", "matrix": confusion.tolist()},
+    }
+
+
 def write_predictions(
     path: str | os.PathLike,
     texts: Sequence[str],
@@ -61,18 +84,28 @@ def write_predictions(
     """One CSV row per text, in input order: [line], text, [label], prediction, both probabilities, top unit values.
 
     ``lines``: where each text was read (its line in the input file; None for none), written first.
+    A classifier with classes other than 0/1 (-multiclass) writes the predicted class and the full
+    classifier's probability of each class (``probability_<class>``) instead of the two probabilities.
     """
     import csv
 
     path = Path(path)
     if path.suffix.lower() != ".csv":
         raise UserError(f"results are written as CSV; name the file .csv, not {path.name}")
-    full = classifier.all_neurons.predict_proba(features)
-    top = classifier.n_neurons.predict_proba(features)
-    predicted = classifier.all_neurons.predict(features)
+    classes = classifier.classes
+    if classes is not None:
+        full = classifier.predict_proba(features)
+        predicted = classifier.predict(features)
+    else:
+        full = classifier.all_neurons.predict_proba(features)
+        top = classifier.n_neurons.predict_proba(features)
+        predicted = classifier.all_neurons.predict(features)
     units = classifier.top_units
     header = (["line"] if lines is not None else []) + [text_key] + ([label_key] if labels is not None else [])
-    header += ["prediction", "probability_all_neurons", "probability_n_neurons"] + [f"neuron_{u}" for u in units]
+    if classes is not None:
+        header += ["prediction"] + [f"probability_{c}" for c in classes] + [f"neuron_{u}" for u in units]
+    else:
+        header += ["prediction", "probability_all_neurons", "probability_n_neurons"] + [f"neuron_{u}" for u in units]
     # surrogateescape: a text given as bytes that are not UTF-8 (a shell's $'\xff') is written back as those bytes.
     with storage.atomic_file(path, "w", newline="", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
@@ -80,7 +113,10 @@ def write_predictions(
         for row, text in enumerate(texts):
             values = ([] if lines is None else ["" if lines[row] is None else lines[row]]) + [text]
             values += [int(labels[row])] if labels is not None else []
-            values += [int(predicted[row]), repr(float(full[row])), repr(float(top[row]))]
+            if classes is not None:
+                values += [int(predicted[row])] + [repr(float(p)) for p in full[row]]
+            else:
+                values += [int(predicted[row]), repr(float(full[row])), repr(float(top[row]))]
             # str() of a float32 is its shortest round-trip form.
             values += [str(features[row, u]) for u in units]
             writer.writerow(values)

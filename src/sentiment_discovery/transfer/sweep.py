@@ -85,7 +85,7 @@ def run_sweep(train_features, train_labels, valid_features, valid_labels, *, c_g
     if not c_grid or any(not np.isfinite(c) or c <= 0 for c in c_grid):
         raise UserError(f"regularization coefficients must be positive numbers, not {list(c_grid)}")
     c_grid = sorted(float(c) for c in c_grid)
-    train_labels = check_labels(train_labels, "the training set")
+    train_labels = check_labels(train_labels, "the training set", multiclass=True)
     prepared = PreparedInputs.of(train_features, units, standardize)
     probes: list[LinearProbe] = []
     bar = tqdm(total=len(c_grid), desc="L1 sweep", unit="C", disable=not progress, leave=False)
