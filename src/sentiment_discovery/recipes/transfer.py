@@ -123,7 +123,8 @@ class Split:
     features: "np.ndarray | None" = None
 
     def subset(self, name: str, indices: "np.ndarray") -> "Split":
-        return Split(name, [self.texts[i] for i in indices], self.labels[indices], self.features[indices])
+        features = None if self.features is None else self.features[indices]  # finetune featurizes none
+        return Split(name, [self.texts[i] for i in indices], self.labels[indices], features)
 
 
 def dataset_name(train_path: str) -> str:
@@ -152,8 +153,11 @@ def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint:
     return Split(name, data.texts, data.labels)
 
 
-def read_splits(config: TransferConfig) -> dict[str, Split]:
-    """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval."""
+def read_splits(config: TransferConfig, cross_validating: bool = False) -> dict[str, Split]:
+    """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval.
+
+    ``cross_validating`` (``transfer -cv``): no validation file or -split is needed, each fold has its own.
+    """
     from .. import transfer
     from ..data.readers import parse_split, read_texts
 
@@ -162,7 +166,7 @@ def read_splits(config: TransferConfig) -> dict[str, Split]:
         transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
     if config.valid:
         splits["valid"] = read_labeled_split(config, "valid", config.valid)
-    elif config.cv:
+    elif cross_validating:
         pass  # each fold's validation part comes from -train
     elif len(parse_split(config.split)) != 2:
         raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
@@ -326,7 +330,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
-    splits = read_splits(config)
+    splits = read_splits(config, cross_validating=bool(config.cv))
     classes = encode_classes(splits, config)
     if config.cv:  # bad fold counts are found before any featurizing
         from ..cross_validation import assign_folds
