@@ -36,7 +36,8 @@ from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
 from .finetune_loop import CHECKPOINT_DIR, MODEL_SUBDIR, RunState, Texts, restore_checkpoint, say, train
 from .finetune_outputs import finish, head_probe
-from .transfer import Split, TransferConfig, encode_classes, hold_out_validation, read_splits
+from .splits import Split, encode_classes, hold_out_validation, read_splits
+from .transfer import TransferConfig
 
 # Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module for its flags, and `--help` should not wait for them.
