@@ -176,6 +176,17 @@ def test_outputs_load_in_classify_and_the_python_api(data_files, capsys):
     assert printed == pytest.approx(probabilities.tolist(), abs=1e-4)
 
 
+def test_without_a_validation_file_it_is_held_out_of_train(data_files, capsys):
+    args = finetune_args(data_files, "held", "-epochs", "0.5")
+    at = args.index("-valid")
+    del args[at:at + 2]
+    assert main([*args, "-split", "1"]) == 2
+    assert "no validation set" in capsys.readouterr().err
+    assert main([*args, "-split", "0.75"]) == 0
+    results = json.loads((data_files["root"] / "exp/held/finetune/results.json").read_text())
+    assert results["texts"] == {"train": 18, "valid": 6, "test": 8}
+
+
 def test_errors_are_one_line(data_files, capsys):
     assert main(finetune_args(data_files, "none", "--resume")) == 2
     assert "nothing to resume" in capsys.readouterr().err

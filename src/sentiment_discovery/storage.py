@@ -227,6 +227,15 @@ def swap_in(staging: str | os.PathLike, directory: str | os.PathLike) -> Path:
     return directory
 
 
+def remove(path: str | os.PathLike) -> None:
+    """Delete the file or directory tree at ``path``, if there is one."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
 @contextlib.contextmanager
 def replace_directory(directory: str | os.PathLike, staging: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield an empty staging directory beside ``directory``; a clean exit swaps it in whole.

@@ -6,9 +6,7 @@ results in the 2017 format and writes everything under
 ``<experiment_dir>/<experiment_name>/<dataset>/<model>/``: ``results.json``,
 ``classifier.json`` (read by ``classify``), and the figures.
 
-Why this module is long: it is the one command end to end (its flags, reading the splits and
-their classes, featurizing, fitting, the 2017 lines, the results directory, the figures, the
-data-efficiency curve and cross-validation), each step a short function only this command uses.
+The labelled files are read by ``recipes/splits.py``, shared with ``finetune``.
 """
 
 import contextlib
@@ -23,6 +21,7 @@ from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, FeatureOptions, resolve_load_model
+from .splits import Split, encode_classes, hold_out_validation, read_splits
 
 # Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
@@ -115,95 +114,10 @@ COMMAND_CONFIG = TransferConfig
 RESULTS_FILE = "results.json"
 
 
-@dataclasses.dataclass
-class Split:
-    name: str
-    texts: list[str]
-    labels: "np.ndarray | None"
-    features: "np.ndarray | None" = None
-
-    def subset(self, name: str, indices: "np.ndarray") -> "Split":
-        return Split(name, [self.texts[i] for i in indices], self.labels[indices], self.features[indices])
-
-
 def dataset_name(train_path: str) -> str:
     """The train file's directory name (``data/sst2/train.csv`` -> ``sst2``); its stem at a filesystem root."""
     path = Path(train_path).resolve()
     return path.parent.name or path.name.split(".")[0]
-
-
-def read_labeled_split(config: TransferConfig, name: str, path: str, label_hint: str = "") -> Split:
-    from ..data.readers import read_labeled
-
-    try:
-        data = read_labeled(
-            path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
-            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
-        )
-    except UserError as error:
-        # The reader names the label key in every label problem (missing column, missing or odd values).
-        if label_hint and repr(config.label_key) in str(error):
-            raise UserError(f"{error}{label_hint}") from None
-        if "are not binary" in str(error):
-            raise UserError(f"{error}, or -multiclass to keep each label as a class") from None
-        raise
-    if not data.texts:
-        raise UserError(f"{path} ({name}) holds no labelled texts")
-    return Split(name, data.texts, data.labels)
-
-
-def read_splits(config: TransferConfig) -> dict[str, Split]:
-    """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval."""
-    from .. import transfer
-    from ..data.readers import parse_split, read_texts
-
-    splits = {"train": read_labeled_split(config, "train", config.train)}
-    if not config.multiclass:
-        transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
-    if config.valid:
-        splits["valid"] = read_labeled_split(config, "valid", config.valid)
-    elif config.cv:
-        pass  # each fold's validation part comes from -train
-    elif len(parse_split(config.split)) != 2:
-        raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
-    if config.test and config.no_test_eval:
-        texts = read_texts(config.test, config.text_key, fmt=config.input_format, delim=config.delim)
-        if not texts:
-            raise UserError(f"{config.test} (test) holds no texts")
-        splits["test"] = Split("test", texts, None)
-    elif config.test:
-        hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
-        splits["test"] = read_labeled_split(config, "test", config.test, hint)
-    elif config.no_test_eval:
-        log.notice("-no_test_eval without -test does nothing")
-    return splits
-
-
-def encode_classes(splits: dict[str, Split], config: TransferConfig) -> "list[int] | None":
-    """-multiclass: the training labels' classes, every split's labels turned into class indices 0..K-1.
-
-    None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
-    """
-    from .. import transfer
-
-    if not config.multiclass:
-        return None
-    classes = transfer.training_classes(splits["train"].labels, f"the training set {config.train}")
-    for name, split in splits.items():
-        if split.labels is not None:
-            path = {"train": config.train, "valid": config.valid, "test": config.test}[name]
-            split.labels = transfer.class_indices(split.labels, classes, f"{path} ({name})")
-    classes = [int(c) for c in classes]
-    return None if transfer.is_default_classes(classes) else classes
-
-
-def hold_out_validation(train: Split, config: TransferConfig) -> tuple[Split, Split]:
-    from ..data.readers import split_indices
-
-    kept, held_out = split_indices(len(train.texts), config.split, seed=config.seed)
-    if len(kept) == 0 or len(held_out) == 0:
-        raise UserError(f"-split {config.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
-    return train.subset("train", kept), train.subset("valid", held_out)
 
 
 @dataclasses.dataclass
@@ -326,7 +240,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
-    splits = read_splits(config)
+    splits = read_splits(config, cross_validating=bool(config.cv))
     classes = encode_classes(splits, config)
     if config.cv:  # bad fold counts are found before any featurizing
         from ..cross_validation import assign_folds

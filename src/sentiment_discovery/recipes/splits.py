@@ -1,0 +1,108 @@
+"""The labelled splits ``transfer`` and ``finetune`` read: train, valid and test files, classes, held-out validation.
+
+Every function takes the command's config for its data flags (``-train``, ``-valid``, ``-test``,
+``-text_key``, ``-label_key``, ``-input_format``, ``-delim``, ``-split``, ``-drop_unlabeled``,
+``-binarize_sent``, ``-multiclass``, ``-no_test_eval``, ``-seed``), declared on ``TransferConfig``.
+"""
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from .. import log
+from ..errors import UserError
+
+# Lazy imports: numpy, the readers and the transfer package are imported where they are used, not here: the CLI imports this
+# module (through transfer and finetune) for the flags, and `--help` should not wait for them.
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclasses.dataclass
+class Split:
+    """A file's texts and labels (None: an unlabelled test file), and their features once featurized."""
+
+    name: str
+    texts: list[str]
+    labels: "np.ndarray | None"
+    features: "np.ndarray | None" = None
+
+    def subset(self, name: str, indices: "np.ndarray") -> "Split":
+        features = None if self.features is None else self.features[indices]  # finetune featurizes none
+        return Split(name, [self.texts[i] for i in indices], self.labels[indices], features)
+
+
+def read_labeled_split(config, name: str, path: str, label_hint: str = "") -> Split:
+    from ..data.readers import read_labeled
+
+    try:
+        data = read_labeled(
+            path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
+            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
+        )
+    except UserError as error:
+        # The reader names the label key in every label problem (missing column, missing or odd values).
+        if label_hint and repr(config.label_key) in str(error):
+            raise UserError(f"{error}{label_hint}") from None
+        if "are not binary" in str(error):
+            raise UserError(f"{error}, or -multiclass to keep each label as a class") from None
+        raise
+    if not data.texts:
+        raise UserError(f"{path} ({name}) holds no labelled texts")
+    return Split(name, data.texts, data.labels)
+
+
+def read_splits(config, cross_validating: bool = False) -> dict[str, Split]:
+    """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval.
+
+    ``cross_validating`` (``transfer -cv``): no validation file or -split is needed, each fold has its own.
+    """
+    from .. import transfer
+    from ..data.readers import parse_split, read_texts
+
+    splits = {"train": read_labeled_split(config, "train", config.train)}
+    if not config.multiclass:
+        transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
+    if config.valid:
+        splits["valid"] = read_labeled_split(config, "valid", config.valid)
+    elif cross_validating:
+        pass  # each fold's validation part comes from -train
+    elif len(parse_split(config.split)) != 2:
+        raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
+    if config.test and config.no_test_eval:
+        texts = read_texts(config.test, config.text_key, fmt=config.input_format, delim=config.delim)
+        if not texts:
+            raise UserError(f"{config.test} (test) holds no texts")
+        splits["test"] = Split("test", texts, None)
+    elif config.test:
+        hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
+        splits["test"] = read_labeled_split(config, "test", config.test, hint)
+    elif config.no_test_eval:
+        log.notice("-no_test_eval without -test does nothing")
+    return splits
+
+
+def encode_classes(splits: dict[str, Split], config) -> "list[int] | None":
+    """-multiclass: the training labels' classes, every split's labels turned into class indices 0..K-1.
+
+    None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
+    """
+    from .. import transfer
+
+    if not config.multiclass:
+        return None
+    classes = transfer.training_classes(splits["train"].labels, f"the training set {config.train}")
+    for name, split in splits.items():
+        if split.labels is not None:
+            path = {"train": config.train, "valid": config.valid, "test": config.test}[name]
+            split.labels = transfer.class_indices(split.labels, classes, f"{path} ({name})")
+    classes = [int(c) for c in classes]
+    return None if transfer.is_default_classes(classes) else classes
+
+
+def hold_out_validation(train: Split, config) -> tuple[Split, Split]:
+    from ..data.readers import split_indices
+
+    kept, held_out = split_indices(len(train.texts), config.split, seed=config.seed)
+    if len(kept) == 0 or len(held_out) == 0:
+        raise UserError(f"-split {config.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
+    return train.subset("train", kept), train.subset("valid", held_out)
