@@ -49,7 +49,7 @@ class BenchmarkConfig:
         False, help="leave the C allocator as it is (by default freed buffers are kept for reuse; docs/performance.md)"
     )
     json: str | None = option(None, help="also write the results to this JSON file")
-    cuda: bool = option(False, help="run on the GPU if there is one")
+    cuda: bool = option_like(ExperimentConfig, "cuda")
     seed: int = option_like(ExperimentConfig, "seed")
 
 

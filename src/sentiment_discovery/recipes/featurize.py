@@ -8,7 +8,7 @@ from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
-from .common import FeatureOptions
+from .common import ExperimentConfig, FeatureOptions
 from .transfer import TransferConfig
 
 
@@ -32,7 +32,7 @@ class FeaturizeConfig:
         help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32 (docs/performance.md)",
     )
     no_preprocess: bool = option_like(TransferConfig, "no_preprocess")
-    cuda: bool = option(False, help="run on the GPU if there is one")
+    cuda: bool = option_like(ExperimentConfig, "cuda")
 
 
 COMMAND_CONFIG = FeaturizeConfig

@@ -12,8 +12,9 @@ import time
 
 from .. import log
 from ..errors import UserError
-from ..options import check_options, option
+from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
+from .common import ExperimentConfig
 
 INSTALL_EXTRA = "pip install 'sentiment-discovery[serve]'"
 
@@ -53,7 +54,7 @@ class ServeConfig:
     max_batch_texts: int = option(
         256, help="most texts of waiting classify/featurize requests merged into one featurize call", minimum=1
     )
-    cuda: bool = option(False, help="run on the GPU if there is one")
+    cuda: bool = option_like(ExperimentConfig, "cuda")
 
 
 COMMAND_CONFIG = ServeConfig
