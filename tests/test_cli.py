@@ -109,7 +109,7 @@ def test_recipe_scripts_use_valid_flags(script, tmp_path):
     checker = tmp_path / "check.py"
     checker.write_text(CHECK_COMMAND)
     environment = {"PATH": "/usr/bin:/bin", "DATA": str(tmp_path), "RUNS": str(tmp_path),
-                   "SD": f"{sys.executable} {checker}"}
+                   "SD": f"{sys.executable} {checker}", "PYTHON": "true"}  # data-preparing scripts: not run
     done = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     # A command inside a shell function runs once per call, so compare which commands ran.
