@@ -63,7 +63,7 @@ class TransferConfig(FeatureOptions, ExperimentConfig):
     train: str = option(help="labelled training file (CSV/TSV/JSON/JSON Lines, optionally .gz)")
     valid: str | None = option(None, help="labelled validation file; without it, -split holds out part of -train")
     test: str | None = option(None, help="test file; labelled unless -no_test_eval")
-    label_key: str = option("label", help="column or key holding the 0/1 label")
+    label_key: str = option("label", help="column or key holding the label (0/1; any whole numbers with -multiclass)")
     split: float = option(
         0.9, help="without -valid: the fraction of -train kept for training, the rest validates", above=0, maximum=1
     )
