@@ -199,13 +199,13 @@ class PreparedInputs:
             coef, intercept = model.coef_[0].astype(np.float64), float(model.intercept_[0])
             iterations = np.max(model.n_iter_)
         else:
-            # liblinear's one-vs-rest, spelled out (scikit-learn no longer does it for liblinear).
-            models = []
-            for index in range(classes):
-                target = (labels == index).astype(np.int64)
-                if target.min() == target.max():
-                    raise UserError(f"class {index} has no training example in this fit; every class needs one")
-                models.append(_l1_logistic_regression(C, seed).fit(self.train, target))
+            from sklearn.multiclass import OneVsRestClassifier  # lazy: scikit-learn is slow to import
+
+            # One binary L1 regression per class against the rest (liblinear fits only binary ones).
+            missing = np.setdiff1d(np.arange(classes), labels)
+            if missing.size:
+                raise UserError(f"class {int(missing[0])} has no training example in this fit; every class needs one")
+            models = OneVsRestClassifier(_l1_logistic_regression(C, seed)).fit(self.train, labels).estimators_
             coef = np.stack([model.coef_[0] for model in models]).astype(np.float64)
             intercept = np.array([model.intercept_[0] for model in models], dtype=np.float64)
             iterations = max(np.max(model.n_iter_) for model in models)
