@@ -121,12 +121,7 @@ def head_probe(head: finetune.ClassifierHead) -> "transfer.LinearProbe":
 
     weight = head.linear.weight.detach().double().cpu().numpy()
     bias = head.linear.bias.detach().double().cpu().numpy()
+    standardisation = {"mean": head.mean.detach().double().cpu().numpy(), "scale": head.scale.detach().double().cpu().numpy()}
     if weight.shape[0] > 2:
-        return transfer.LinearProbe(
-            coef=weight, intercept=bias, C=0.0, softmax=True,
-            mean=head.mean.detach().double().cpu().numpy(), scale=head.scale.detach().double().cpu().numpy(),
-        )
-    return transfer.LinearProbe(
-        coef=weight[1] - weight[0], intercept=float(bias[1] - bias[0]), C=0.0,
-        mean=head.mean.detach().double().cpu().numpy(), scale=head.scale.detach().double().cpu().numpy(),
-    )
+        return transfer.LinearProbe(coef=weight, intercept=bias, C=0.0, softmax=True, **standardisation)
+    return transfer.LinearProbe(coef=weight[1] - weight[0], intercept=float(bias[1] - bias[0]), C=0.0, **standardisation)

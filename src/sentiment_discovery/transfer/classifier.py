@@ -267,7 +267,6 @@ class SentimentClassifier:
         pooled = prefix_pooled(torch.cat(cells), self.model.pooling)
         return self.all_neurons.predict_proba(pooled.cpu().numpy())
 
-
     def predicted_class_trace(self, text: str) -> tuple[np.ndarray, int]:
         """The probability of the class predicted for the whole text, of the text so far [bytes], and that class.
 
