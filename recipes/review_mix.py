@@ -7,7 +7,7 @@ reviews (books, DVD, electronics, kitchen), shuffled; ``imdb_valid.csv``: 1,000 
 reviews (validation: it chooses the kept weights); ``imdb_test.csv``: 2,000 IMDB test reviews
 (only reported). Columns ``label,text``, 1 = positive. Never SST-2 (the second stage is
 chosen on its dev set and reported on its test set), never MR (SST-2 was built from its
-sentences), never CR (kept as held-out plain review text, benchmarks/default_classifier_check.py).
+sentences), never CR (kept as held-out plain review text, benchmarks/default_classifier_report.py).
 The draws are fixed (``random.Random(7)``), so the files, and the recipe, are reproducible.
 """
 

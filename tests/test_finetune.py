@@ -1,3 +1,4 @@
+import csv
 import json
 from pathlib import Path
 
@@ -238,3 +239,29 @@ def test_visualize_draws_the_sentiment_trace_of_a_finetuned_classifier(data_file
         left, top, _, _ = geometry.strip_box(*positions[index])
         expected = probability_colours(trace[index : index + 1])[0].astype(int)
         assert np.abs(image[top + 2, left + 2] - expected).max() <= 1
+
+
+def test_domain_key_keeps_the_weights_with_the_best_mean_over_domains(data_files, capsys):
+    from sentiment_discovery.recipes.finetune_loop import domain_accuracies
+
+    # Two domains of unequal size: the score is the mean of their accuracies, not the accuracy of all texts.
+    assert domain_accuracies([True, True, True, False, False, True], ["a", "a", "a", "a", "b", "b"]) == {"a": 0.75, "b": 0.5}
+    rows = [(label, text, "films" if i < 6 else "phones") for i, (label, text) in enumerate(labelled(8, 24))]
+    files = dict(data_files, valid=str(write_csv(data_files["root"] / "domains.csv", rows,
+                                                  header=("label", "sentence", "domain"))))
+    assert main(finetune_args(files, "domains", "-domain_key", "domain")) == 0
+    run = data_files["root"] / "exp/domains/finetune"
+    results = json.loads((run / "results.json").read_text())
+    by_domain = results["valid_accuracy_by_domain"]
+    assert set(by_domain) == {"films", "phones"}
+    assert results["valid_mean_domain_accuracy"] == pytest.approx((by_domain["films"] + by_domain["phones"]) / 2)
+    with open(run / "history.csv", newline="") as handle:
+        history = list(csv.DictReader(handle))
+    for row in (r for r in history if r["split"] == "valid"):
+        parts = [float(r["accuracy"]) for r in history if r["step"] == row["step"] and r["split"].startswith("valid:")]
+        assert len(parts) == 2 and float(row["accuracy"]) == pytest.approx(sum(parts) / 2)
+    kept = max((r for r in history if r["split"] == "valid"), key=lambda r: float(r["accuracy"]))
+    assert results["best_step"] == int(kept["step"])
+    # The column must exist in -valid, and -valid must be given.
+    assert main(finetune_args(data_files, "nodomain", "-domain_key", "domain")) == 2
+    assert "no column 'domain'" in capsys.readouterr().err

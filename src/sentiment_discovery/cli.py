@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
     "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
     "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
+    "calibrate": ("sentiment_discovery.recipes.calibrate", "fit a classifier's temperature (and, with -ngrams, an n-gram part) on held-out texts"),
     "finetune": ("sentiment_discovery.recipes.finetune", "train the language model and a classifier head together on labelled texts"),
     "export-default": ("sentiment_discovery.recipes.export_default", "install a model and its classifier as the default model shipped in the package"),
     "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),

@@ -457,6 +457,8 @@ class LabeledTexts:
     stats: ReadStats
     # Ratings exactly at the middle of their range, which -binarize_sent counts as 0.
     binarized_ties: int = 0
+    # Each text's domain (``domain_key``), None when no domain column was read.
+    domains: list[str] | None = None
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -522,6 +524,7 @@ def read_labeled(
     strict: bool = False,
     label_map: dict[str, float] | None = None,
     any_labels: bool = False,
+    domain_key: str | None = None,
 ) -> LabeledTexts:
     """Texts and binary labels of a labelled file, in file order.
 
@@ -529,11 +532,13 @@ def read_labeled(
     range) or ``any_labels`` (any whole numbers, such as star ratings 1-5, kept as they are:
     the classes of ``-multiclass``). ``label_map`` turns label names into numbers first (``{"neg": 0, "pos": 1}``).
     A row without a label is an error unless ``drop_unlabeled`` skips it; every skipped
-    row is counted in the result's ``stats`` and warned about.
+    row is counted in the result's ``stats`` and warned about. ``domain_key`` names a column
+    of domain names (such as ``sst2`` or ``amazon_summary``), kept beside each text in ``domains``.
     """
     stats = ReadStats()
-    texts, values, lines = [], [], []
-    for line, (text_value, label_value) in iter_records(path, [text_key, label_key], fmt=fmt, delim=delim, stats=stats):
+    texts, values, lines, domains = [], [], [], []
+    keys = [text_key, label_key] + ([domain_key] if domain_key else [])
+    for line, (text_value, label_value, *domain_value) in iter_records(path, keys, fmt=fmt, delim=delim, stats=stats):
         label = _label_value(path, line, label_key, label_value, label_map)
         if label is None:
             if not drop_unlabeled:
@@ -543,6 +548,11 @@ def read_labeled(
         text = _text_value(path, line, text_key, text_value, strict, stats)
         if text is None:
             continue
+        if domain_key:
+            domain = domain_value[0]
+            if not isinstance(domain, str) or not domain.strip():
+                raise UserError(f"{path}:{line}: no domain in {domain_key!r}")
+            domains.append(domain.strip())
         texts.append(text)
         values.append(label)
         lines.append(line)
@@ -570,7 +580,8 @@ def read_labeled(
     else:
         labels = values.astype(np.int64)
     stats.warn_if_lossy(path)
-    return LabeledTexts(texts=texts, labels=labels, stats=stats, binarized_ties=ties)
+    return LabeledTexts(texts=texts, labels=labels, stats=stats, binarized_ties=ties,
+                        domains=domains if domain_key else None)
 
 
 # --------------------------------------------------------------------------- splits

@@ -80,6 +80,8 @@ def run(config: ClassifyConfig) -> None:
 def _classify(config: ClassifyConfig) -> None:
     # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
+    import numpy as np
+
     from .. import transfer
     from ..checkpoint import load_model
     from ..data.readers import ReadStats, iter_numbered_texts
@@ -112,25 +114,29 @@ def _classify(config: ClassifyConfig) -> None:
     features = transfer.featurize_cached(
         model, texts, identity, cache, batch_size=config.batch_size, progress=config.input is not None
     ).features
+    # Scores once: the probabilities (calibrated) and labels both come from them, n-gram part included.
+    scores = classifier.scores(features, texts=texts)
     if config.output is None and classifier.classes is not None:
-        probabilities = classifier.predict_proba(features)
-        for row, label, text in zip(probabilities, classifier.predict(features), texts):
+        probabilities = classifier.probabilities(scores)
+        labels = np.asarray(classifier.class_labels)[classifier.all_neurons.predictions(scores)]
+        for row, label, text in zip(probabilities, labels, texts):
             print_result(f"{float(row.max()):.4f}\t{int(label)}\t{one_line(text)}")
         return
     if config.output is None:
-        probabilities = classifier.all_neurons.predict_proba(features)
-        labels = classifier.all_neurons.predict(features)
+        probabilities = classifier.probabilities(scores)[:, 1]
+        labels = classifier.all_neurons.predictions(scores)
         for probability, label, text in zip(probabilities, labels, texts):
             print_result(prediction_line(float(probability), int(label), text))
         return
     written = transfer.write_predictions(
         config.output, texts, features, classifier, text_key=config.text_key,
-        lines=lines if config.input is not None else None,
+        lines=lines if config.input is not None else None, scores=scores,
     )
+    predicted = classifier.all_neurons.predictions(scores)
     if classifier.classes is not None:
-        predicted = classifier.predict(features).tolist()
+        predicted = np.asarray(classifier.class_labels)[predicted].tolist()
         counts = ", ".join(f"{predicted.count(c)} class {c}" for c in classifier.class_labels)
         log.info(f"{len(texts)} texts: {counts}; wrote {written}")
         return
-    positive = int(classifier.predict(features).sum())
+    positive = int(predicted.sum())
     log.info(f"{len(texts)} texts: {positive} positive, {len(texts) - positive} negative; wrote {written}")

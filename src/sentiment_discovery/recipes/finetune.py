@@ -72,6 +72,10 @@ class FinetuneConfig(ExperimentConfig):
         "a class; the head has one output per class"
     )
     no_test_eval: bool = option(False, help="the test file has no labels: report no test accuracy")
+    domain_key: str | None = option(
+        None, help="column or key of -valid naming each text's domain (such as sst2, amazon_summary): the validation "
+        "accuracy that keeps the best weights is then the mean of the domains' accuracies, each domain counting the same",
+    )
     max_text_length: int = option(
         1024, help="longest text fed in training, in bytes: longer ones keep their first and last halves (0: whole)",
         minimum=0,  # and 1 to 15 are refused in check_flags: 0 or at least 16 is not one range
@@ -168,6 +172,8 @@ def _run(config: FinetuneConfig) -> int:
     splits = read_splits(config)
     class_labels = encode_classes(splits, config)  # -multiclass: labels become class indices 0..K-1
     if "valid" not in splits:
+        if config.domain_key:
+            raise UserError("-domain_key names a column of -valid: pass -valid FILE with that column")
         splits["train"], splits["valid"] = hold_out_validation(splits["train"], config)
     classes = finetune.check_classes(splits["train"].labels, "the training set")
     data = {name: prepare(language_model, split, config.max_text_length) for name, split in splits.items()}
@@ -218,7 +224,7 @@ def prepare(language_model, split: Split, max_text_length: int) -> Texts:
     from ..features import encode_texts
 
     data = [finetune.keep_ends(b, max_text_length) for b in encode_texts(language_model, split.texts)]
-    return Texts(split.name, data, split.labels)
+    return Texts(split.name, data, split.labels, split.domains)
 
 
 

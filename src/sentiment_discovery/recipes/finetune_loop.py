@@ -42,6 +42,7 @@ class Texts:
     name: str
     data: list[bytes]
     labels: np.ndarray | None
+    domains: list[str] | None = None  # validation with -domain_key: accuracy is the mean over these
 
     @property
     def bytes(self) -> int:
@@ -79,7 +80,26 @@ def say(message: str) -> None:
 
 
 def evaluate(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of the classifier on ``texts``, dropout off."""
+    """(accuracy, mean cross-entropy) of the classifier on ``texts``, dropout off.
+
+    With domains, the accuracy is the mean of the domains' accuracies (see :func:`domain_accuracies`).
+    """
+    accuracy, loss, _ = evaluate_by_domain(model, texts, precision, device, batch_size)
+    return accuracy, loss
+
+
+def domain_accuracies(correct, domains: list[str]) -> dict[str, float]:
+    """Accuracy within each domain, in the order the domains first appear."""
+    import numpy as np
+
+    correct = np.asarray(correct, dtype=bool)
+    names = list(dict.fromkeys(domains))
+    where = np.asarray(domains)
+    return {name: float(correct[where == name].mean()) for name in names}
+
+
+def evaluate_by_domain(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float, dict]:
+    """(accuracy, mean cross-entropy, accuracy of each domain or {}) of the classifier, dropout off."""
     import torch
     from .. import finetune
     from ..precision import products_autocast
@@ -88,18 +108,23 @@ def evaluate(model, texts: Texts, precision: str, device, batch_size: int) -> tu
 
     was_training = model.training
     model.eval()
-    correct, loss = 0, 0.0
+    right = [False] * len(texts.data)
+    loss = 0.0
     try:
         with torch.no_grad(), products_autocast(precision, device):
             for indices in length_sorted_batches([len(d) for d in texts.data], batch_size):
                 batch = finetune.text_batch([texts.data[i] for i in indices], device)
                 logits, _ = model(*batch)
                 labels = torch.as_tensor(texts.labels[indices], device=device)
-                correct += int((logits.argmax(dim=1) == labels).sum())
+                for i, hit in zip(indices, (logits.argmax(dim=1) == labels).tolist()):
+                    right[i] = hit
                 loss += float(torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
     finally:
         model.train(was_training)
-    return correct / len(texts.data), loss / len(texts.data)
+    if texts.domains is None:
+        return sum(right) / len(right), loss / len(right), {}
+    by_domain = domain_accuracies(right, texts.domains)
+    return sum(by_domain.values()) / len(by_domain), loss / len(right), by_domain
 
 
 def train(config, model, optimizer, groups, schedule, data, state: RunState, precision, device, run_dir,
@@ -193,11 +218,16 @@ def record_train_window(state: RunState, window: dict, optimizer, with_lm_loss: 
 
 
 def evaluate_and_keep_best(config, model, valid: Texts, state: RunState, precision, device, run_dir) -> bool:
-    """Evaluate on validation, save the weights if best so far; True when early stopping says stop."""
-    accuracy, loss = evaluate(model, valid, precision, device, config.eval_batch_size)
-    state.history.append({"step": state.step, "epoch": state.epoch, "split": "valid", "loss": loss, "lm_loss": None,
-                          "accuracy": accuracy, "learning_rate": None, "bytes": state.bytes_seen,
-                          "seconds": round(state.elapsed_s, 2)})
+    """Evaluate on validation, save the weights if best so far; True when early stopping says stop.
+
+    With domains the score is the mean of their accuracies; each domain's gets its own history row
+    (split ``valid:<domain>``).
+    """
+    accuracy, loss, by_domain = evaluate_by_domain(model, valid, precision, device, config.eval_batch_size)
+    row = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": loss, "lm_loss": None,
+           "accuracy": accuracy, "learning_rate": None, "bytes": state.bytes_seen, "seconds": round(state.elapsed_s, 2)}
+    state.history.append(row)
+    state.history += [row | {"split": f"valid:{name}", "loss": None, "accuracy": value} for name, value in by_domain.items()]
     improved = accuracy > state.best_accuracy
     if improved:
         state.best_accuracy, state.best_step, state.evaluations_without_gain = accuracy, state.step, 0
@@ -205,8 +235,10 @@ def evaluate_and_keep_best(config, model, valid: Texts, state: RunState, precisi
     else:
         state.evaluations_without_gain += 1
     rate = state.bytes_seen / max(state.elapsed_s, 1e-9)
-    say(f"update {state.step}: validation accuracy {100 * accuracy:.2f}% (best {100 * state.best_accuracy:.2f}% "
-        f"at update {state.best_step}), loss {loss:.4f}, {rate:.0f} bytes/s")
+    what = "validation accuracy" if not by_domain else "mean validation accuracy over domains"
+    shown = "".join(f"; {name} {100 * value:.1f}%" for name, value in by_domain.items())
+    say(f"update {state.step}: {what} {100 * accuracy:.2f}% (best {100 * state.best_accuracy:.2f}% "
+        f"at update {state.best_step}), loss {loss:.4f}, {rate:.0f} bytes/s{shown}")
     return bool(config.patience) and state.evaluations_without_gain >= config.patience
 
 

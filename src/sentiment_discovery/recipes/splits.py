@@ -25,19 +25,25 @@ class Split:
     texts: list[str]
     labels: "np.ndarray | None"
     features: "np.ndarray | None" = None
+    # Each text's domain (finetune -domain_key, validation only): validation accuracy is then the mean over domains.
+    domains: list[str] | None = None
 
     def subset(self, name: str, indices: "np.ndarray") -> "Split":
         features = None if self.features is None else self.features[indices]  # finetune featurizes none
-        return Split(name, [self.texts[i] for i in indices], self.labels[indices], features)
+        domains = None if self.domains is None else [self.domains[i] for i in indices]
+        return Split(name, [self.texts[i] for i in indices], self.labels[indices], features, domains)
 
 
 def read_labeled_split(config, name: str, path: str, label_hint: str = "") -> Split:
     from ..data.readers import read_labeled
 
+    # Domains are read for validation only: selection is by the mean accuracy over them.
+    domain_key = getattr(config, "domain_key", None) if name == "valid" else None
     try:
         data = read_labeled(
             path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
             drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
+            domain_key=domain_key,
         )
     except UserError as error:
         # The reader names the label key in every label problem (missing column, missing or odd values).
@@ -48,7 +54,7 @@ def read_labeled_split(config, name: str, path: str, label_hint: str = "") -> Sp
         raise
     if not data.texts:
         raise UserError(f"{path} ({name}) holds no labelled texts")
-    return Split(name, data.texts, data.labels)
+    return Split(name, data.texts, data.labels, domains=data.domains)
 
 
 def read_splits(config, cross_validating: bool = False) -> dict[str, Split]:

@@ -348,12 +348,13 @@ class InferenceService:
 
         def run(batch: list[bytes]) -> list[tuple]:
             features = classifier.features(batch, batch_size=self.batch_size)
+            # The prepared bytes are what an n-gram part reads too (as classify's texts, once prepared).
+            scores = classifier.scores(features, texts=batch)
+            rows = classifier.probabilities(scores)
             if classifier.classes is not None:
-                rows = classifier.predict_proba(features)
                 return [(float(row.max()), int(np.argmax(row)), [float(p) for p in row]) for row in rows]
-            positive = classifier.all_neurons.predict_proba(features)
-            labels = classifier.all_neurons.predict(features)
-            return [(float(p), int(label)) for p, label in zip(positive, labels)]
+            labels = classifier.all_neurons.predictions(scores)
+            return [(float(row[1]), int(label)) for row, label in zip(rows, labels)]
 
         return self.call_batched(("classify",), prepared, run)
 

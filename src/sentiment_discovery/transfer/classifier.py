@@ -8,6 +8,7 @@ The language model (torch) is imported on first use, so a classifier loads witho
 """
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..errors import UserError
 from ..locations import CLASSIFIER_FILE, classifier_directory
 from .cache import ModelIdentity
 from .labels import is_default_classes
+from .ngrams import NgramProbe
 from .probe import LinearProbe, rank_units, unit_sign
 from .sweep import DEFAULT_C_GRID, Sweep, sweep_regularization
 
@@ -39,6 +41,12 @@ class SentimentClassifier:
     model: ModelIdentity
     # The labels the probes' classes 0..K-1 stand for (-multiclass); None: the binary 0/1, not written to the file.
     classes: list[int] | None = None
+    # Calibration (``calibrate``): the full classifier's scores are divided by this before the sigmoid/softmax.
+    temperature: float = 1.0
+    # The n-gram part (``calibrate -ngrams``): the full classifier's score is
+    # (1 - ngram_weight) * the language model's + ngram_weight * the n-grams'; None: the language model alone.
+    ngrams: NgramProbe | None = None
+    ngram_weight: float = 0.0
     source: Path | None = dataclasses.field(default=None, compare=False)  # the file it was loaded from
     device: str = dataclasses.field(default="cpu", compare=False)
     # The precision new texts are featurized in (resolved when they are; "auto" suits the machine).
@@ -73,9 +81,14 @@ class SentimentClassifier:
             "all_neurons": self.all_neurons.to_dict(),
             "n_neurons": self.n_neurons.to_dict(),
             **({} if is_default_classes(self.classes) else {"classes": [int(c) for c in self.classes]}),
+            **({} if self.temperature == 1.0 else {"temperature": float(self.temperature)}),
+            **({} if self.ngrams is None else {"ngrams": self.ngrams.to_dict() | {"weight": float(self.ngram_weight)}}),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
+        """``classifier.json`` (and the n-gram part's ``ngrams.safetensors``, written first) into ``directory``."""
+        if self.ngrams is not None:
+            self.ngrams.save(directory)
         path = Path(directory) / CLASSIFIER_FILE
         return storage.write_json(path, self.to_dict())
 
@@ -111,7 +124,17 @@ class SentimentClassifier:
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
                 classes=None if values.get("classes") is None else [int(c) for c in values["classes"]],
+                temperature=float(values.get("temperature", 1.0)),
             )
+            if not (math.isfinite(classifier.temperature) and classifier.temperature > 0):
+                raise ValueError(f"temperature must be a positive number, not {values.get('temperature')!r}")
+            if values.get("ngrams") is not None:
+                if classifier.classes is not None:
+                    raise ValueError("an n-gram part is for binary classifiers only")
+                classifier.ngram_weight = float(values["ngrams"].get("weight", -1))
+                if not 0 <= classifier.ngram_weight <= 1:
+                    raise ValueError(f"the n-gram part's weight must be in [0, 1], not {values['ngrams'].get('weight')!r}")
+                classifier.ngrams = NgramProbe.load(path.parent, values["ngrams"], path)
             # concat pooling gives 3 x rnn_size features (features.pooled_width, written out
             # here: this module must load without torch's import for the features module).
             rnn_size = classifier.model.rnn_size
@@ -205,19 +228,59 @@ class SentimentClassifier:
 
     # ---- predictions
 
-    def predict_proba(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
-        """[N, 2] probabilities of labels 0 and 1 (scikit-learn's layout), from texts or features.
+    def ngram_texts(self, texts: Sequence[str | bytes]) -> list[str]:
+        """The texts as the n-gram part reads them: as the language model reads them (prepared, padded)."""
+        from ..text import TextOptions, preprocess_text
 
-        With K > 2 classes: [N, K], one column per class in the order of ``class_labels``.
+        options = TextOptions.from_dict(self.model.text_options)
+        prepared = []
+        for text in texts:
+            if isinstance(text, bytes):
+                data = text
+            else:
+                data = preprocess_text(text, options) if self.model.preprocess else text.encode("utf-8", "surrogateescape")
+            prepared.append(data.decode("utf-8", errors="ignore"))
+        return prepared
+
+    def scores(self, texts_or_features, use: str = "all_neurons", texts: Sequence[str] | None = None) -> np.ndarray:
+        """The classifier's scores before calibration: logits [N] (binary) or [N, K], from texts or features.
+
+        A classifier with an n-gram part reads the texts too: pass them as ``texts`` with features.
         """
-        probabilities = self.probe(use).predict_proba(self._as_features(texts_or_features))
+        features = self._as_features(texts_or_features)
+        scores = self.probe(use).decision_function(features)
+        if use == "all_neurons" and self.ngrams is not None:
+            if texts is None:
+                if hasattr(texts_or_features, "shape"):
+                    raise UserError(f"{self.source or 'this classifier'} reads the texts too (an n-gram part): "
+                                    "pass the texts with the features")
+                texts = texts_or_features
+            if len(texts) != len(scores):
+                raise UserError(f"{len(texts)} texts for {len(scores)} rows of features")
+            ngram_scores = self.ngrams.decision_function(self.ngram_texts(texts))
+            scores = (1.0 - self.ngram_weight) * scores + self.ngram_weight * ngram_scores
+        return scores
+
+    def probabilities(self, scores: np.ndarray, use: str = "all_neurons") -> np.ndarray:
+        """[N, 2] (or [N, K]) probabilities from :meth:`scores`, the temperature applied to the full classifier's."""
+        if use == "all_neurons":
+            scores = scores / self.temperature
+        probabilities = self.probe(use).probabilities(scores)
         if probabilities.ndim == 2:
             return probabilities
         return np.stack([1.0 - probabilities, probabilities], axis=1)
 
-    def predict(self, texts_or_features, use: str = "all_neurons") -> np.ndarray:
+    def predict_proba(self, texts_or_features, use: str = "all_neurons", texts: Sequence[str] | None = None) -> np.ndarray:
+        """[N, 2] probabilities of labels 0 and 1 (scikit-learn's layout), from texts or features.
+
+        With K > 2 classes: [N, K], one column per class in the order of ``class_labels``.
+        Calibrated (the classifier's temperature) and with the n-gram part where it has them.
+        """
+        return self.probabilities(self.scores(texts_or_features, use, texts), use)
+
+    def predict(self, texts_or_features, use: str = "all_neurons", texts: Sequence[str] | None = None) -> np.ndarray:
         """The predicted label of each text: 0/1, or with -multiclass the class label itself (such as 1-5 stars)."""
-        indices = self.probe(use).predict(self._as_features(texts_or_features))
+        indices = self.probe(use).predictions(self.scores(texts_or_features, use, texts))
         if self.classes is None:
             return indices
         return np.asarray(self.class_labels, dtype=np.int64)[indices]
@@ -264,8 +327,11 @@ class SentimentClassifier:
                     cells.append(encoded.cell_sequences[self.model.layer][0].float())
         finally:
             model.train(was_training)
-        pooled = prefix_pooled(torch.cat(cells), self.model.pooling)
-        return self.all_neurons.predict_proba(pooled.cpu().numpy())
+        pooled = prefix_pooled(torch.cat(cells), self.model.pooling).cpu().numpy()
+        # The n-gram part reads each prefix as text (a cut UTF-8 character left out), as predict_proba reads the whole.
+        prefixes = None if self.ngrams is None else [data[: end + 1] for end in range(len(data))]
+        probabilities = self.predict_proba(pooled, texts=prefixes)
+        return probabilities[:, 1] if self.classes is None else probabilities
 
     def predicted_class_trace(self, text: str) -> tuple[np.ndarray, int]:
         """The probability of the class predicted for the whole text, of the text so far [bytes], and that class.

@@ -91,9 +91,12 @@ class LinearProbe:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row, float64 [N]; for K > 2 classes, of each class [N, K]."""
+        return self.probabilities(self.decision_function(features))
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` from scores that :meth:`decision_function` gave (or scaled, or blended)."""
         from scipy.special import expit
 
-        scores = self.decision_function(features)
         if self.multiclass and self.softmax:
             from scipy.special import softmax
 
@@ -105,7 +108,10 @@ class LinearProbe:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Label 0/1 of each row; for K > 2 classes, the class index 0..K-1 of the largest score."""
-        scores = self.decision_function(features)
+        return self.predictions(self.decision_function(features))
+
+    def predictions(self, scores: np.ndarray) -> np.ndarray:
+        """:meth:`predict` from scores that :meth:`decision_function` gave (or blended)."""
         if self.multiclass:
             return np.argmax(scores, axis=1).astype(np.int64)
         return (scores > 0).astype(np.int64)

@@ -80,10 +80,13 @@ def write_predictions(
     labels: np.ndarray | None = None,
     label_key: str = "label",
     lines: Sequence[int | None] | None = None,
+    scores: np.ndarray | None = None,
 ) -> Path:
     """One CSV row per text, in input order: [line], text, [label], prediction, both probabilities, top unit values.
 
     ``lines``: where each text was read (its line in the input file; None for none), written first.
+    ``scores``: the full classifier's scores of these texts, where the caller has them already
+    (``SentimentClassifier.scores``); the probabilities are the calibrated ones, n-gram part included.
     A classifier with classes other than 0/1 (-multiclass) writes the predicted class and the full
     classifier's probability of each class (``probability_<class>``) instead of the two probabilities.
     """
@@ -93,13 +96,15 @@ def write_predictions(
     if path.suffix.lower() != ".csv":
         raise UserError(f"results are written as CSV; name the file .csv, not {path.name}")
     classes = classifier.classes
+    if scores is None:
+        scores = classifier.scores(features, texts=texts)
+    full = classifier.probabilities(scores)
+    predicted = classifier.all_neurons.predictions(scores)
     if classes is not None:
-        full = classifier.predict_proba(features)
-        predicted = classifier.predict(features)
+        predicted = np.asarray(classifier.class_labels, dtype=np.int64)[predicted]
     else:
-        full = classifier.all_neurons.predict_proba(features)
+        full = full[:, 1]
         top = classifier.n_neurons.predict_proba(features)
-        predicted = classifier.all_neurons.predict(features)
     units = classifier.top_units
     header = (["line"] if lines is not None else []) + [text_key] + ([label_key] if labels is not None else [])
     if classes is not None:
