@@ -185,3 +185,21 @@ def test_calibrate_bad_flags(fitted, capsys):
         assert cli.main(args) == 2
         assert message in capsys.readouterr().err
         assert not (root / "o3").exists() and not (root / "o1").exists()
+
+
+def test_export_default_carries_the_temperature_and_the_ngram_part(fitted, tmp_path):
+    from sentiment_discovery import defaults
+
+    root, results = fitted
+    classifier = SentimentClassifier.load(results)
+    classifier.ngrams, classifier.ngram_weight, classifier.temperature = fitted_ngrams(), 0.3, 1.7
+    blended = root / "blended"
+    blended.mkdir()
+    classifier.save(blended)
+    installed = tmp_path / "installed"
+    defaults.export_default_model(str(root / "model"), str(blended), str(installed))
+    assert (installed / "classifier" / NGRAM_FILE).is_file()
+    shipped = SentimentClassifier.load(installed / "classifier")
+    assert shipped.temperature == 1.7 and shipped.ngram_weight == 0.3
+    texts = ["great phone, love it", "awful battery, avoid"]
+    np.testing.assert_array_equal(shipped.predict_proba(texts), SentimentClassifier.load(blended).predict_proba(texts))

@@ -69,7 +69,7 @@ SIZE_LIMIT_BYTES = 25_000_000
 # ... and on every default-model file the package carries together.
 PACKAGE_SIZE_LIMIT_BYTES = 30_000_000
 # The results files of a transfer run copied beside classifier.json (figures and results.json).
-RESULTS_PATTERNS = ("results.json", "*.png")
+RESULTS_PATTERNS = ("results.json", "calibration.json", "*.png")
 # A few short reviews to compare the exported classifier's probabilities with the original's.
 CHECK_TEXTS = (
     "This is one of the best films I have seen in years.",
@@ -252,6 +252,8 @@ def export_default_model(
             "check": {"texts": len(CHECK_TEXTS), "max_probability_change": change, "labels_agree": agree},
         }
         staged_classifier = staging / CLASSIFIER_SUBDIR
+        if fitted.ngrams is not None:  # the n-gram part's arrays, beside the classifier.json that names them
+            fitted.ngrams.save(staged_classifier)
         storage.write_json(staged_classifier / CLASSIFIER_FILE, values)
         for pattern in RESULTS_PATTERNS:
             for path in sorted(fitted.source.parent.glob(pattern)):
