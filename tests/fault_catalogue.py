@@ -237,6 +237,17 @@ def catalogue() -> list[Case]:
         Case("featurize: no texts", "featurize",
              lambda ws, c: ["featurize", "-model", str(ws / "model"), "-input", str(_file("t.csv", "sentence\n")(c)),
                             "-output", str(c / "f.npy")], r"t\.csv"),
+        # ---- calibrate
+        Case("calibrate: -out is the classifier's directory", "calibrate",
+             lambda ws, c: ["calibrate", "-classifier", str(ws / "classifier"), "-valid", str(ws / "valid.csv"),
+                            "-out", str(ws / "classifier")], r"exists and is not an empty directory"),
+        Case("calibrate: -ngrams without -train", "calibrate",
+             lambda ws, c: ["calibrate", "-classifier", str(ws / "classifier"), "-valid", str(ws / "valid.csv"),
+                            "-out", str(c / "out"), "-ngrams"], r"-ngrams fits the n-gram part on -train"),
+        Case("calibrate: a selection file of one class", "calibrate",
+             lambda ws, c: ["calibrate", "-classifier", str(ws / "classifier"), "-valid",
+                            str(_file("one.csv", "label,sentence\n1,good\n1,fine\n")(c)), "-out", str(c / "out")],
+             r"one\.csv"),
         # ---- classify
         Case("classify: -output is its -input", "classify",
              lambda ws, c: ["classify", "-classifier", str(ws / "classifier"), "-input", str(ws / "texts.csv"),
