@@ -449,12 +449,15 @@ def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def output_name(path: str | os.PathLike) -> Path:
-    """The output a staging path belongs to: ``.out.csv.123.partial.csv`` is ``out.csv``, ``d.partial/x`` is ``d/x``."""
+    """The output a staging path belongs to: ``.out.csv.123.partial.csv`` and ``.out.csv.lock`` are
+    ``out.csv``, ``d.partial/x`` is ``d/x``."""
     parts = []
     for part in Path(path).parts:
         match = _TEMPORARY_NAME.match(part)
         if match:
             part = match["name"]
+        elif part.startswith(".") and part.endswith(LOCK_SUFFIX) and len(part) > len(LOCK_SUFFIX) + 1:
+            part = part[1 : -len(LOCK_SUFFIX)]
         elif part.endswith((PARTIAL_SUFFIX, SAVING_SUFFIX)) and part not in (PARTIAL_SUFFIX, SAVING_SUFFIX):
             part = part.removesuffix(PARTIAL_SUFFIX).removesuffix(SAVING_SUFFIX)
         parts.append(part)

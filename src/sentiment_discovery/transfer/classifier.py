@@ -167,14 +167,19 @@ class SentimentClassifier:
                     f"not {getattr(identity, name)!r} as {identity.path} gives now"
                 )
 
-    def attach_model(self, directory: str | os.PathLike) -> None:
-        from ..checkpoint import load_model  # lazy: importing the transfer package does not import torch
-
-        language_model = load_model(directory, device=self.device)
+    def check_layers(self, language_model, directory: str | os.PathLike) -> None:
+        """The layer this classifier reads (its ``model.layer``) exists in ``language_model``, or an error
+        naming the file and the key (not the -layer flag, which no one passed)."""
         if self.model.layer >= language_model.config.layers:
             raise UserError(f"{self.source or 'this classifier'} reads layer {self.model.layer} (its model.layer), "
                             f"but {directory} has {language_model.config.layers} layer(s); pass the model it was "
                             "fitted on")
+
+    def attach_model(self, directory: str | os.PathLike) -> None:
+        from ..checkpoint import load_model  # lazy: importing the transfer package does not import torch
+
+        language_model = load_model(directory, device=self.device)
+        self.check_layers(language_model, directory)
         identity = ModelIdentity.of(
             language_model,
             directory,
