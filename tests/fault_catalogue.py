@@ -259,8 +259,10 @@ def failing_disk(root: Path, code: int, free_bytes: int = 16):
 
     def fake_mkdir(path, *args, **kwargs):
         if _under(path, root) and code == errno.EROFS:
-            if os.path.lexists(path):
+            if os.path.lexists(path):  # the kernel looks the name up first: EEXIST, or ENOENT without a parent
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+            if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
             refuse(path)
         return real_mkdir(path, *args, **kwargs)
 

@@ -217,13 +217,14 @@ def check_memory(language_model, texts: Texts, config: FinetuneConfig, device) -
 
     parameters = sum(p.numel() for p in language_model.parameters())
     length = max((len(d) for d in texts.data), default=1)
+    streams = min(config.batch_size, len(texts.data))
     model_config = language_model.config
-    needed = memory.training_bytes(parameters, config.batch_size, length, model_config.rnn_size, model_config.layers)
+    needed = memory.training_bytes(parameters, streams, length, model_config.rnn_size, model_config.layers)
     available, where = None, "this machine"
     if device.type == "cuda":
         available, where = torch.cuda.mem_get_info(device)[0], "the GPU"
     memory.check_fits(
-        needed, f"fine-tuning {parameters:,} weights on batches of {config.batch_size} texts of up to {length} bytes",
+        needed, f"fine-tuning {parameters:,} weights on batches of {streams} texts of up to {length} bytes",
         "lower -batch_size or -max_text_length", available=available, where=where,
     )
 

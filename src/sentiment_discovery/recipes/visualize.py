@@ -2,7 +2,8 @@
 
 Reads the text (and, with ``-generate``, samples a continuation, optionally with the unit
 held at ``-overwrite``), then writes ``<experiment_dir>/<experiment_name>/heatmaps/<name>.png``
-and a self-contained ``.html`` beside it, the name being the text's first 100 characters.
+and a self-contained ``.html`` beside it, the name being the text's first 100 characters
+(with a short hash of the text when another text's heatmap has that name).
 The unit is ``-neuron``, or the top unit of a ``-classifier`` that ``transfer`` wrote
 (its sign and layer too), or one recorded with the model by an explicit act
 (``export-default``, an importer). Without ``-load_model`` and ``-classifier`` it draws the
