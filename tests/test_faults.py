@@ -358,19 +358,28 @@ def test_heatmaps_of_texts_that_share_a_name_do_not_overwrite_each_other(workspa
 def test_a_stale_temporary_of_a_dead_writer_is_removed_by_the_next_write(workspace, tmp_path):
     from sentiment_discovery import storage
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
+    def dead_pid() -> int:
+        finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True)
+        return int(finished.stdout)
+
+    dead_pid, other_dead_pid = dead_pid(), dead_pid()
     out = tmp_path / "out.csv"
     stale = storage.temporary_name(out, pid=dead_pid)
     stale.write_bytes(b"x" * 10_000)  # a SIGKILL just before the rename left it, as big as the output
     other = storage.temporary_name(tmp_path / "other.csv", pid=dead_pid)
     other.write_bytes(b"y")
+    recent = storage.temporary_name(out, pid=other_dead_pid)
+    recent.write_bytes(b"w")  # written to a moment ago: perhaps a writer in another pid namespace
+    an_hour_ago = time.time() - 3600
+    for path in (stale, other):
+        os.utime(path, (an_hour_ago, an_hour_ago))
     with faults.live_writer(tmp_path / "held") as live_pid:  # a live process's temporary is a write in flight
         live = storage.temporary_name(out, pid=live_pid)
         live.write_bytes(b"z")
         assert _quiet(["classify", "-classifier", str(workspace / "classifier"), "-text", "good", "-output",
                        str(out)])[0] == 0
-        assert not stale.exists() and live.exists() and other.exists()
+        assert not stale.exists() and live.exists() and other.exists() and recent.exists()
     assert out.read_text().startswith("sentence,prediction,")
 
 

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import time
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,8 @@ PREVIOUS_SUFFIX = ".previous"
 LOCK_SUFFIX = ".lock"
 # The staging name of earlier versions (and of finetune's saves before they used ``.partial``).
 SAVING_SUFFIX = ".saving"
+# A temporary of a dead writer untouched this long is removed by the next write of its file.
+STALE_AFTER_S = 60.0
 # Errors that say a write failed, whatever the path: the file system is full or read-only.
 WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -87,7 +90,9 @@ def process_alive(pid: int) -> bool:
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed writers of ``path`` left beside it (their process is gone).
 
-    A temporary of a live process, this one's included, is another write in flight: left alone.
+    A temporary of a live process, this one's included, is another write in flight: left alone;
+    so is one written to in the last ``STALE_AFTER_S`` seconds (its writer may be alive in
+    another process namespace sharing the folder).
     """
     path = Path(path)
     removed = []
@@ -103,6 +108,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         if pid == os.getpid() or process_alive(pid):
             continue
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            if time.time() - candidate.stat().st_mtime < STALE_AFTER_S:
+                continue
             candidate.unlink()
             removed.append(candidate)
     return removed
