@@ -5,7 +5,8 @@ Prints the table of docs/reliability.md and writes the details as JSON:
     python benchmarks/fault_tour.py --out /tmp/fault_tour.json [--kills 20]
 
 The cases are those of tests/test_faults.py (tests/fault_catalogue.py), on tiny models; the
-tour takes about a minute of CPU time.
+tour takes about a minute of CPU time. Full and read-only disks and unreadable inputs are
+simulated in-process (fault_catalogue.failing_disk, unreadable), so the tour needs no root.
 """
 
 import argparse
@@ -32,7 +33,7 @@ def tour(root: Path, kills: int, seed: int) -> dict:
         outcome = faults.try_case(case, workspace, root / "cases" / str(index))
         cases.append({
             "name": case.name, "command": case.command, "status": outcome.status, "stderr": outcome.stderr,
-            "changed": outcome.changed, "handled": faults.handled(outcome),
+            "changed": outcome.changed, "handled": faults.handled(outcome), "disk": case.during is not None,
         })
     after = faults.snapshot(workspace)
     lost = sum(len(value) for path, value in before.items() if after.get(path) != value)
@@ -71,6 +72,8 @@ def table(result: dict) -> str:
     rows = [
         ("bad inputs tried / handled (one error line, status 2, nothing written or changed)",
          f"{len(cases)} / {sum(case['handled'] for case in cases)}"),
+        ("... of which a read-only or full disk, or an input it may not read",
+         f"{sum(case['disk'] for case in cases)} / {sum(case['handled'] for case in cases if case['disk'])}"),
         ("commands covered (and the parser)",
          f"{len({case['command'] for case in cases} & set(cli.COMMANDS))} of {len(cli.COMMANDS)}"),
         ("SIGKILLs survived (resumed bit-identical) / tried",

@@ -8,10 +8,12 @@ few dozen texts) so that the whole tour runs in well under a minute of CPU time.
 import contextlib
 import csv
 import dataclasses
+import errno
 import gzip
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +65,9 @@ class Case:
     command: str
     setup: Callable[[Path, Path], list[str]]
     error: str  # a regular expression the one error line must match (after "error: ")
+    # What the run meets besides its inputs (a full or read-only disk): a context manager made
+    # from (workspace, case directory), entered around the command only.
+    during: Callable[[Path, Path], contextlib.AbstractContextManager] | None = None
 
 
 def _config_edit(change: Callable[[dict], None]):
@@ -180,6 +185,185 @@ def _wrong_shape(tensors: dict) -> None:
 def _gz_truncated() -> bytes:
     data = gzip.compress(("sentence\n" + "a fine film\n" * 2000).encode())
     return data[: len(data) // 2]
+
+
+# --------------------------------------------------------------------------- a failing file system
+#
+# Read-only and full disks without root: the file functions Python writes through (open, io.open,
+# os.mkdir, os.replace) are wrapped so that, under one folder, they fail as the kernel would:
+# EROFS at the open or the mkdir, or ENOSPC on the write once a few bytes are written (opening a
+# file on a full disk succeeds; the data does not fit). A permission denied on an input is the
+# open of that one file failing with EACCES, as it does for a user who may not read it.
+
+
+class _FullFile:
+    """A file open for writing on a disk with ``budget[0]`` bytes free; past them, ENOSPC (naming no file)."""
+
+    def __init__(self, handle, budget: list[int]):
+        self._handle, self._budget = handle, budget
+
+    def write(self, data):
+        if len(data) > self._budget[0]:
+            self._budget[0] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._budget[0] -= len(data)
+        return self._handle.write(data)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+        return False
+
+    def __iter__(self):
+        return iter(self._handle)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def _under(path, root: Path) -> bool:
+    try:
+        return isinstance(path, (str, os.PathLike)) and Path(os.path.abspath(path)).is_relative_to(root)
+    except (TypeError, ValueError):
+        return False
+
+
+def _writing(mode: str) -> bool:
+    return any(flag in mode for flag in "wax+")
+
+
+@contextlib.contextmanager
+def failing_disk(root: Path, code: int, free_bytes: int = 16):
+    """Under ``root``, writes fail as on a read-only (``errno.EROFS``) or full (``errno.ENOSPC``) file system."""
+    import builtins
+
+    root = Path(os.path.abspath(root))
+    real_open, real_mkdir, real_replace = builtins.open, os.mkdir, os.replace
+    budget = [free_bytes]
+
+    def refuse(path):
+        raise OSError(code, os.strerror(code), os.fspath(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if _under(file, root) and _writing(mode):
+            if code == errno.EROFS:
+                refuse(file)
+            return _FullFile(real_open(file, mode, *args, **kwargs), budget)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if _under(path, root) and code == errno.EROFS:
+            if os.path.lexists(path):  # the kernel looks the name up first: EEXIST, or ENOENT without a parent
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+            if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def fake_replace(source, target, *args, **kwargs):
+        if _under(target, root) and code == errno.EROFS:
+            raise OSError(code, os.strerror(code), os.fspath(source), None, os.fspath(target))
+        return real_replace(source, target, *args, **kwargs)
+
+    with pytest_free_patch() as patch:
+        patch(builtins, "open", fake_open)
+        patch(io, "open", fake_open)
+        patch(os, "mkdir", fake_mkdir)
+        patch(os, "replace", fake_replace)
+        yield
+
+
+@contextlib.contextmanager
+def unreadable(path: Path):
+    """Opening ``path`` fails with EACCES, as for a user without read permission (root reads everything)."""
+    import builtins
+
+    path = Path(os.path.abspath(path))
+    real_open = builtins.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(os.path.abspath(file)) == path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    with pytest_free_patch() as patch:
+        patch(builtins, "open", fake_open)
+        patch(io, "open", fake_open)
+        yield
+
+
+@contextlib.contextmanager
+def pytest_free_patch():
+    """``setattr`` undone on leaving (monkeypatch without pytest, for benchmarks/fault_tour.py too)."""
+    undo = []
+
+    def patch(owner, name, value):
+        undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    try:
+        yield patch
+    finally:
+        for owner, name, value in reversed(undo):
+            setattr(owner, name, value)
+
+
+def _disk(code: int):
+    return lambda ws, case: failing_disk(case, code)
+
+
+def _unreadable_texts(ws: Path, case: Path):
+    return unreadable(ws / "texts.csv")
+
+
+def _previous_output(ws: Path, case: Path) -> list[str]:
+    (case / "out.csv").write_text("the previous output\n")
+    return ["classify", "-classifier", str(ws / "classifier"), "-input", str(ws / "texts.csv"), "-output",
+            str(case / "out.csv"), "-no_feature_cache"]
+
+
+def _fifo(name: str):
+    def make(case: Path) -> Path:
+        path = case / name
+        os.mkfifo(path)
+        return path
+
+    return make
+
+
+def _export_into_experiment(ws: Path, case: Path) -> list[str]:
+    shutil.copytree(ws / "model", case / "exp" / "mlstm" / "model" / "iter3")
+    return ["export-default", "-model", str(ws / "model"), "-classifier", str(ws / "classifier"), "-out",
+            str(case / "exp")]
+
+
+def _export_into_its_model(ws: Path, case: Path) -> list[str]:
+    shutil.copytree(ws / "model", case / "model")
+    return ["export-default", "-model", str(case / "model"), "-classifier", str(ws / "classifier"), "-out",
+            str(case / "model")]
+
+
+def _finetune_outputs_without_checkpoint(ws: Path, case: Path) -> list[str]:
+    run = case / "exp" / "mlstm" / "finetune"
+    shutil.copytree(ws / "model", run / "model")
+    shutil.copyfile(ws / "classifier" / "classifier.json", run / "classifier.json")
+    storage.write_json(run / "results.json", {"kind": "finetuned"})
+    return ["finetune", "-load_model", str(ws / "model"), "-train", str(ws / "train.csv"), "-valid",
+            str(ws / "valid.csv"), "-experiment_dir", str(case / "exp")]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on (bound, then let go)
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def catalogue() -> list[Case]:
@@ -358,6 +542,113 @@ def catalogue() -> list[Case]:
         Case("cli: a flag value of the wrong type", "cli",
              lambda ws, c: ["transfer", "-load_model", "m", "-train", "t.csv", "-num_neurons", "many"],
              r"invalid int value: 'many'"),
+        *third_round(),
+    ]
+
+
+def third_round() -> list[Case]:
+    """The cases of issue 26 (a third round of faults), most severe first."""
+    classify_out = lambda ws, c: ["classify", "-classifier", str(ws / "classifier"), "-input",  # noqa: E731
+                                  str(ws / "texts.csv"), "-output", str(c / "out.csv"), "-no_feature_cache"]
+    featurize_out = lambda ws, c: ["featurize", "-model", str(ws / "model"), "-input", str(ws / "texts.csv"),  # noqa: E731
+                                   "-output", str(c / "f.npy")]
+    preprocess_out = lambda ws, c: ["preprocess", str(ws / "texts.csv"), "--out", str(c / "corpus")]  # noqa: E731
+    export_out = lambda ws, c: ["export-default", "-model", str(ws / "model"), "-classifier",  # noqa: E731
+                                str(ws / "classifier"), "-out", str(c / "default")]
+    read_only, full = _disk(errno.EROFS), _disk(errno.ENOSPC)
+    return [
+        # ---- 1, 3: directories that hold what the command did not write
+        Case("export-default: -out is an experiment directory", "export-default", _export_into_experiment,
+             r"--out .*exp holds mlstm, which no export wrote"),
+        Case("export-default: -out is its -model directory", "export-default", _export_into_its_model,
+             r"--out .*model is or holds the input"),
+        Case("finetune: an earlier run's outputs without a checkpoint", "finetune",
+             _finetune_outputs_without_checkpoint,
+             r"holds the outputs of an earlier fine-tuning run \(model, classifier\.json, results\.json\) but no "
+             r"checkpoint"),
+        # ---- 5: operating-system errors
+        Case("classify: -output on a read-only file system", "classify", classify_out,
+             r"^error: cannot write .*out\.csv: read-only file system$", during=read_only),
+        Case("classify: -output on a full disk, an earlier output there", "classify", _previous_output,
+             r"^error: cannot write .*out\.csv: no space left on device$", during=full),
+        Case("featurize: -output on a read-only file system", "featurize", featurize_out,
+             r"^error: cannot write .*f\.npy: read-only file system$", during=read_only),
+        Case("featurize: -output on a full disk", "featurize", featurize_out,
+             r"^error: cannot write .*f\.npy: no space left on device$", during=full),
+        Case("preprocess: --out on a read-only file system", "preprocess", preprocess_out,
+             r"^error: cannot write .*corpus: read-only file system$", during=read_only),
+        Case("preprocess: --out on a full disk", "preprocess", preprocess_out,
+             r"^error: cannot write .*corpus: no space left on device$", during=full),
+        Case("train: a read-only experiment directory", "train", _train(),
+             r"^error: cannot write .*exp.*: read-only file system$", during=read_only),
+        Case("transfer: a read-only experiment directory", "transfer", _transfer(None, "-no_feature_cache"),
+             r"^error: cannot write .*exp.*: read-only file system$", during=read_only),
+        Case("transfer: the feature cache on a read-only file system", "transfer", _transfer(),
+             r"^error: cannot write .*exp.*: read-only file system$", during=read_only),
+        Case("export-default: a read-only -out", "export-default", export_out,
+             r"^error: cannot write .*default.*: read-only file system$", during=read_only),
+        Case("classify: an -input it may not read", "classify", classify_out,
+             r"^error: cannot read .*texts\.csv: permission denied$", during=_unreadable_texts),
+        Case("featurize: an -input it may not read", "featurize", featurize_out,
+             r"^error: cannot read .*texts\.csv: permission denied$", during=_unreadable_texts),
+        # ---- 6: sizes without an upper bound
+        Case("train: -batch_size 1000000000", "train", _train("-batch_size", "1000000000"),
+             r"on 1000000000 streams of 16 bytes needs at least .* of memory, more than the .* this machine has "
+             r"free .*; lower -batch_size"),
+        Case("train: -rnn_size 1000000", "train", _train("-rnn_size", "1000000"),
+             r"training 5,000,\d{3},\d{3},\d{3} weights .* needs at least .* TiB of memory"),
+        # ---- 7, 8, 12: values in the files a command reads, blamed on the file and key
+        Case("classify: classifier.json all_neurons null", "classify",
+             _classifier_edit(lambda v: v.update(all_neurons=None)),
+             r"classifier\.json is incomplete or corrupt \(TypeError: all_neurons is null, not a JSON object\)"),
+        Case("classify: classifier.json n_neurons null", "classify",
+             _classifier_edit(lambda v: v.update(n_neurons=None)), r"n_neurons is null, not a JSON object"),
+        Case("classify: classifier.json of a layer the model lacks", "classify",
+             _classifier_edit(lambda v: v["model"].update(layer=5)),
+             r"classifier\.json reads layer 5 \(its model\.layer\), but .* has 1 layer\(s\)"),
+        Case("classify: classifier.json of an unknown pooling", "classify",
+             _classifier_edit(lambda v: v["model"].update(pooling="median")),
+             r"classifier\.json is incomplete or corrupt \(ValueError: model\.pooling is 'median'"),
+        Case("featurize: config.json text max_length 0", "featurize",
+             _config_edit(lambda v: v["text"].update(max_length=0)),
+             r"config\.json: text preprocessing option max_length is 0; give a number of bytes of at least 1"),
+        Case("featurize: config.json text max_length -5", "featurize",
+             _config_edit(lambda v: v["text"].update(max_length=-5)), r"max_length is -5"),
+        # ---- 11: inputs that hold nothing, or a column twice
+        Case("preprocess: a header-only CSV", "preprocess",
+             lambda ws, c: ["preprocess", str(_file("h.csv", "sentence\n")(c)), "--out", str(c / "corpus")],
+             r"h\.csv: no texts to write \(0 records\); a corpus needs at least one"),
+        Case("preprocess: an empty .txt", "preprocess",
+             lambda ws, c: ["preprocess", str(_file("e.txt", "")(c)), "--out", str(c / "corpus")],
+             r"e\.txt: no texts to write"),
+        Case("preprocess: a duplicated column name", "preprocess",
+             lambda ws, c: ["preprocess", str(_file("d.csv", "sentence,label,sentence\na,1,b\n")(c)), "--out",
+                            str(c / "corpus")],
+             r"d\.csv: the header names column 'sentence' 2 times \(columns 1, 3\); rename all but one"),
+        # ---- 12: unclear or inconsistent
+        Case("preprocess: a FIFO as input", "preprocess",
+             lambda ws, c: ["preprocess", str(_fifo("pipe.csv")(c)), "--out", str(c / "corpus")],
+             r"input .*pipe\.csv is a named pipe \(FIFO\); save what it carries to a file"),
+        Case("classify: a FIFO as -input", "classify",
+             lambda ws, c: ["classify", "-classifier", str(ws / "classifier"), "-input", str(_fifo("pipe.csv")(c))],
+             r"is a named pipe \(FIFO\)"),
+        Case("preprocess: a doubly gzipped file", "preprocess",
+             lambda ws, c: ["preprocess", str(_file("t.csv.gz", gzip.compress(gzip.compress(b"sentence\na\n")))(c)),
+                            "--out", str(c / "corpus")], r"t\.csv\.gz is gzip-compressed twice"),
+        Case("train: -lr inf", "train", _train("-lr", "inf"), r"^error: -lr must be a finite number, not inf$"),
+        Case("download: an unreachable --mirror URL", "download",
+             lambda ws, c: ["download", "sst2", "--to", str(c / "data"), "--mirror",
+                            f"http://127.0.0.1:{_closed_port()}/mirror"],
+             r"could not download http://127\.0\.0\.1:\d+/mirror/.*\(check --mirror\)$"),
+        # ---- 13: sizes without an upper bound, in visualize
+        Case("visualize: -generate -seq_length 1000000000", "visualize",
+             lambda ws, c: ["visualize", "-load_model", str(ws / "model"), "-neuron", "1", "-generate",
+                            "-seq_length", "1000000000", "-experiment_dir", str(c)],
+             r"-seq_length must be in \[1, 10000\], not 1000000000"),
+        Case("visualize: -overwrite 1e39", "visualize",
+             lambda ws, c: ["visualize", "-load_model", str(ws / "model"), "-neuron", "1", "-generate",
+                            "-overwrite", "1e39", "-experiment_dir", str(c)],
+             r"-overwrite must be in \[-1000000, 1000000\], not 1e\+39"),
     ]
 
 
@@ -370,9 +661,15 @@ def snapshot(*roots: Path) -> dict[str, bytes | str]:
                 state[str(path)] = f"link to {os.readlink(path)}"
             elif path.is_dir():
                 state[str(path)] = "dir"
+            elif not path.is_file():  # a FIFO: reading it would wait for a writer
+                state[str(path)] = "special file"
             else:
                 state[str(path)] = path.read_bytes()
     return state
+
+
+# A tqdm frame, as a captured stderr holds it: "featurize:  50%|#####     | 84.0/168 [...]".
+_PROGRESS_FRAME = re.compile(r"^[\w ]+: +\d+%\|")
 
 
 @dataclasses.dataclass
@@ -384,7 +681,8 @@ class Outcome:
 
     @property
     def lines(self) -> list[str]:
-        return self.stderr.strip().splitlines()
+        """The messages printed: lines of text, not a progress bar's frames (a terminal redraws those in place)."""
+        return [line for line in self.stderr.strip().splitlines() if not _PROGRESS_FRAME.match(line)]
 
 
 def try_case(case: Case, workspace: Path, case_dir: Path) -> Outcome:
@@ -393,7 +691,8 @@ def try_case(case: Case, workspace: Path, case_dir: Path) -> Outcome:
     argv = case.setup(workspace, case_dir)
     before = snapshot(workspace, case_dir)
     stderr = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+    during = case.during(workspace, case_dir) if case.during else contextlib.nullcontext()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), during:
         status = cli.main(argv)
     after = snapshot(workspace, case_dir)
     changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path))
@@ -401,8 +700,6 @@ def try_case(case: Case, workspace: Path, case_dir: Path) -> Outcome:
 
 
 def handled(outcome: Outcome) -> bool:
-    import re
-
     lines = outcome.lines
     return (
         outcome.status == 2

@@ -8,6 +8,7 @@ weights, optimizer state and histories, bit for bit; a second writer is refused.
 import contextlib
 import csv
 import dataclasses
+import errno
 import io
 import os
 import re
@@ -20,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from sentiment_discovery import UserError, cli
+from sentiment_discovery import UserError, cli, log
 
 import fault_catalogue as faults
 
@@ -275,3 +276,180 @@ def test_a_second_train_into_a_live_experiment_is_refused(tmp_path):
         first.send_signal(signal.SIGINT)
         _, stderr = first.communicate(timeout=120)
     assert first.returncode == 130, stderr
+
+
+# --------------------------------------------------------------------------- the items of issue 26, one by one
+
+
+def _finetune_args(ws, root, *extra):
+    return ["finetune", "-load_model", str(ws / "model"), "-train", str(ws / "train.csv"), "-valid",
+            str(ws / "valid.csv"), "-experiment_dir", str(root / "exp"), "-batch_size", "8", "-epochs", "1",
+            "-eval_every", "0.5", "-precision", "fp32", *extra]
+
+
+def _quiet(argv) -> tuple[int, str]:
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+        status = cli.main(argv)
+    return status, stderr.getvalue()
+
+
+def test_finetune_restores_a_checkpoint_whose_swap_was_cut_between_its_renames(workspace, tmp_path):
+    args = _finetune_args(workspace, tmp_path)
+    assert _quiet([*args, "-max_steps", "2"])[0] == 0
+    run = tmp_path / "exp" / "mlstm" / "finetune"
+    checkpoint = run / "checkpoint"
+    saved = faults.snapshot(checkpoint)
+    # A SIGKILL between the two renames of the next save: the old checkpoint moved aside, the new one staged.
+    os.replace(checkpoint, run / "checkpoint.previous")
+    shutil.copytree(run / "checkpoint.previous", run / "checkpoint.partial")
+    status, said = _quiet(args)  # a fresh run: refused, and the checkpoint is back where it was
+    assert status == 2
+    assert (f"notice: restored {checkpoint} from {run / 'checkpoint.previous'}; removed the unfinished "
+            f"{run / 'checkpoint.partial'}") in said
+    assert said.splitlines()[-1] == (f"error: {run} already holds a fine-tuning run; pass --resume to continue it, "
+                                     "or another -experiment_name")
+    assert {k.replace(str(checkpoint), ""): v for k, v in faults.snapshot(checkpoint).items()} == {
+        k.replace(str(checkpoint), ""): v for k, v in saved.items()}
+    assert not (run / "checkpoint.previous").exists() and not (run / "checkpoint.partial").exists()
+    status, said = _quiet([*args, "--resume"])
+    assert status == 0, said
+    assert f"resumed {checkpoint} at update 2 of" in said
+    assert (run / "classifier.json").is_file()
+
+
+def test_a_fresh_finetune_keeps_an_earlier_runs_outputs(workspace, tmp_path):
+    args = _finetune_args(workspace, tmp_path)
+    assert _quiet(args)[0] == 0
+    run = tmp_path / "exp" / "mlstm" / "finetune"
+    shutil.rmtree(run / "checkpoint")  # e.g. removed to save space, once the run was done
+    before = faults.snapshot(run)
+    status, said = _quiet(args)
+    assert status == 2
+    assert said == (f"error: {run} holds the outputs of an earlier fine-tuning run (model, classifier.json, "
+                    "results.json) but no checkpoint to resume; pass another -experiment_name, or move them aside\n")
+    assert faults.snapshot(run) == before
+
+
+def test_heatmaps_of_texts_that_share_a_name_do_not_overwrite_each_other(workspace, tmp_path):
+    from sentiment_discovery import load_model
+    from sentiment_discovery.visualize import heatmap_file_stem, text_sha256, unit_values
+
+    heatmaps = tmp_path / "mlstm" / "heatmaps"
+    common = "x" * 100
+
+    def draw(text):
+        assert _quiet(["visualize", "-load_model", str(workspace / "model"), "-neuron", "1", "-text", text,
+                       "-experiment_dir", str(tmp_path)])[0] == 0
+        return sorted(p.name for p in heatmaps.iterdir())
+
+    first, second = common + " first", common + " second"
+    assert draw(first) == [f"{common}.html", f"{common}.png"]
+    page = (heatmaps / f"{common}.html").read_bytes()
+    drawn = unit_values(load_model(workspace / "model"), second, 1).text  # padded as the model read it
+    hashed = f"{common}-{text_sha256(drawn)[:12]}"
+    assert draw(second) == [f"{hashed}.html", f"{hashed}.png", f"{common}.html", f"{common}.png"]
+    assert (heatmaps / f"{common}.html").read_bytes() == page  # the first text's heatmap is untouched
+    assert draw(first) == [f"{hashed}.html", f"{hashed}.png", f"{common}.html", f"{common}.png"]  # replaced in place
+    assert heatmap_file_stem("***") == heatmap_file_stem("???") == "___"
+    assert len(draw("***")) == 6 and len(draw("???")) == 8
+
+
+def test_a_stale_temporary_of_a_dead_writer_is_removed_by_the_next_write(workspace, tmp_path):
+    from sentiment_discovery import storage
+
+    def dead_pid() -> int:
+        finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True)
+        return int(finished.stdout)
+
+    dead_pid, other_dead_pid = dead_pid(), dead_pid()
+    out = tmp_path / "out.csv"
+    stale = storage.temporary_name(out, pid=dead_pid)
+    stale.write_bytes(b"x" * 10_000)  # a SIGKILL just before the rename left it, as big as the output
+    other = storage.temporary_name(tmp_path / "other.csv", pid=dead_pid)
+    other.write_bytes(b"y")
+    recent = storage.temporary_name(out, pid=other_dead_pid)
+    recent.write_bytes(b"w")  # written to a moment ago: perhaps a writer in another pid namespace
+    an_hour_ago = time.time() - 3600
+    for path in (stale, other):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    with faults.live_writer(tmp_path / "held") as live_pid:  # a live process's temporary is a write in flight
+        live = storage.temporary_name(out, pid=live_pid)
+        live.write_bytes(b"z")
+        assert _quiet(["classify", "-classifier", str(workspace / "classifier"), "-text", "good", "-output",
+                       str(out)])[0] == 0
+        assert not stale.exists() and live.exists() and other.exists() and recent.exists()
+    assert out.read_text().startswith("sentence,prediction,")
+
+
+def test_cached_features_with_nan_are_featurized_again(tmp_path):
+    from sentiment_discovery import save_model, transfer
+
+    model = faults.tiny_model()
+    save_model(model, tmp_path / "model")
+    identity = transfer.ModelIdentity.of(model, tmp_path / "model")
+    cache = transfer.FeatureCache(tmp_path / "cache")
+    texts = ["good", "bad"]
+    first = transfer.featurize_cached(model, texts, identity, cache, progress=False)
+    path = cache.path(identity.feature_key(texts))
+    damaged = first.features.copy()
+    damaged[0, 3] = np.nan
+    np.save(path, damaged)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), log.cli_output():
+        again = transfer.featurize_cached(model, texts, identity, cache, progress=False)
+    assert not again.cached
+    np.testing.assert_array_equal(again.features, first.features)
+    assert stderr.getvalue() == f"notice: ignoring cached features {path}: they hold NaN or infinite values (a damaged file)\n"
+
+
+def test_classify_in_a_read_only_directory_prints_its_labels_without_a_cache(workspace, tmp_path, capsys):
+    args = ["classify", "-classifier", str(workspace / "classifier"), "-input", str(workspace / "texts.csv"),
+            "-experiment_dir", str(tmp_path / "exp")]
+    with faults.failing_disk(tmp_path, errno.EROFS):
+        assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 10
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: features not cached: cannot write {tmp_path / 'exp'}: read-only file system"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_txt_with_cr_only_line_ends_is_one_text_per_line(tmp_path):
+    from sentiment_discovery.data.readers import read_texts
+
+    path = tmp_path / "old_mac.txt"
+    path.write_bytes(b"first text\rsecond text\r\rthird\r\nfourth\n")
+    assert read_texts(path, "text") == ["first text", "second text", "third", "fourth"]
+
+
+def test_more_shards_than_texts_make_a_corpus_that_train_opens(tmp_path):
+    from sentiment_discovery.data.batching import TransposedBatcher
+    from sentiment_discovery.data.corpus import ByteCorpus, build_corpus, shard_starts
+
+    source = tmp_path / "t.txt"
+    source.write_text("\n".join(faults.SENTENCES * 4) + "\n")
+    build_corpus(source, tmp_path / "corpus", text_key="text", num_shards=10**12)
+    corpus = ByteCorpus.open(tmp_path / "corpus")
+    np.testing.assert_array_equal(corpus.shard_starts, np.arange(12))
+    assert list(shard_starts(12, 12)) == list(np.unique(np.arange(12) * 12 // 12))  # the same rule, at the edge
+    TransposedBatcher(corpus, 2, 8, persist_state=1)
+
+
+def test_featurize_and_finetune_refuse_what_cannot_fit_before_writing(workspace, tmp_path, monkeypatch):
+    from sentiment_discovery import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 20_000)
+    monkeypatch.setattr(memory, "total_bytes", lambda: 1 << 30)
+    status, said = _quiet(["featurize", "-model", str(workspace / "model"), "-input", str(workspace / "texts.csv"),
+                           "-output", str(tmp_path / "f.npy"), "-batch_size", "1000"])
+    assert status == 2
+    assert re.fullmatch(r"error: featurizing 10 texts in batches of 10 needs at least \d+(\.\d+)? KiB of memory, "
+                        r"more than the 19.5 KiB this machine has free \(1 GiB in all\); lower -batch_size\n", said), said
+    status, said = _quiet(_finetune_args(workspace, tmp_path, "-batch_size", "1000"))
+    assert status == 2
+    assert re.fullmatch(r"error: fine-tuning \d{1,3}(,\d{3})* weights on batches of 40 texts of up to \d+ bytes needs "
+                        r"at least .* of memory, more than the 19.5 KiB this machine has free \(1 GiB in all\); "
+                        r"lower -batch_size or -max_text_length\n", said), said
+    assert list(tmp_path.iterdir()) == []

@@ -441,3 +441,60 @@ def test_serve_without_the_serve_extra_says_how_to_install_it(monkeypatch, capsy
 def test_serve_checks_its_limits(capsys):
     assert cli.main(["serve", "--max-texts", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --max-texts must be at least 1, not 0"
+
+
+# ---- issue 26: a hold past what a cell state can take, blank texts, Ctrl-C
+
+
+@pytest.mark.parametrize("hold", [1e308, -1e39, 2e6])
+def test_a_hold_out_of_range_is_a_422_before_the_stream(tiny, hold):
+    with TestClient(create_app(tracing_service(tiny))) as client:
+        answer = client.post("/generate", json={"prompt": "It was", "hold": hold, "new_bytes": 8})
+        assert answer.status_code == 422
+        assert answer.json()["error"] == (
+            f"hold must be in [-1e+06, 1e+06] (a cell state: +1 or -1 steer), not {hold:g}"
+        )
+        assert client.post("/generate", json={"prompt": "It was", "hold": 1e6, "new_bytes": 8}).status_code == 200
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_classify_refuses_a_blank_text_as_the_command_does(tiny, text):
+    with TestClient(create_app(tracing_service(tiny))) as client:
+        answer = client.post("/classify", json={"texts": ["good", text]})
+        assert (answer.status_code, answer.json()["error"]) == (422, "text 1 is empty; there is nothing to label")
+        assert client.post("/classify", json={"texts": ["good"]}).status_code == 200
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_ctrl_c_stops_serve_with_one_line_and_status_130(tiny, background):
+    """Also when started as a shell's background job (``serve &``), which starts with SIGINT ignored:
+    uvicorn then stopped on the signal and the command exited 0."""
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    command = [sys.executable, "-m", "sentiment_discovery", "serve", "--port", "0", "--model",
+               str(tiny / "model"), "--classifier", str(tiny / "classifier"), "--precision", "fp32"]
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                              preexec_fn=ignore)
+    try:
+        started = server.stderr.readline()
+        while started.startswith("notice: "):  # on a CPU without native bf16, the precision chosen
+            started = server.stderr.readline()
+        assert started.startswith("serving model ("), started
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", started).group(1))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # uvicorn takes the signals over once it serves
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        server.send_signal(signal.SIGINT)
+        _, rest = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert "Traceback" not in rest
+    assert (server.returncode, rest) == (130, "interrupted\n")

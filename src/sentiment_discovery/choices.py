@@ -26,3 +26,9 @@ DEFAULT_NUM_SHARDS = 1002
 # Fine-tuning (finetune.py): the learning-rate decay after the warm-up, and how the head starts.
 DECAYS = ("linear", "cosine", "constant")
 HEAD_INITS = ("probe", "random")
+
+# Generation (visualize -generate, serve's /generate): the most bytes the command line writes
+# (serve's own cap is --max-new-bytes), and the largest magnitude a held cell state may take
+# (+1 / -1 steer; past float32's range the model's products overflow).
+MAX_GENERATE_BYTES = 10_000
+MAX_HOLD = 1e6

@@ -2,7 +2,9 @@
 
 A recipe module defines ``COMMAND_CONFIG`` (a dataclass whose fields are the flags, see
 ``options.option``) and ``run(config)``. The CLI turns flags into that config and calls it;
-a :class:`UserError` becomes one ``error:`` line and exit status 2.
+a :class:`UserError` becomes one ``error:`` line and exit status 2, and so does an
+operating-system error on a file (a full or read-only disk, a permission denied), here and
+nowhere else: ``error: cannot write out.csv: no space left on device``.
 """
 
 import argparse
@@ -14,7 +16,7 @@ import sys
 import threading
 import warnings
 
-from . import log
+from . import log, storage
 from .errors import UserError
 from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
@@ -145,6 +147,9 @@ def _main(argv: list[str] | None) -> int:
         status = module.run(config)
     except UserError as error:
         log.error(str(error))
+        return 2
+    except OSError as error:  # the writers leave nothing partial (storage.py): what remains is the reason
+        log.error(storage.os_error_message(error))
         return 2
     return int(status or 0)
 

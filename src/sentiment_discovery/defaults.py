@@ -207,6 +207,7 @@ def export_default_model(
     results = _read_results(fitted.source)
 
     out = Path(out) if out is not None else default_directory()
+    check_export_directory(out, [source_dir, fitted.source.parent])
     out.mkdir(parents=True, exist_ok=True)
     # Two exports into one directory: the second is refused (the lock is held to the end).
     lock = contextlib.ExitStack()
@@ -287,6 +288,45 @@ def export_default_model(
         say(f"notice: the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
             "a shipped default may take (tests/test_default_model.py); export with --bf16")
     return ExportReport(out, model_bytes, weights_sha256, weights_storage, unit, len(CHECK_TEXTS), change, agree, results)
+
+
+# What a default-model directory holds besides the parts an export replaces (kept as they are).
+KEPT_ENTRIES = (MODEL_CARD_FILE, FROZEN_SUBDIR, "__init__.py", "__pycache__")
+REPLACED_ENTRIES = (MODEL_SUBDIR, CLASSIFIER_SUBDIR, SENTIMENT_UNIT_FILE)
+
+
+def check_export_directory(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an ``--out`` that holds what no export wrote (an experiment, a model directory) or that is an input.
+
+    An export replaces ``model/``, ``classifier/`` and ``sentiment_unit.json``: those may exist
+    only as an earlier export left them (``sentiment_unit.json`` says so). Hidden entries
+    (the lock, staging folders) are the export's own.
+    """
+    target = out.resolve()
+    for source in inputs:
+        source = source.resolve()
+        inside = [source, *source.parents]
+        replaced = any(target / name in inside for name in REPLACED_ENTRIES)
+        if replaced or source == target or source in target.parents:
+            raise UserError(f"--out {out} is or holds the input {source}; install into another directory")
+    if not out.is_dir():
+        if out.exists():
+            raise UserError(f"--out {out} is a file, not a directory")
+        return
+    entries = sorted(entry.name for entry in out.iterdir() if not entry.name.startswith("."))
+    foreign = [name for name in entries if name not in KEPT_ENTRIES + REPLACED_ENTRIES]
+    if not foreign and any(name in entries for name in (MODEL_SUBDIR, CLASSIFIER_SUBDIR)):
+        try:
+            read_sentiment_unit(out / SENTIMENT_UNIT_FILE)
+        except UserError:
+            foreign = [name for name in entries if name in (MODEL_SUBDIR, CLASSIFIER_SUBDIR)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise UserError(
+            f"--out {out} holds {shown}, which no export wrote (it is not a default-model directory: "
+            f"{', '.join(REPLACED_ENTRIES)}, {MODEL_CARD_FILE}); an export would replace what is there: "
+            "choose a new or empty directory"
+        )
 
 
 def _swap_in(staging: Path, out: Path, names: Sequence[str]) -> None:

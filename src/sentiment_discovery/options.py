@@ -289,6 +289,8 @@ def check_options(config: Any, spelled: typing.Mapping[str, str] | None = None, 
                 shown = " ".join(map(str, value)) or "none"
                 raise UserError(f"{flag} values must {allowed}, not {shown}")
         elif not _within(meta, value):
+            if isinstance(value, float) and math.isinf(value):  # "must not be negative, not inf" reads as a riddle
+                raise UserError(f"{flag} must be a finite number, not {value}")
             raise UserError(f"{flag} must {allowed}, not {value}")
 
 

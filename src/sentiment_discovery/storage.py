@@ -13,7 +13,9 @@ Every file or directory a command writes goes through here:
 - :func:`file_sha256`;
 - :func:`output_lock`: an advisory lock per output (and per experiment) held for the
   run, so that a second run writing the same place is refused before it does any work;
-- :func:`check_output`: an output that names an input or a directory is refused up front.
+- :func:`check_output`: an output that names an input or a directory is refused up front;
+- :func:`os_error_message`: an operating-system error on a file as the one line a user reads
+  (``cannot write out.csv: no space left on device``), the staging name taken back to its target.
 """
 
 import contextlib
@@ -23,7 +25,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +40,12 @@ JSON_INDENT = 2
 PARTIAL_SUFFIX = ".partial"
 PREVIOUS_SUFFIX = ".previous"
 LOCK_SUFFIX = ".lock"
+# The staging name of earlier versions (and of finetune's saves before they used ``.partial``).
+SAVING_SUFFIX = ".saving"
+# A temporary of a dead writer untouched this long is removed by the next write of its file.
+STALE_AFTER_S = 60.0
+# Errors that say a write failed, whatever the path: the file system is full or read-only.
+WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 # --------------------------------------------------------------------------- files
@@ -55,33 +65,86 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.fsync(handle.fileno())
 
 
-def temporary_name(path: str | os.PathLike) -> Path:
+def temporary_name(path: str | os.PathLike, pid: int | None = None) -> Path:
     """A name beside ``path`` that no other process picks (the pid) and that ends like ``path`` does."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}{path.suffix}")
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}{PARTIAL_SUFFIX}{path.suffix}")
+
+
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)" + re.escape(PARTIAL_SUFFIX) + r"(?P<suffix>\.[^.]*)?$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left beside it (their process is gone).
+
+    A temporary of a live process, this one's included, is another write in flight: left alone;
+    so is one written to in the last ``STALE_AFTER_S`` seconds (its writer may be alive in
+    another process namespace sharing the folder).
+    """
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*{PARTIAL_SUFFIX}{glob_escape(path.suffix)}"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = _TEMPORARY_NAME.match(candidate.name)
+        if not match or match["name"] != path.name or (match["suffix"] or "") != path.suffix:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            if time.time() - candidate.stat().st_mtime < STALE_AFTER_S:
+                continue
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_args) -> Iterator:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` whole.
 
-    On an exception (or a kill) ``path`` is untouched and the temporary file is removed
-    (a kill leaves it, under a hidden name that the next write of the same process id replaces).
+    On an exception ``path`` is untouched and the temporary file is removed. A kill leaves
+    it, under a hidden name holding the writer's pid: the next write of ``path`` removes the
+    temporaries of writers that are no longer alive. An operating-system error names ``path``
+    (a full disk reports none of its own).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     if "b" not in mode:
         open_args.setdefault("encoding", "utf-8")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         with open(temporary, mode, **open_args) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename in (None, str(temporary), temporary):
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     fsync_directory(path.parent)
 
@@ -259,10 +322,11 @@ def recover_directory(directory: str | os.PathLike) -> str | None:
 
     A ``.previous`` without its directory is the only copy (the kill fell between the two
     renames): it is renamed back. A ``.previous`` beside its directory, and any
-    ``.partial``, are unfinished work: removed. Call it only while holding the output's lock.
+    ``.partial`` (or ``.saving``, the staging name of earlier versions), are unfinished work:
+    removed. Call it only while holding the output's lock.
     """
     directory = Path(directory)
-    previous, partial = previous_directory(directory), partial_directory(directory)
+    previous = previous_directory(directory)
     done = []
     if previous.is_dir():
         if directory.exists():
@@ -271,9 +335,10 @@ def recover_directory(directory: str | os.PathLike) -> str | None:
         else:
             os.replace(previous, directory)
             done.append(f"restored {directory} from {previous}")
-    if partial.is_dir():
-        shutil.rmtree(partial)
-        done.append(f"removed the unfinished {partial}")
+    for partial in (partial_directory(directory), directory.with_name(directory.name + SAVING_SUFFIX)):
+        if partial.is_dir():
+            shutil.rmtree(partial)
+            done.append(f"removed the unfinished {partial}")
     return "; ".join(done) or None
 
 
@@ -385,3 +450,47 @@ def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return Path(a).resolve() == Path(b).resolve()
+
+
+# --------------------------------------------------------------------------- operating-system errors
+
+
+def output_name(path: str | os.PathLike) -> Path:
+    """The output a staging path belongs to: ``.out.csv.123.partial.csv`` and ``.out.csv.lock`` are
+    ``out.csv``, ``d.partial/x`` is ``d/x``."""
+    parts = []
+    for part in Path(path).parts:
+        match = _TEMPORARY_NAME.match(part)
+        if match:
+            part = match["name"]
+        elif part.startswith(".") and part.endswith(LOCK_SUFFIX) and len(part) > len(LOCK_SUFFIX) + 1:
+            part = part[1 : -len(LOCK_SUFFIX)]
+        elif part.endswith((PARTIAL_SUFFIX, SAVING_SUFFIX)) and part not in (PARTIAL_SUFFIX, SAVING_SUFFIX):
+            part = part.removesuffix(PARTIAL_SUFFIX).removesuffix(SAVING_SUFFIX)
+        parts.append(part)
+    return Path(*parts) if parts else Path(path)
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an operating-system error on a file: what could not be done to which file, and why.
+
+    ``cannot write out.csv: read-only file system``, ``cannot read in.csv: permission denied``:
+    a full or read-only file system, or a staging file, is always a write; otherwise a path that
+    exists was being read (or listed), one that does not yet exist written.
+    """
+    reason = (error.strerror or (os.strerror(error.errno) if error.errno else str(error)) or "unknown error")
+    reason = reason[:1].lower() + reason[1:]
+    if error.filename is None:
+        return f"an operating-system error: {reason}"
+    path = Path(os.fsdecode(error.filename))
+    target = output_name(path)
+    if error.errno in WRITE_ERRNOS or target != path:
+        verb = "write"
+    elif error.errno == errno.ENOENT:
+        verb = "open"
+    else:
+        verb = "read" if path.exists() else "write"
+    shown = target
+    if error.filename2 is not None and verb == "write":
+        shown = output_name(os.fsdecode(error.filename2))
+    return f"cannot {verb} {shown}: {reason}"

@@ -5,6 +5,7 @@ import html
 import re
 import unicodedata
 
+from .errors import UserError
 from .storage import dataclass_from_dict
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
@@ -32,7 +33,11 @@ class TextOptions:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TextOptions":
-        return dataclass_from_dict(cls, values, "text preprocessing option")
+        options = dataclass_from_dict(cls, values, "text preprocessing option")
+        if options.max_length is not None and options.max_length < 1:  # a slice: -5 would drop the last 5 bytes
+            raise UserError(f"text preprocessing option max_length is {options.max_length}; give a number of bytes "
+                            "of at least 1, or null for no limit")
+        return options
 
 
 # The paper's review cleaning (markup removed, whitespace normalised) on top of the release's.

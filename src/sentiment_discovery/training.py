@@ -189,14 +189,11 @@ def tidy_checkpoints(model_path: Path) -> list[str]:
     done = []
     bases = set()
     for entry in model_path.iterdir():
-        for suffix in (storage.PARTIAL_SUFFIX, storage.PREVIOUS_SUFFIX, ".saving"):
+        for suffix in (storage.PARTIAL_SUFFIX, storage.PREVIOUS_SUFFIX, storage.SAVING_SUFFIX):
             base = entry.name.removesuffix(suffix)
             if entry.name.endswith(suffix) and CHECKPOINT_NAME.match(base):
                 bases.add(base)
-                if suffix == ".saving":  # the staging name of earlier versions
-                    shutil.rmtree(entry)
-                    done.append(f"removed the unfinished {entry}")
-    for base in sorted(bases):
+    for base in sorted(bases):  # the same recovery as finetune's (recipes/finetune_loop.tidy_run_directory)
         message = storage.recover_directory(model_path / base)
         if message:
             done.append(message)

@@ -14,6 +14,7 @@ the colour scale, which the heatmap (PNG and HTML), the live page and the recipe
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import html
 import re
 import unicodedata
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from . import storage
+from .choices import MAX_HOLD
 from .errors import UserError
 from .features import CHUNK_LENGTH
 from .model import CellOverwrite, RNNState
@@ -254,6 +256,8 @@ class SteeredGeneration:
             raise UserError(f"-temperature must be 0 (greedy) or more, not {temperature}")
         if not data:
             raise UserError("the prompt is empty; give some text to continue")
+        if overwrite is not None:
+            check_hold(overwrite)
         self.model, self.temperature = model, temperature
         self.layer, self.unit = layer_index(model, layer), check_unit(model, unit)
         self.held = CellOverwrite(self.layer, self.unit, float(overwrite)) if overwrite is not None else None
@@ -326,6 +330,38 @@ def heatmap_file_stem(text: str) -> str:
     if name.upper() in _RESERVED_FILE_NAMES:
         name += "_"
     return name or "heatmap"
+
+
+def check_hold(value: float, name: str = "-overwrite") -> float:
+    """A value to hold a cell state at: finite and within ``MAX_HOLD`` (beyond, the products overflow)."""
+    if not -MAX_HOLD <= value <= MAX_HOLD:  # NaN fails too
+        raise UserError(f"{name} must be in [-{MAX_HOLD:g}, {MAX_HOLD:g}] (a cell state: +1 or -1 steer), not {value:g}")
+    return value
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def heatmap_file_stem_in(directory: str | Path, text: str) -> str:
+    """The name :func:`heatmap_file_stem` gives, unless a heatmap of another text already has it in ``directory``.
+
+    Two texts that share their first 100 characters (or that both clean to nothing) would
+    overwrite each other: the later one is ``<name>-<first 12 hex digits of its sha256>``.
+    A heatmap of the same text (its page records the text's sha256) is replaced, as before.
+    """
+    stem = heatmap_file_stem(text)
+    directory = Path(directory)
+    if not ((directory / f"{stem}.png").exists() or (directory / f"{stem}.html").exists()):
+        return stem
+    digest = text_sha256(text)
+    try:
+        page = (directory / f"{stem}.html").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        page = ""
+    if f'name="sentiment-discovery-text-sha256" content="{digest}"' in page:
+        return stem
+    return f"{stem}-{digest[:12]}"
 
 
 def display_values(values: np.ndarray, negate: bool = False) -> np.ndarray:
@@ -475,6 +511,7 @@ _HTML_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="sentiment-discovery-text-sha256" content="{text_sha256}">
 <title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
@@ -558,6 +595,7 @@ def render_html(
             f'title="{title}">{html.escape(cell.glyph)}</span>'
         )
     page = _HTML_PAGE.format(
-        title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts)
+        title=html.escape(heatmap_file_stem(trace.text)), caption=html.escape(caption), cells="".join(parts),
+        text_sha256=text_sha256(trace.text),
     )
     return storage.write_text(path, page)

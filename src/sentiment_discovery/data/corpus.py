@@ -134,6 +134,8 @@ def shard_starts(num_texts: int, num_shards: int) -> np.ndarray:
     """First text index of each of ``num_shards`` near-equal runs of ``num_texts`` texts (no duplicates)."""
     if num_texts == 0:
         return np.zeros(0, dtype=np.int64)
+    if num_shards >= num_texts:  # every text starts a shard (and no index of num_shards entries is made)
+        return np.arange(num_texts, dtype=np.int64)
     return np.unique(np.arange(num_shards, dtype=np.int64) * num_texts // num_shards)
 
 
@@ -308,8 +310,14 @@ def build_corpus(
     options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
     say = report or (lambda message: None)
     with storage.output_lock(out_dir, what="--out", wait=wait):
-        return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle,
-                             num_shards, text_options)
+        try:
+            return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed,
+                                 shuffle, num_shards, text_options)
+        except BaseException as error:  # a full disk, a Ctrl-C, a bad row: no <out>.partial is left behind
+            shutil.rmtree(storage.partial_directory(out_dir), ignore_errors=True)
+            if isinstance(error, OSError) and error.filename is None:  # a full disk names no file of its own
+                raise OSError(error.errno, error.strerror, str(out_dir)) from error
+            raise
 
 
 def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle, num_shards,
@@ -375,6 +383,10 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
             writer.close()
         if not finished:
             shutil.rmtree(partial, ignore_errors=True)
+    if dealt == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        shown = ", ".join(str(path) for path in sources)
+        raise UserError(f"{shown}: no texts to write ({total.summary()}); a corpus needs at least one")
 
     splits = {}
     for index, writer in writers.items():

@@ -275,8 +275,15 @@ def _join(location: str, *names: str) -> str:
     return str(Path(location, *names))
 
 
-def _fetch(location: str, destination: Path, progress: bool) -> bool:
-    """Copy a URL or local file to ``destination``; False when it does not exist there."""
+NO_INTERNET_HINT = "; without internet access use --mirror DIR"
+MIRROR_HINT = " (check --mirror)"
+
+
+def _fetch(location: str, destination: Path, progress: bool, hint: str = NO_INTERNET_HINT) -> bool:
+    """Copy a URL or local file to ``destination``; False when it does not exist there.
+
+    ``hint`` ends the error of a location that cannot be reached (a mirror's: check --mirror).
+    """
     if not _is_url(location):
         if not Path(location).is_file():
             return False
@@ -294,7 +301,7 @@ def _fetch(location: str, destination: Path, progress: bool) -> bool:
         raise UserError(f"could not download {location}: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise UserError(f"could not download {location}: {reason}; without internet access use --mirror DIR") from None
+        raise UserError(f"could not download {location}: {reason}{hint}") from None
     with response, open(destination, "wb") as out:
         total = response.headers.get("Content-Length")
         bar = tqdm(
@@ -375,7 +382,7 @@ def _fetch_finished_files(dataset, files, mirror, directory, progress) -> bool:
     for file in files:
         partial = directory / (file.name + ".partial")
         for location in (_join(mirror, dataset.name, file.name), _join(mirror, file.name)):
-            if _fetch(location, partial, progress):
+            if _fetch(location, partial, progress, MIRROR_HINT):
                 _install(partial, file, location)
                 found = True
                 break
@@ -389,8 +396,9 @@ def _fetch_finished_files(dataset, files, mirror, directory, progress) -> bool:
 def _source(dataset, mirror, name: str, destination: Path, progress: bool) -> str:
     """Fetch an original file from the mirror or the canonical place; return where it came from."""
     location = _join(mirror if mirror is not None else dataset.base_url, name)
-    if not _fetch(location, destination, progress):
-        raise UserError(f"{location} does not exist" + ("" if mirror is None else " (check --mirror)"))
+    hint = NO_INTERNET_HINT if mirror is None else MIRROR_HINT
+    if not _fetch(location, destination, progress, hint):
+        raise UserError(f"{location} does not exist" + ("" if mirror is None else MIRROR_HINT))
     return location
 
 

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -153,7 +154,17 @@ def open_binary(path: str | os.PathLike, digest=None) -> io.BufferedIOBase:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     stream = io.BufferedReader(_HashingReader(raw, digest) if digest is not None else raw, 1 << 20)
     if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        decompressed = gzip.GzipFile(fileobj=stream, mode="rb")
+        try:
+            inner = decompressed.peek(2)[:2]
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as error:
+            decompressed.close()
+            raise UserError(f"{path}: corrupt or truncated gzip data ({error})") from None
+        if inner == _GZIP_MAGIC:
+            decompressed.close()
+            raise UserError(f"{path} is gzip-compressed twice; decompress it once (gunzip -c {path} > ...) and "
+                            "pass the result")
+        return decompressed
     return stream
 
 
@@ -164,6 +175,9 @@ def check_input_file(path: str | os.PathLike) -> Path:
         raise UserError(f"input file {path} does not exist")
     if path.is_dir():
         raise UserError(f"input {path} is a directory, not a file")
+    if not path.is_file():  # a FIFO cannot be read twice (hashed, then parsed) and blocks without a writer
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(path.stat().st_mode) else "not a regular file"
+        raise UserError(f"input {path} is {kind}; save what it carries to a file and pass that")
     return path
 
 
@@ -202,7 +216,8 @@ def iter_records(
     stats = stats if stats is not None else ReadStats()
     binary = open_binary(path, digest)
     # The text layer is kept here so that it is not collected (closing the file) before the drain.
-    text = _open_text(binary, newline="" if fmt in ("csv", "tsv") else "\n")
+    # csv reads its own line ends; a .txt line ends at \n, \r\n or a lone \r (old Mac files), as in csv.
+    text = _open_text(binary, newline="" if fmt in ("csv", "tsv") else None if fmt == "txt" else "\n")
     try:
         if fmt in ("csv", "tsv"):
             separator = delim if delim is not None else ("\t" if fmt == "tsv" else ",")
@@ -238,6 +253,10 @@ def _delimited_records(path, stream, keys, separator) -> Iterator[tuple[int, lis
             raise UserError(f"{path} is empty: expected a header row naming the columns")
         columns = []
         for key in keys:
+            if header.count(key) > 1:
+                where = ", ".join(str(index + 1) for index, name in enumerate(header) if name == key)
+                raise UserError(f"{path}: the header names column {key!r} {header.count(key)} times (columns "
+                                f"{where}); rename all but one")
             if key not in header:
                 shown = ", ".join(repr(name) for name in header)
                 hint = "" if len(header) > 1 else f"; is {separator!r} the right -delim?"

@@ -104,6 +104,7 @@ def _classify(config: ClassifyConfig) -> None:
         lines += [line for line, _ in numbered]
         texts += [text for _, text in numbered]
     model = load_model(model_path, device=select_device(config.cuda))
+    classifier.check_layers(model, model_path)
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=classifier.model.layer, preprocess=classifier.model.preprocess,
         precision=config.precision, pooling=classifier.model.pooling,

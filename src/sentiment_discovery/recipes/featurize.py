@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from .. import log, storage
+from .. import log, memory, storage
 from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
@@ -58,6 +58,7 @@ def run(config: FeaturizeConfig) -> None:
         texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
         if not texts:
             raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
+        check_memory(model, texts, config)
         features = model.featurize(
             texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer,
             progress=True, pooling=config.pooling, precision=config.precision,
@@ -65,3 +66,21 @@ def run(config: FeaturizeConfig) -> None:
         with storage.atomic_file(output, "wb") as handle:
             np.save(handle, features)
     log.info(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}")
+
+
+def check_memory(model, texts, config: FeaturizeConfig) -> None:
+    """Refuse a -batch_size whose batch of cell states (with the features) cannot fit, before featurizing."""
+    from ..features import CHUNK_LENGTH, pooled_width  # lazy: torch
+
+    streams = min(config.batch_size, len(texts))
+    length = min(CHUNK_LENGTH, max(len(text) for text in texts) + 3)  # + the padding, roughly
+    rnn_size, layers = model.config.rnn_size, model.config.layers
+    needed = memory.featurize_bytes(len(texts), streams, length, rnn_size, layers,
+                                    pooled_width(rnn_size, config.pooling))
+    available, where = None, "this machine"
+    if model.device.type == "cuda":
+        import torch  # lazy, as above
+
+        available, where = torch.cuda.mem_get_info(model.device)[0], "the GPU"
+    memory.check_fits(needed, f"featurizing {len(texts)} texts in batches of {streams}", "lower -batch_size",
+                      available=available, where=where)

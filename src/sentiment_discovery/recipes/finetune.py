@@ -28,13 +28,15 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .. import storage
+from .. import memory, storage
 from ..choices import DECAYS, HEAD_INITS, POOLINGS
 from ..errors import UserError
 from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
 from .common import ExperimentConfig, resolve_load_model
-from .finetune_loop import CHECKPOINT_DIR, MODEL_SUBDIR, RunState, Texts, restore_checkpoint, say, train
+from .finetune_loop import (
+    CHECKPOINT_DIR, MODEL_SUBDIR, RunState, Texts, restore_checkpoint, say, tidy_run_directory, train,
+)
 from .finetune_outputs import finish, head_probe
 from .splits import Split, encode_classes, hold_out_validation, read_splits
 from .transfer import TransferConfig
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from .. import finetune
 
 RUN_DIR = "finetune"
+# What a finished run leaves for its users (classify -classifier, visualize): never replaced by a fresh run.
+OUTPUTS = (MODEL_SUBDIR, "classifier.json", "results.json")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -147,7 +151,7 @@ def run(config: FinetuneConfig) -> int:
 
 def _run(config: FinetuneConfig) -> int:
     import torch
-    from .. import finetune, transfer
+    from .. import finetune
     from ..checkpoint import load_model
     from ..precision import resolve_precision
     from ..runtime import seed_everything, select_device
@@ -159,10 +163,16 @@ def _run(config: FinetuneConfig) -> int:
     reuse_freed_memory()
     run_dir = config.experiment_path / RUN_DIR
     checkpoint_dir = run_dir / CHECKPOINT_DIR
+    for message in tidy_run_directory(run_dir):  # a checkpoint swap cut between its renames is put back
+        say(f"notice: {message}")
     if config.resume and not (checkpoint_dir / "state.json").is_file():
         raise UserError(f"nothing to resume: {checkpoint_dir} holds no checkpoint")
     if not config.resume and (checkpoint_dir / "state.json").is_file():
         raise UserError(f"{run_dir} already holds a fine-tuning run; pass --resume to continue it, or another -experiment_name")
+    outputs = [name for name in OUTPUTS if (run_dir / name).exists()]
+    if not config.resume and outputs:  # a fresh run would replace them before its own are ready
+        raise UserError(f"{run_dir} holds the outputs of an earlier fine-tuning run ({', '.join(outputs)}) but no "
+                        "checkpoint to resume; pass another -experiment_name, or move them aside")
     device = select_device(config.cuda)
     precision = resolve_precision(config.precision, device)
     seed_everything(config.seed)
@@ -177,6 +187,7 @@ def _run(config: FinetuneConfig) -> int:
         splits["train"], splits["valid"] = hold_out_validation(splits["train"], config)
     classes = finetune.check_classes(splits["train"].labels, "the training set")
     data = {name: prepare(language_model, split, config.max_text_length) for name, split in splits.items()}
+    check_memory(language_model, data["train"], config, device)  # before the run directory is made
     model = finetune.SequenceClassifier(language_model, classes, config.pooling, config.dropout).to(device)
     groups = finetune.parameter_groups(model, config.head_lr, config.lr, config.layer_decay)
     optimizer = torch.optim.Adam([{"params": g.parameters, "lr": g.lr} for g in groups])
@@ -192,8 +203,7 @@ def _run(config: FinetuneConfig) -> int:
         say(f"resumed {checkpoint_dir} at update {state.step} of {total_steps} (epoch {state.epoch})")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in (run_dir / MODEL_SUBDIR, run_dir / transfer.CLASSIFIER_FILE, run_dir / "best"):
-            storage.remove(leftover)
+        storage.remove(run_dir / "best")  # an unfinished run's, never an output (those were refused above)
         if config.head_init == "probe":
             probe_report = init_head_from_probe(model, data, config, precision)
         storage.write_json(run_dir / "probe.json", probe_report or {"head_init": config.head_init})
@@ -205,6 +215,24 @@ def _run(config: FinetuneConfig) -> int:
     finish(config, model, data, splits, state, precision, device, run_dir, start_model, started, total_steps,
            class_labels)
     return 0
+
+
+def check_memory(language_model, texts: Texts, config: FinetuneConfig, device) -> None:
+    """Refuse a run whose weights and one update's states (-batch_size texts of the longest length) cannot fit."""
+    import torch
+
+    parameters = sum(p.numel() for p in language_model.parameters())
+    length = max((len(d) for d in texts.data), default=1)
+    streams = min(config.batch_size, len(texts.data))
+    model_config = language_model.config
+    needed = memory.training_bytes(parameters, streams, length, model_config.rnn_size, model_config.layers)
+    available, where = None, "this machine"
+    if device.type == "cuda":
+        available, where = torch.cuda.mem_get_info(device)[0], "the GPU"
+    memory.check_fits(
+        needed, f"fine-tuning {parameters:,} weights on batches of {streams} texts of up to {length} bytes",
+        "lower -batch_size or -max_text_length", available=available, where=where,
+    )
 
 
 def resolve_start_model(config: FinetuneConfig) -> Path:

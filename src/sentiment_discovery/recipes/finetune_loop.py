@@ -252,12 +252,10 @@ def save_weights(directory: Path, model: finetune.SequenceClassifier) -> None:
 
     from safetensors.torch import save_file
 
-    staging = directory.with_name(directory.name + ".saving")
-    storage.remove(staging)
-    save_model(model.language_model, staging / MODEL_SUBDIR)
-    head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
-    save_file(head, staging / "head.safetensors")
-    storage.swap_in(staging, directory)
+    with storage.replace_directory(directory) as staging:  # <name>.partial, swapped in whole
+        save_model(model.language_model, staging / MODEL_SUBDIR)
+        head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
+        save_file(head, staging / "head.safetensors")
 
 
 def load_weights(directory: Path, model: finetune.SequenceClassifier, device) -> None:
@@ -282,16 +280,29 @@ def save_checkpoint(directory: Path, config, model, optimizer, state: RunState) 
     import torch
     from .. import training
 
-    staging = directory.with_name(directory.name + ".saving")
-    storage.remove(staging)
-    staging.mkdir(parents=True)
-    save_weights(staging / "weights", model)
-    torch.save({"optimizer": optimizer.state_dict(), "rng": training.capture_rng_state(model.language_model.device)},
-               staging / "state.pt")
-    info = {"format": STATE_FORMAT, "format_version": 1, "config": comparable_config(config),
-            "state": dataclasses.asdict(state)}
-    storage.write_json(staging / "state.json", info)
-    storage.swap_in(staging, directory)
+    # Swapped in whole, as train's checkpoints are: a kill between the two renames leaves
+    # checkpoint.previous, which tidy_run_directory puts back at the next start.
+    with storage.replace_directory(directory) as staging:
+        save_weights(staging / "weights", model)
+        torch.save({"optimizer": optimizer.state_dict(), "rng": training.capture_rng_state(model.language_model.device)},
+                   staging / "state.pt")
+        info = {"format": STATE_FORMAT, "format_version": 1, "config": comparable_config(config),
+                "state": dataclasses.asdict(state)}
+        storage.write_json(staging / "state.json", info)
+
+
+def tidy_run_directory(run_dir: Path) -> list[str]:
+    """Finish or remove what killed saves left in ``run_dir`` (the checkpoint, ``best/``, ``model/``), as
+    ``train`` does for its checkpoints (:func:`storage.recover_directory`); one line per thing done.
+
+    Call it only while holding the run directory's lock.
+    """
+    done = []
+    for name in (CHECKPOINT_DIR, "best", MODEL_SUBDIR):
+        message = storage.recover_directory(run_dir / name)
+        if message:
+            done.append(message)
+    return done
 
 
 def restore_checkpoint(directory: Path, config, model, optimizer, state: RunState, device) -> None:

@@ -7,6 +7,7 @@ Loads the model and classifier (the ones shipped with the package unless ``--mod
 
 import dataclasses
 import ipaddress
+import signal
 import socket
 import time
 
@@ -82,12 +83,14 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(config: ServeConfig) -> None:
+def run(config: ServeConfig) -> int | None:
     try:
         # lazy: the serve extra is optional, and --help should not wait for torch
         import uvicorn
 
         from ..serve.app import create_app
+
+        _Server = _server_class()
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
     from ..runtime import select_device  # lazy, as above
@@ -118,7 +121,28 @@ def run(config: ServeConfig) -> None:
         if not _is_loopback(config.host):
             log.warning(f"{config.host} is not a loopback address: anyone who can reach it can use this "
                         "server, which has no authentication")
-        server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+        server = _Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
         server.run(sockets=[sock])
     finally:
         sock.close()
+    if server.stopped_by == signal.SIGINT:  # uvicorn shut down gracefully: Ctrl-C is then 130, as everywhere
+        raise KeyboardInterrupt
+    if server.stopped_by is not None:
+        return 128 + server.stopped_by
+    return None
+
+
+def _server_class():
+    import uvicorn  # lazy: the serve extra is optional
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering the signal that stopped it (it exits its loop normally)."""
+
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = int(sig)
+            super().handle_exit(sig, frame)
+
+    return Server

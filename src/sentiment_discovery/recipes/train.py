@@ -20,7 +20,7 @@ corpora, where it starts, the loop, checkpoints and evaluations) is
 import dataclasses
 import os
 
-from .. import log
+from .. import log, memory
 from ..choices import PERSIST_STATE_CHOICES, SCHEDULES
 from ..errors import UserError
 from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
@@ -153,6 +153,31 @@ def check_config(config: TrainConfig) -> None:
     training.optimizer_class(config.optimizer_type)
 
 
+def check_memory(config: TrainConfig) -> None:
+    """Refuse a run whose weights and one update's states cannot fit in the memory that will hold them.
+
+    The architecture is the flags' (a --resume must match them); with -load_model it is that
+    model's, read when the run starts, so nothing is estimated here.
+    """
+    import torch
+
+    if config.load_model is not None:
+        return
+    parameters = memory.recurrent_parameters(config.rnn_type, config.embed_size, config.rnn_size, config.layers)
+    streams = max(config.batch_size, config.eval_batch_size)
+    length = max(config.seq_length, config.eval_seq_length)
+    needed = memory.training_bytes(parameters, streams, length, config.rnn_size, config.layers)
+    available, where = None, "this machine"
+    if config.cuda and torch.cuda.is_available():
+        available, where = torch.cuda.mem_get_info()[0], "the GPU"
+    memory.check_fits(
+        needed,
+        f"training {parameters:,} weights on {streams} streams of {length} bytes",
+        "lower -batch_size, -seq_length or -rnn_size",
+        available=available, where=where,
+    )
+
+
 def processes_to_start(config: TrainConfig) -> int:
     """How many processes ``run`` starts itself: 1 under a launcher or -rank, else -num_gpus."""
     from .. import training
@@ -169,6 +194,7 @@ def run(config: TrainConfig) -> int:
     from . import train_loop
 
     check_config(config)
+    check_memory(config)  # before any corpus, lock or experiment folder
     if config.rank >= 0 and training.launched_world_size() == 0:
         os.environ.update(RANK=str(config.rank), WORLD_SIZE=str(config.world_size))
         os.environ.setdefault("LOCAL_RANK", str(config.rank % max(1, config.num_gpus)))

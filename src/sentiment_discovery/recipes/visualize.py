@@ -2,7 +2,8 @@
 
 Reads the text (and, with ``-generate``, samples a continuation, optionally with the unit
 held at ``-overwrite``), then writes ``<experiment_dir>/<experiment_name>/heatmaps/<name>.png``
-and a self-contained ``.html`` beside it, the name being the text's first 100 characters.
+and a self-contained ``.html`` beside it, the name being the text's first 100 characters
+(with a short hash of the text when another text's heatmap has that name).
 The unit is ``-neuron``, or the top unit of a ``-classifier`` that ``transfer`` wrote
 (its sign and layer too), or one recorded with the model by an explicit act
 (``export-default``, an importer). Without ``-load_model`` and ``-classifier`` it draws the
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import defaults, log
+from ..choices import MAX_GENERATE_BYTES, MAX_HOLD
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
@@ -80,12 +82,16 @@ class VisualizeConfig(ExperimentConfig):
     # (no declared range for -neuron and -layer: negatives mean something, and the model says how many there are)
     layer: int = option(-1, help="layer the unit belongs to (-1: the top one)")
     generate: bool = option(False, help="continue the text up to a total of seq_length bytes")
-    seq_length: int = option(256, help="with -generate: total length in bytes of the prompt and its continuation", minimum=1)
+    seq_length: int = option(
+        256, help="with -generate: total length in bytes of the prompt and its continuation", minimum=1,
+        maximum=MAX_GENERATE_BYTES,
+    )
     temperature: float = option(0.4, help="with -generate: sampling temperature (0: always the likeliest byte)", minimum=0,
         expect="0 (greedy) or more",
     )
     overwrite: float | None = option(
-        None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating"
+        None, help="with -generate: hold the unit's cell state at this value (e.g. +1 or -1) while generating",
+        minimum=-MAX_HOLD, maximum=MAX_HOLD,
     )
     negate: bool = option(
         False,
@@ -279,8 +285,8 @@ def run(config: VisualizeConfig) -> None:
         caption += f"; generated text underlined ({sampling})"
         if config.overwrite is not None:
             caption += f", unit held at {overwrite:+g}"
-    stem = visualize.heatmap_file_stem(trace.text)
     directory = config.experiment_path / "heatmaps"
+    stem = visualize.heatmap_file_stem_in(directory, trace.text)  # another text's heatmap of that name stays
     png = visualize.render_png(trace, directory / f"{stem}.png", negate=negate)
     page = visualize.render_html(trace, directory / f"{stem}.html", negate=negate, caption=caption)
     log.info(f"wrote {png}")

@@ -344,6 +344,9 @@ class InferenceService:
         """
         classifier = self._require_classifier()
         self.check_texts(texts)
+        for index, text in enumerate(texts):  # as `classify -text ""` is refused
+            if not text.strip():
+                raise UserError(f"text {index} is empty; there is nothing to label")
         prepared = encode_texts(self.model, texts, preprocess=classifier.model.preprocess)
 
         def run(batch: list[bytes]) -> list[tuple]:
@@ -475,6 +478,8 @@ class InferenceService:
             raise UserError(f"new_bytes must be at least 1, not {new_bytes}")
         if temperature < 0:
             raise UserError(f"temperature must be 0 (greedy) or more, not {temperature}")
+        if hold is not None:
+            visualize.check_hold(hold, "hold")  # here, before the 200: past float32 the worker would fail mid-stream
         unit, layer, negate = self.shown_unit(unit, layer, negate)
         data = visualize.prompt_bytes(self.model, prompt, generate=True)
         overwrite = None if hold is None else (-hold if negate else hold)

@@ -133,12 +133,20 @@ class FeatureCache:
         if features.dtype != np.float32 or features.shape != (rows, width):
             log.notice(f"ignoring cached features {path} of shape {features.shape}")
             return None
+        if not np.isfinite(features).all():
+            log.notice(f"ignoring cached features {path}: they hold NaN or infinite values (a damaged file)")
+            return None
         return features
 
-    def save(self, key: str, features: np.ndarray) -> Path:
+    def save(self, key: str, features: np.ndarray) -> Path | None:
+        """Store ``features``; a cache that cannot be written (a read-only or full disk) is only a warning."""
         path = self.path(key)
-        with storage.atomic_file(path, "wb") as handle:
-            np.save(handle, features)
+        try:
+            with storage.atomic_file(path, "wb") as handle:
+                np.save(handle, features)
+        except OSError as error:
+            log.warning(f"features not cached: {storage.os_error_message(error)}")
+            return None
         return path
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import storage
+from ..choices import POOLINGS
 from ..errors import UserError
 from ..locations import CLASSIFIER_FILE, classifier_directory
 from .cache import ModelIdentity
@@ -118,8 +119,8 @@ class SentimentClassifier:
         values = storage.read_json(path, CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION)
         try:
             classifier = cls(
-                all_neurons=LinearProbe.from_dict(values["all_neurons"]),
-                n_neurons=LinearProbe.from_dict(values["n_neurons"]),
+                all_neurons=LinearProbe.from_dict(values["all_neurons"], "all_neurons"),
+                n_neurons=LinearProbe.from_dict(values["n_neurons"], "n_neurons"),
                 top_units=[int(u) for u in values["top_units"]],
                 top_unit_signs=[int(s) for s in values["top_unit_signs"]],
                 model=ModelIdentity(**values["model"]),
@@ -150,6 +151,11 @@ class SentimentClassifier:
                 raise ValueError("top_units and top_unit_signs differ in length")
             if not all(0 <= unit < width for unit in classifier.top_units):
                 raise ValueError(f"top_units lie outside 0..{width - 1}")
+            # The file's own keys, checked here: attach_model would blame flags (-layer, -pooling) never passed.
+            if classifier.model.pooling not in POOLINGS:
+                raise ValueError(f"model.pooling is {classifier.model.pooling!r}, not one of {', '.join(POOLINGS)}")
+            if not isinstance(classifier.model.layer, int) or classifier.model.layer < 0:
+                raise ValueError(f"model.layer is {classifier.model.layer!r}, not a layer index (0 or more)")
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path} is incomplete or corrupt ({type(error).__name__}: {error})") from None
         if not Path(classifier.model.path).is_absolute():
@@ -184,10 +190,19 @@ class SentimentClassifier:
                     f"not {getattr(identity, name)!r} as {identity.path} gives now"
                 )
 
+    def check_layers(self, language_model, directory: str | os.PathLike) -> None:
+        """The layer this classifier reads (its ``model.layer``) exists in ``language_model``, or an error
+        naming the file and the key (not the -layer flag, which no one passed)."""
+        if self.model.layer >= language_model.config.layers:
+            raise UserError(f"{self.source or 'this classifier'} reads layer {self.model.layer} (its model.layer), "
+                            f"but {directory} has {language_model.config.layers} layer(s); pass the model it was "
+                            "fitted on")
+
     def attach_model(self, directory: str | os.PathLike) -> None:
         from ..checkpoint import load_model  # lazy: importing the transfer package does not import torch
 
         language_model = load_model(directory, device=self.device)
+        self.check_layers(language_model, directory)
         identity = ModelIdentity.of(
             language_model,
             directory,

@@ -150,7 +150,10 @@ class LinearProbe:
             raise ValueError(f"{name} has non-finite weights")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "LinearProbe":
+    def from_dict(cls, values: dict, name: str = "the probe") -> "LinearProbe":
+        if not isinstance(values, dict):  # "all_neurons": null in a hand-edited classifier.json
+            shown = "null" if values is None else type(values).__name__
+            raise TypeError(f"{name} is {shown}, not a JSON object")
         standardize = values.get("standardize") or {}
         units = values.get("units")
         coef = np.asarray(values["coef"], dtype=np.float64)
