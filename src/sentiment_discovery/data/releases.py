@@ -117,8 +117,8 @@ def download_release(
     """
     say = report or (lambda message: None)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     location = release_location(release, mirror)
+    directory.mkdir(parents=True, exist_ok=True)
     for name, blob_id in release.files:
         target = directory / name
         if target.is_file() and git_blob_id(target) == blob_id:

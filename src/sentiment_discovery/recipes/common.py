@@ -112,7 +112,7 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
             return unfinished
     held = _checkpoint_names(config.model_path)
     there = f"; {config.model_path} holds {held}" if held else ""
-    if model_cache.is_name(name) and not held:
+    if model_cache.is_name(name) and not held and not name.endswith(".pt"):  # e0.pt names a checkpoint
         raise model_cache.unknown_model_error(name)
     raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist{there}")
 

@@ -46,7 +46,8 @@ def install_model(name: str, mirror: str | None = None, progress: bool = True) -
                 release, staging, mirror=mirror, progress=progress, report=log.say
             )
         except UserError:
-            _remove_if_empty(model_cache.downloads_root())  # a rejected file leaves nothing behind
+            _remove_if_empty(staging)  # a rejected file leaves nothing behind (a cut-off one stays, to resume)
+            _remove_if_empty(model_cache.downloads_root())
             raise
         from ..importers import import_weights  # lazy: download of a dataset runs without torch
 
