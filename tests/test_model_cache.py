@@ -235,7 +235,11 @@ def test_download_installs_a_named_model_every_command_uses(
         "-valid", str(data / "dev.csv"), "-test", str(data / "test.csv"), "-c_grid", "0.5", "8", "-no_data_efficiency",
     ]) == 0
     results = experiment / "mlstm" / "toy" / "openai-mlstm"
-    assert json.loads((results / "results.json").read_text())["texts"] == {"train": 24, "valid": 8, "test": 8}
+    results_json = json.loads((results / "results.json").read_text())
+    assert results_json["texts"] == {"train": 24, "valid": 8, "test": 8}
+    # The recorded sentiment unit's histogram is drawn beside the top units' (the paper's figure 3).
+    histograms = {f"neuron_{u}_histogram.png" for u in {*results_json["top_units"], UNIT}}
+    assert {p.name for p in results.glob("neuron_*_histogram.png")} == histograms
     capsys.readouterr()
     assert cli.main(["classify", "--classifier", str(results), "--text", "a lovely film", "--model", "openai-mlstm",
                      "-no_feature_cache"]) == 0
