@@ -27,7 +27,7 @@ LAYERS: list[list[str]] = [
     # reading and batching data
     ["data"],
     # the recurrence kernels and the featurize loop (which takes any model, duck-typed)
-    ["fast_mlstm", "features"],
+    ["prepared_weights", "fast_mlstm", "features"],
     # the byte-level language model
     ["model"],
     # what is done with a model: load/save, import, train, measure, fine-tune
