@@ -8,7 +8,7 @@
 #   MIRROR=/path/to/generating-reviews-discovering-sentiment RUNS=/tmp/paper recipes/paper_sst2.sh
 #   DATA=../shared/data RUNS=/tmp/paper recipes/paper_sst2.sh      # SST-2 already there: no download
 #
-# Time on a 2-core CPU without native bf16 (README "Reproduce the paper"): about 25 minutes,
+# Time on a 2-core CPU without native bf16 (README "Reproduce the paper"): about 26 minutes idle,
 # nearly all of it featurizing SST-2's 9,613 sentences (1.0 M bytes); CUDA=1 runs it on a GPU.
 set -euo pipefail
 RUNS=${RUNS:-./experiments}
@@ -33,7 +33,7 @@ fi
 #    top unit's histogram go to $RUNS/paper/sst2/$MODEL/.
 $SD transfer -experiment_dir "$RUNS" -experiment_name paper -load_model "$MODEL" $CUDA \
   -train "$DATA/sst2/train.csv" -valid "$DATA/sst2/dev.csv" -test "$DATA/sst2/test.csv" \
-  -text_key sentence -label_key label -pooling final -num_neurons 1 -no_data_efficiency \
+  -text_key sentence -label_key label -pooling final -num_neurons 1 -no_data_efficiency -batch_size 128 \
   | tee "$RUNS/paper_sst2_lines.txt"
 
 cat <<'EOF'
@@ -47,4 +47,4 @@ $SD visualize -experiment_dir "$RUNS" -experiment_name paper -load_model "$MODEL
   -text "25 August 2003 League of Extraordinary Gentlemen: Sean Connery is one of the all time greats and I have been a fan of his since the 1950's. I went to this movie because Sean Connery was the main actor. I had not read reviews or had any prior knowledge of the movie. The movie surprised me quite a bit. The scenery and sights were spectacular, but the plot was unreal to the point of being ridiculous. In my mind this was not one of his better movies it could be the worst. Why he chose to be in this movie is a mystery. For me, going to this movie was a waste of my time. I will continue to go to his movies and add his movies to my video collection. But I can't see wasting money to put this movie in my collection"
 
 echo "results: $RUNS/paper/sst2/$MODEL/ (results.json, neuron_*_histogram.png); heatmaps: $RUNS/paper/heatmaps/"
-echo "live: $SD serve --model $MODEL"
+echo "live: sentiment-discovery serve --model $MODEL"
