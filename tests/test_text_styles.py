@@ -102,3 +102,15 @@ def test_the_importers_record_their_authors_text_options(tmp_path):
     assert load_model(tmp_path / "paper").text_options == TextOptions(strip_tags=True, collapse_whitespace=True)
     assert cli.main(["import-openai", str(folder), str(tmp_path / "openai")]) == 0
     assert load_model(tmp_path / "openai").text_options == OPENAI_TEXT_OPTIONS
+
+
+def test_records_made_before_the_new_switches_still_match():
+    """Classifiers, feature caches and corpora record text options; at their old meaning the
+    switches added for the imported models are left out, so those records stay valid."""
+    from sentiment_discovery.text import recorded_text_options
+
+    before = {"strip_tags": False, "unescape_html": True, "to_ascii": False, "newlines_to_spaces": True,
+              "collapse_whitespace": False, "front_pad": "\n ", "end_pad": " ", "max_length": None}
+    assert recorded_text_options(TextOptions()) == before
+    assert recorded_text_options(OPENAI_TEXT_OPTIONS) == {**before, "carriage_returns_to_spaces": False}
+    assert recorded_text_options(NVIDIA_2017_TEXT_OPTIONS)["tag_pattern"] == "2017"

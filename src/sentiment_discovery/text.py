@@ -57,6 +57,19 @@ class TextOptions:
         return options
 
 
+# Switches added after models, corpora and classifiers first recorded their text options: at
+# these values they do what was done before they existed.
+LATER_SWITCHES = {"tag_pattern": "bounded", "to_ascii_first": False, "carriage_returns_to_spaces": True}
+
+
+def recorded_text_options(options: TextOptions) -> dict:
+    """``options`` as the dict that feature-cache keys, classifiers and corpus manifests record:
+    the later switches left out where they have their old meaning, so that what was recorded
+    before they existed still matches."""
+    values = dataclasses.asdict(options)
+    return {key: value for key, value in values.items() if key not in LATER_SWITCHES or value != LATER_SWITCHES[key]}
+
+
 # The paper's review cleaning (markup removed, whitespace normalised) on top of the release's.
 PAPER_TEXT_OPTIONS = TextOptions(strip_tags=True, collapse_whitespace=True)
 
