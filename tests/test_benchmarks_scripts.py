@@ -294,3 +294,27 @@ def test_table1_runs_every_dataset_with_one_protocol_and_resumes(tmp_path, capsy
     partial = table1.main(args + ["--saved-only", "--systems", "mlstm-mean", "minilm"])
     assert len(partial["results"]) == 6
     assert all(line.endswith(" | not run |") for line in partial["markdown"].splitlines()[2:])
+
+
+def test_featurize_4096_compares_configurations_side_by_side(tmp_path, capsys, monkeypatch):
+    module = script("featurize_4096")
+    monkeypatch.setattr(module, "HIDDEN", 32)  # the release's shape is 4,096; the script is the same
+    out = tmp_path / "f.json"
+    monkeypatch.setattr(sys, "argv", ["featurize_4096.py", "--configs", "1:4:per-batch,1:4,1:8", "--texts", "8",
+                                      "--seq-length", "5", "--rounds", "2", "--json", str(out)])
+    module.main()
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert [(r["threads"], r["batch_size"], r["weights"]) for r in rows] == [
+        (1, 4, "per-batch"), (1, 4, "prepared"), (1, 8, "prepared")
+    ]
+    assert all(len(r["all_chars_per_s"]) == 2 and r["chars_per_s"] > 0 for r in rows)
+    assert rows[0]["ratio"] == 1.0
+    assert rows[1]["ratio"] == pytest.approx(rows[1]["chars_per_s"] / rows[0]["chars_per_s"])
+    assert rows[2]["gflops"] == pytest.approx(rows[2]["chars_per_s"] * report["flops_per_char"] / 1e9)
+    # The per-batch runs put the featurize loop back as it was when done.
+    from sentiment_discovery import features
+    from sentiment_discovery.prepared_weights import prepared_weights
+
+    assert features.prepared_weights is prepared_weights
+    assert "featurize, 32 units" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -110,6 +111,8 @@ def test_recipe_scripts_use_valid_flags(script, tmp_path):
     checker.write_text(CHECK_COMMAND)
     environment = {"PATH": "/usr/bin:/bin", "DATA": str(tmp_path), "RUNS": str(tmp_path),
                    "SD": f"{sys.executable} {checker}", "PYTHON": "true"}  # data-preparing scripts: not run
+    if "PYTHONPATH" in os.environ:  # the package under test, where it is not the installed one
+        environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
     done = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     # A command inside a shell function runs once per call, so compare which commands ran.

@@ -99,3 +99,35 @@ def test_featurize_command_writes_the_pooled_features(tmp_path):
         assert cli.main(["featurize", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "texts.csv"),
                          "--output", str(output), "-pooling", pooling]) == 0
         np.testing.assert_array_equal(np.load(output), model.featurize(texts, pooling=pooling))
+
+
+def test_weights_are_prepared_once_per_featurize_and_again_after_a_change(monkeypatch):
+    """Within featurize each layer's weight norm (and packing) is done once, not per batch;
+    the features are exactly those of preparing them on every call."""
+    import contextlib
+
+    from sentiment_discovery import features as features_module
+    from sentiment_discovery.model import MLSTMLayer
+    from sentiment_discovery.prepared_weights import prepared_weights
+
+    model = make_model(weight_norm=True, layers=2)
+    texts = [f"text number {i} " * (1 + i % 3) for i in range(10)]
+    calls = []
+    original = MLSTMLayer.effective_weights
+    monkeypatch.setattr(MLSTMLayer, "effective_weights", lambda self: calls.append(self) or original(self))
+    kept = model.featurize(texts, batch_size=3)  # 4 batches
+    assert len(calls) == 2  # once per layer
+    monkeypatch.setattr(features_module, "prepared_weights", contextlib.nullcontext)
+    calls.clear()
+    fresh = model.featurize(texts, batch_size=3)
+    assert len(calls) == 8
+    np.testing.assert_array_equal(kept, fresh)
+    # A parameter changed in place within the block is prepared again.
+    tokens = torch.tensor([list(b"\n a review ")])
+    with torch.no_grad(), prepared_weights():
+        model(tokens)
+        model.layers[0].wh.mul_(0.5)
+        changed, _ = model(tokens)
+    with torch.no_grad():
+        expected, _ = model(tokens)
+    torch.testing.assert_close(changed, expected, rtol=0, atol=0)

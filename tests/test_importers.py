@@ -15,6 +15,7 @@ from torch import nn
 
 from sentiment_discovery import TextOptions, UserError, cli, importers, load_model
 from sentiment_discovery.importers import import_weights, load_openai_weights, load_pytorch_checkpoint
+from sentiment_discovery.text import OPENAI_TEXT_OPTIONS
 
 E, H = 6, 12  # embedding and hidden sizes of the test weights (the releases: 64 and 4096)
 TEXTS = [b"\n I loved this film, truly. ", b"\n awful ", b"\n It was fine, I guess; the ending dragged on. "]
@@ -95,7 +96,7 @@ def test_openai_release_matches_reference_forward(tmp_path):
     config = model.config
     assert (config.rnn_type, config.rnn_size, config.embed_size, config.layers) == ("mlstm", H, E, 1)
     assert config.weight_norm and config.lstm_only
-    assert model.text_options == TextOptions()  # the release's own padding and cleaning
+    assert model.text_options == OPENAI_TEXT_OPTIONS  # the release's own padding and cleaning, "\r" kept
     assert model.metadata == {"source": "openai", "layout": "release", "imported_from": str(folder.resolve())}
     # Weight norm is kept as published: direction and gains unchanged.
     assert torch.equal(model.layers[0].wh[:, H : 2 * H], torch.from_numpy(params[3]))
@@ -254,8 +255,11 @@ def first_release_state(rnn_type="mlstm", layers=2, normed=(False, False), norm_
     return state
 
 
-def first_release_reference(state, rnn_type, layers, data):
-    """The first release's StackedLSTM: layer 0 feeds layer 1, then x = x + h_i; h2o reads x."""
+def first_release_reference(state, rnn_type, layers, data, fused=False, recurrent_bias=True):
+    """The first release's StackedLSTM: layer 0 feeds layer 1, then x = x + h_i; h2o reads x.
+
+    ``fused``: the mLSTM ran through PyTorch's fused LSTMCell (-fuse_lstm), gates i, f, g, o;
+    ``recurrent_bias=False``: as on CUDA, whose fused kernel never added wh's bias."""
     W = lambda key: saved_weight(state, key)  # noqa: E731
     hidden, cell = [np.zeros(H)] * layers, [np.zeros(H)] * layers
     for byte in data:
@@ -264,8 +268,13 @@ def first_release_reference(state, rnn_type, layers, data):
             p, h, c = f"rnn.layers.{i}.", hidden[i], cell[i]
             if rnn_type == "mlstm":
                 m = (W(f"{p}wmx.weight") @ x) * (W(f"{p}wmh.weight") @ h)
-                gates = W(f"{p}wx.weight") @ x + W(f"{p}wh.weight") @ m + state[f"{p}wh.bias"].double().numpy()
-                gi, gf, go, gu = np.split(gates, 4)
+                gates = W(f"{p}wx.weight") @ x + W(f"{p}wh.weight") @ m
+                if recurrent_bias:
+                    gates = gates + state[f"{p}wh.bias"].double().numpy()
+                if fused:
+                    gi, gf, gu, go = np.split(gates, 4)
+                else:
+                    gi, gf, go, gu = np.split(gates, 4)
             else:
                 gates = W(f"{p}weight_ih") @ x + W(f"{p}weight_hh") @ h
                 gates = gates + state[f"{p}bias_ih"].double().numpy() + state[f"{p}bias_hh"].double().numpy()
@@ -298,10 +307,41 @@ def test_first_release_matches_reference(tmp_path, case):
     config = model.config
     assert (config.rnn_type, config.layers, config.rnn_size, config.embed_size) == (rnn_type, 2, H, E)
     assert (config.weight_norm, config.lstm_only) == (weight_norm, lstm_only)
+    gates = {"gate_layout": "unfused", "gate_layout_from": "unrecorded"} if rnn_type == "mlstm" else {}
     assert model.metadata == {
-        "source": "pytorch-2017", "layout": "first-release", "imported_from": str(path.resolve())
+        "source": "pytorch-2017", "layout": "first-release", "imported_from": str(path.resolve()), **gates
     }
     assert_matches_reference(model, lambda data: first_release_reference(state, rnn_type, 2, data))
+
+
+@pytest.mark.parametrize("layout", ["fused", "fused-cuda"])
+def test_first_release_fused_gate_layouts(tmp_path, layout):
+    """-fuse_lstm's PyTorch LSTMCell orders the gates i, f, g, o; on CUDA it dropped wh's bias."""
+    state = first_release_state("mlstm", 2, (True, True), seed=5)
+    path = tmp_path / "e0.pt"
+    torch.save(state, path)
+    model = load_pytorch_checkpoint(path, gate_layout=layout)
+    assert model.metadata["gate_layout"] == layout
+    bias = layout == "fused"
+    assert_matches_reference(
+        model, lambda data: first_release_reference(state, "mlstm", 2, data, fused=True, recurrent_bias=bias)
+    )
+    # The unfused reading of the same weights is a different model.
+    other = load_pytorch_checkpoint(path, gate_layout="unfused")
+    assert not torch.equal(other.layers[0].wx, model.layers[0].wx)
+
+
+def test_first_release_saved_fuse_flag_chooses_the_layout(tmp_path):
+    state = first_release_state("mlstm", 1, seed=6)
+    path = tmp_path / "e0.pt"
+    torch.save({"state_dict": state, "opt": argparse.Namespace(fuse_lstm=True, rnn_size=H)}, path)
+    model = load_pytorch_checkpoint(path)
+    assert (model.metadata["gate_layout"], model.metadata["gate_layout_from"]) == ("fused-cuda", "the saved -fuse_lstm flag")
+    assert_matches_reference(
+        model, lambda data: first_release_reference(state, "mlstm", 1, data, fused=True, recurrent_bias=False)
+    )
+    with pytest.raises(UserError, match="gate layout 'sideways' is not one of auto, unfused"):
+        load_pytorch_checkpoint(path, gate_layout="sideways")
 
 
 def test_first_release_full_checkpoint_legacy_format_with_module_prefix(tmp_path):

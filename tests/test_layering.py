@@ -21,13 +21,13 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A name that does not exist (yet) is skipped.
 LAYERS: list[list[str]] = [
     # foundation, torch-free: errors, messages, files, text, flags, shared constants
-    ["", "errors", "log", "storage", "text", "locations", "options", "choices", "model_config", "memory"],
+    ["", "errors", "log", "storage", "text", "locations", "model_cache", "options", "choices", "model_config", "memory"],
     # the runtime: precision, device, threads
     ["precision", "runtime"],
     # reading and batching data
     ["data"],
     # the recurrence kernels and the featurize loop (which takes any model, duck-typed)
-    ["fast_mlstm", "features"],
+    ["prepared_weights", "fast_mlstm", "features"],
     # the byte-level language model
     ["model"],
     # what is done with a model: load/save, import, train, measure, fine-tune

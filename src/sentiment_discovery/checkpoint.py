@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import log, storage
+from . import log, model_cache, storage
 from .errors import UserError
 from .locations import model_directory
 from .model import ByteLM, ModelConfig
@@ -74,8 +74,19 @@ def update_model_metadata(directory: str | os.PathLike, **values) -> Path:
 
 
 def resolve_model_directory(path: str | os.PathLike) -> Path:
-    """The directory to load: ``path`` itself, or its ``.previous`` copy after a cut-off save."""
+    """The directory to load: ``path`` itself, or its ``.previous`` copy after a cut-off save.
+
+    ``path`` may also be the name of an installed model (``sentiment-discovery models``); a
+    directory of that name, where the command runs, wins.
+    """
+    given = os.fspath(path)
     path = Path(path)
+    if not path.exists() and not path.with_name(path.name + ".previous").is_dir():
+        named = model_cache.lookup(given)
+        if named is not None:
+            path = named
+        elif model_cache.is_name(given):
+            raise model_cache.unknown_model_error(given)
     if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
         path = path.parent
     if path.is_dir():
@@ -116,8 +127,9 @@ def read_model_config(directory: Path) -> dict:
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> ByteLM:
     """Load a model directory; any problem is one :class:`UserError` naming the file.
 
-    Without ``path``, the default model shipped in the package (or the one that
-    ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names); see ``docs/default_model.md``.
+    ``path`` is a model directory or the name of an installed model (``openai-mlstm``,
+    see docs/models.md). Without ``path``, the default model shipped in the package (or the
+    one that ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names); see ``docs/default_model.md``.
     """
     if path is None:
         path = model_directory()

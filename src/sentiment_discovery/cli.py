@@ -16,7 +16,7 @@ import sys
 import threading
 import warnings
 
-from . import log, storage
+from . import __version__, log, storage
 from .errors import UserError
 from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-openai": ("sentiment_discovery.recipes.importers", "convert OpenAI's released weights (model/0.npy ... 14.npy) into a model directory"),
     "import-pytorch": ("sentiment_discovery.recipes.importers", "convert a 2017 PyTorch reproduction checkpoint (.pt) into a model directory"),
     "preprocess": ("sentiment_discovery.recipes.preprocess", "clean review dumps into an on-disk byte corpus (train/valid/test)"),
-    "download": ("sentiment_discovery.recipes.download", "fetch SST-2, IMDB, MR, CR, SUBJ or MPQA from their canonical sources, verified by sha256"),
+    "download": ("sentiment_discovery.recipes.download", "fetch SST-2, IMDB, MR, CR, SUBJ or MPQA (verified by sha256), or OpenAI's mLSTM into the model cache"),
     "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
     "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
     "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
@@ -36,11 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-default": ("sentiment_discovery.recipes.export_default", "install a model and its classifier as the default model shipped in the package"),
     "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
     "serve": ("sentiment_discovery.recipes.serve", "a live page (heatmap, P(positive), steered writing) and a JSON API over a model loaded once"),
+    "models": ("sentiment_discovery.recipes.models", "list the models installed in the model cache and those `download` fetches"),
 }
 
 
 # Commands that run without torch.
-LIGHT_COMMANDS = ("download",)
+LIGHT_COMMANDS = ("download", "models")
 
 
 def recipe(command: str):
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Byte-level mLSTM language models and the sentiment neuron.",
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, (_, description) in COMMANDS.items():
         command_parser = sub.add_parser(command, help=description, description=description, allow_abbrev=False)

@@ -6,7 +6,7 @@ and ``m @ Wh``); the three that read only the input are done for the whole seque
 the loop: ``x @ Wx`` and ``x @ Wmx`` are large matrix products over all B·T rows or, for the
 layer that reads the byte embedding, a row gather from 256-row tables
 (:func:`byte_input_tables`). Weight norm is applied once per call by the caller
-(``MLSTMLayer.effective_weights``), not once per step.
+(``MLSTMLayer.effective_weights``), not once per step; once per featurize (prepared_weights.py).
 
 The backward pass is written by hand. Its loop over time only carries the state gradients
 back through the two recurrent products; the weight gradients are large products over the
@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from .prepared_weights import prepared_for, step_products
 
 # Rows (batch × steps) per weight-gradient product in backward: enough to run at full
 # matrix-multiply speed, few enough that the per-step gradients of a chunk of steps are
@@ -439,14 +441,14 @@ def _accumulate_chunk(saved: _Saved, grads: _Gradients, keep, steps: slice, d_ga
 
 
 def mlstm_sequence(
-    source, w_gates, w_mult, b, wh, wmh, hidden, cell, reset=None, return_cell_sequence=False, hold=None
+    source, w_gates, w_mult, b, wh, wmh, hidden, cell, reset=None, return_cell_sequence=False, hold=None, kept_products=None
 ) -> SequenceOutput:
     """Run the mLSTM over a sequence from state (hidden, cell) [B, H]; see the module doc.
 
     ``source`` is dense inputs [B, T, in] with (w_gates, w_mult) = (Wx, Wmx), or bytes
     [B, T] (int64) with (w_gates, w_mult) the tables of :func:`byte_input_tables`.
     ``reset`` [B, T] (bool) zeroes a row's state before it reads step t; ``hold`` (unit,
-    value) holds one cell unit at a value (steered generation).
+    value) holds one cell unit at a value (steered generation); ``kept_products``: see prepared_weights.
     """
     batch, steps = source.shape[:2]
     if steps == 0:
@@ -467,7 +469,8 @@ def mlstm_sequence(
             None,
             hidden.new_empty(batch, steps, hidden.shape[1]) if return_cell_sequence else None,
         )
-        products = (StepProduct(wh, compute_dtype, batch, steps), StepProduct(wmh, compute_dtype, batch, steps))
+        products = step_products(kept_products, (compute_dtype, batch, steps >= PACK_MIN_STEPS), lambda: (
+            StepProduct(wh, compute_dtype, batch, steps), StepProduct(wmh, compute_dtype, batch, steps)))
         for start in range(0, steps, INFERENCE_BLOCK_STEPS):
             block = slice(start, min(start + INFERENCE_BLOCK_STEPS, steps))
             x_gates, x_mult, step_bias = _input_side(source[:, block], w_gates, w_mult, b, compute_dtype, hidden.dtype)
@@ -481,7 +484,7 @@ def mlstm_sequence(
 
 def mlstm_layer_forward(layer, inputs, hidden, cell, reset, return_cell_sequence, overwrite) -> SequenceOutput:
     """``MLSTMLayer.forward`` with this recurrence (registered as the ``"fast"`` implementation)."""
-    weights = layer.effective_weights()
+    weights, kept_products = prepared_for(layer)
     hold = None if overwrite is None else (overwrite.unit, float(overwrite.value))
     if isinstance(inputs, ByteInput) and inputs.tokens.numel() < inputs.embedding.shape[0]:
         # Fewer bytes than table rows (generating byte by byte): multiplying them is less work.
@@ -492,5 +495,6 @@ def mlstm_layer_forward(layer, inputs, hidden, cell, reset, return_cell_sequence
     else:
         source, w_gates, w_mult = inputs, weights.wx, weights.wmx
     return mlstm_sequence(
-        source, w_gates, w_mult, weights.b, weights.wh, weights.wmh, hidden, cell, reset, return_cell_sequence, hold
+        source, w_gates, w_mult, weights.b, weights.wh, weights.wmh, hidden, cell, reset, return_cell_sequence, hold,
+        kept_products,
     )

@@ -8,6 +8,7 @@ import torch
 from .choices import POOLINGS
 from .data.batching import length_sorted_batches
 from .errors import UserError
+from .prepared_weights import prepared_weights
 from .precision import products_autocast, resolve_precision
 from .text import preprocess_text
 
@@ -115,7 +116,7 @@ def iter_pooled_cells(
     batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     # Counted in bytes, chunk by chunk: one long text moves the bar (and its rate and ETA) too.
     bar = tqdm(total=sum(len(b) for b in byte_strings), unit="B", unit_scale=True, disable=not progress, desc="featurize")
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast, prepared_weights():
         for indices in batches:
             batch = [byte_strings[i] for i in indices]
             tokens, reset = left_padded_batch(batch, model.device)

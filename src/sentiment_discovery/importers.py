@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import pickle
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,7 +32,7 @@ import torch
 from .checkpoint import CONFIG_FILE, save_model
 from .errors import UserError
 from .model import VOCAB_SIZE, ByteLM, ModelConfig
-from .text import PAPER_TEXT_OPTIONS, TextOptions
+from .text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, TextOptions
 
 OPENAI_SENTIMENT_UNIT = 2388
 
@@ -69,11 +68,18 @@ PORT_EXPORT = (
     ("b", ("V",)),
 )
 
-# The 2017 reproduction cleaned text as section 4 of the paper, and transliterated it to ASCII.
-PYTORCH_TEXT_OPTIONS = dataclasses.replace(PAPER_TEXT_OPTIONS, to_ascii=True)
+# The 2017 reproduction's text preparation (docs/importing.md): its process_str and transform.
+PYTORCH_TEXT_OPTIONS = NVIDIA_2017_TEXT_OPTIONS
 
 # The later release orders an mLSTM's gates i, f, g, o (PyTorch's LSTMCell); ours are i, f, o, u.
 LATER_TO_OUR_GATES = (0, 1, 3, 2)
+
+# How a first-release mLSTM checkpoint's gate blocks are laid out (docs/importing.md):
+# "unfused": its own cell, gates i, f, o, u; "fused" (-fuse_lstm, run on the CPU): PyTorch's
+# LSTMCell, gates i, f, g, o; "fused-cuda": the same on CUDA, whose fused kernel drops the
+# recurrent bias when the input weight has none; "auto": the checkpoint's saved -fuse_lstm
+# flag where it records one (a model trained fused was trained on CUDA), else "unfused".
+GATE_LAYOUTS = ("auto", "unfused", "fused", "fused-cuda")
 
 
 def _shape_of(template: tuple[str, ...], sizes: dict[str, int]) -> tuple[int, ...]:
@@ -203,7 +209,7 @@ def _load_release(folder: Path, progress: bool) -> _ModelFiller:
         _check_shape(arrays[index], template, sizes, f"{folder / f'{index}.npy'} ({label})", inferred)
     hidden = sizes["H"]
     config = ModelConfig(embed_size=sizes["E"], rnn_size=hidden, layers=1, weight_norm=True, lstm_only=True)
-    filler = _ModelFiller(config, TextOptions(), progress, desc="import OpenAI release")
+    filler = _ModelFiller(config, OPENAI_TEXT_OPTIONS, progress, desc="import OpenAI release")
     filler.copy("embedding.weight", arrays[0])
     filler.copy("layers.0.wx", arrays[1])
     for block in range(4):  # wh is stored as its four gate blocks, side by side
@@ -236,7 +242,7 @@ def _load_port_export(folder: Path, progress: bool) -> _ModelFiller:
     for name, template in PORT_EXPORT:
         _check_shape(ours[name], template, sizes, str(folder / f"{name}.npy"), inferred)
     config = ModelConfig(embed_size=sizes["E"], rnn_size=hidden, layers=1)
-    filler = _ModelFiller(config, TextOptions(), progress, desc="import port export")
+    filler = _ModelFiller(config, OPENAI_TEXT_OPTIONS, progress, desc="import port export")
     filler.copy("embedding.weight", ours["embd"])
     for name, theirs in (("wx", "wx"), ("wh", "wh"), ("b", "b0"), ("wmx", "wmx"), ("wmh", "wmh")):
         filler.copy(f"layers.0.{name}", ours[theirs])
@@ -406,6 +412,17 @@ def _present(*tensors: torch.Tensor | None) -> list[torch.Tensor]:
     return [t for t in tensors if t is not None]
 
 
+def _saved_fuse_flag(checkpoint) -> bool | None:
+    """The -fuse_lstm flag of the flags a checkpoint saved beside its weights, if it saved any."""
+    if not isinstance(checkpoint, dict):
+        return None
+    for value in checkpoint.values():
+        flags = vars(value) if isinstance(value, argparse.Namespace) else value if isinstance(value, dict) else {}
+        if isinstance(flags.get("fuse_lstm"), bool):
+            return flags["fuse_lstm"]
+    return None
+
+
 def _read_first_release(ckpt: _Checkpoint) -> _Mapped:
     count = ckpt.layer_count("rnn.layers.")
     rnn_type = "mlstm" if ckpt.has("rnn.layers.0.wmx.weight") else "lstm"
@@ -514,16 +531,33 @@ def _check_mapped(mapped: _Mapped, path: Path) -> tuple[int, int]:
     return embed_size, hidden
 
 
-def load_pytorch_checkpoint(source: str | Path, progress: bool = False) -> ByteLM:
+def load_pytorch_checkpoint(source: str | Path, progress: bool = False, gate_layout: str = "auto") -> ByteLM:
     """A model from a checkpoint of the 2017 PyTorch reproduction (either release's layout).
 
     Weight norm is kept (direction and gain) when every recurrent weight has it, and folded
     into plain weights otherwise. A checkpoint without an output layer (the later release's
     featurizer) gets a zero one: its features are exact, its next-byte predictions uniform.
+    ``gate_layout`` (one of :data:`GATE_LAYOUTS`) says how a first-release mLSTM's gates are
+    ordered; the later release's are always PyTorch's i, f, g, o.
     """
+    if gate_layout not in GATE_LAYOUTS:
+        raise UserError(f"gate layout {gate_layout!r} is not one of {', '.join(GATE_LAYOUTS)}")
     path = Path(source)
-    mapped = _read_layout(_flat_tensors(_load_torch_file(path), path), path)
+    checkpoint = _load_torch_file(path)
+    mapped = _read_layout(_flat_tensors(checkpoint, path), path)
     embed_size, hidden = _check_mapped(mapped, path)
+    layout_notes = {}
+    if mapped.layout == "first-release" and mapped.rnn_type == "mlstm":
+        if gate_layout == "auto":
+            fused = _saved_fuse_flag(checkpoint)
+            gate_layout = "unfused" if not fused else "fused-cuda"
+            layout_notes["gate_layout_from"] = "unrecorded" if fused is None else "the saved -fuse_lstm flag"
+        if gate_layout != "unfused":
+            mapped.gate_order = LATER_TO_OUR_GATES
+        if gate_layout == "fused-cuda":  # the fused CUDA kernel never added the recurrent bias
+            for layer in mapped.layers:
+                layer.biases["b"].clear()
+        layout_notes["gate_layout"] = gate_layout
     weight_norm = all(w.gain is not None for layer in mapped.layers for w in layer.weights.values())
     normed_output = weight_norm and mapped.output is not None and mapped.output.gain is not None
     config = ModelConfig(
@@ -555,7 +589,9 @@ def load_pytorch_checkpoint(source: str | Path, progress: bool = False) -> ByteL
     else:
         filler.copy("output.weight", mapped.output.folded())
     filler.copy("output.bias", torch.zeros(VOCAB_SIZE) if mapped.output_bias is None else mapped.output_bias)
-    metadata = {"source": "pytorch-2017", "layout": mapped.layout, "imported_from": str(path.resolve()), **notes}
+    metadata = {
+        "source": "pytorch-2017", "layout": mapped.layout, "imported_from": str(path.resolve()), **layout_notes, **notes
+    }
     return filler.finish(metadata)
 
 
@@ -563,18 +599,32 @@ def load_pytorch_checkpoint(source: str | Path, progress: bool = False) -> ByteL
 
 
 def import_weights(
-    source: str | Path, dest: str | Path, overwrite: bool = False, progress: bool = False
+    source: str | Path,
+    dest: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    *,
+    gate_layout: str = "auto",
+    text_options: TextOptions | None = None,
+    metadata: dict | None = None,
 ) -> ByteLM:
     """Import published weights at ``source`` and save them as the model directory ``dest``.
 
     A folder is read as OpenAI's release (or the port's NumPy export), a file as a PyTorch
-    checkpoint. ``dest`` is replaced only with ``overwrite``.
+    checkpoint (``gate_layout`` as :func:`load_pytorch_checkpoint`). ``dest`` is replaced only
+    with ``overwrite``. ``text_options`` replaces the text preparation the source's authors
+    used; ``metadata`` is added to the model's.
     """
     source, dest = Path(source), Path(dest)
     if dest.exists() and not overwrite and (dest.is_file() or any(dest.iterdir())):
         raise UserError(f"{dest} already exists; choose another DEST or pass --overwrite to replace it")
-    loader: Callable[..., ByteLM] = load_openai_weights if source.is_dir() else load_pytorch_checkpoint
-    model = loader(source, progress=progress)
+    if source.is_dir():
+        model = load_openai_weights(source, progress=progress)
+    else:
+        model = load_pytorch_checkpoint(source, progress=progress, gate_layout=gate_layout)
+    if text_options is not None:
+        model.text_options = text_options
+    model.metadata = {**model.metadata, **(metadata or {})}
     if dest.is_file():
         dest.unlink()
     save_model(model, dest)

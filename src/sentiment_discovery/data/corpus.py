@@ -34,7 +34,7 @@ import numpy as np
 from .. import storage
 from ..choices import DEFAULT_NUM_SHARDS
 from ..errors import UserError
-from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
+from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
 from .readers import (
     EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,
 )
@@ -229,7 +229,7 @@ def _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt
         "shuffle": bool(shuffle),
         # The seed only matters when dealing is shuffled; other seeds are the same corpus.
         "seed": int(seed) if shuffle else None,
-        "text_options": dataclasses.asdict(text_options),
+        "text_options": recorded_text_options(text_options),
         "fmt": fmt,
         "delim": delim,
         "strict": bool(strict),

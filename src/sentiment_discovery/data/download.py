@@ -26,6 +26,8 @@ lines, then the negative (objective) file's, each line verbatim without its line
 as Windows-1252, blank lines dropped, the sentence always quoted. The CSVs are verified by
 sha256, so a conversion that differs by one byte is an error.
 
+Published models are fetched with the same helpers by ``data/releases.py``.
+
 Files already present and verified make a run a no-op. ``mirror`` (a directory or an
 http(s) URL) is searched first for finished files in the same layout
 (``<mirror>/<dataset>/<file>`` or ``<mirror>/<file>``), then for the original source
@@ -322,6 +324,67 @@ def _fetch(location: str, destination: Path, progress: bool, hint: str = NO_INTE
     return True
 
 
+def _open_url(location: str, offset: int = 0):
+    """The response for ``location`` from byte ``offset`` on (a Range request); None for 404 and 416."""
+    import urllib.request  # lazy: the CLI imports this module for its flags
+
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(location, headers=headers), timeout=TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 416):  # 416: nothing from ``offset`` on, the file is whole already
+            return None
+        raise UserError(f"could not download {location}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise UserError(f"could not download {location}: {reason}; without internet access use --mirror DIR") from None
+
+
+def _fetch_resuming(location: str, destination: Path, progress: bool) -> bool:
+    """Complete ``destination`` from a URL, keeping the bytes it already holds; False when absent there.
+
+    The request asks for the bytes after those present (HTTP Range); a server that answers
+    with the whole file instead (200) starts it over. A cut-off download leaves ``destination``
+    as far as it got, for the next run to resume.
+    """
+    from tqdm.auto import tqdm  # lazy: the CLI imports this module for its flags
+
+    offset = destination.stat().st_size if destination.is_file() else 0
+    response = _open_url(location, offset)
+    if response is None:
+        if offset:  # 416: the bytes are all here (or the file is not there at all: the hash says which)
+            return True
+        return False
+    with response:
+        resumed = offset > 0 and response.status == 206
+        if resumed and not (response.headers.get("Content-Range") or "").startswith(f"bytes {offset}-"):
+            raise UserError(f"{location} answered a resumed download with other bytes; delete {destination} and retry")
+        start = offset if resumed else 0
+        length = response.headers.get("Content-Length")
+        bar = tqdm(
+            total=start + int(length) if length else None, initial=start, unit="B", unit_scale=True,
+            unit_divisor=1024, desc=Path(urllib.parse.urlparse(location).path).name, disable=not progress,
+        )
+        with open(destination, "ab" if resumed else "wb") as out:
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except OSError as error:
+                raise UserError(
+                    f"download of {location} was cut off after {out.tell():,} bytes ({error}); "
+                    "run the command again to resume it"
+                ) from None
+            finally:
+                bar.close()
+        if length and destination.stat().st_size != start + int(length):
+            raise UserError(
+                f"download of {location} was cut off after {destination.stat().st_size:,} of "
+                f"{start + int(length):,} bytes; run the command again to resume it"
+            )
+    return True
+
+
 def _verified(path: Path, expected: str) -> bool:
     return path.is_file() and content_sha256(path) == expected
 
@@ -419,4 +482,3 @@ def _fetch_and_convert(dataset, mirror, directory, progress) -> None:
     archive.convert(downloaded, directory)
     for file in dataset.files:
         _install(directory / (file.name + ".partial"), file, f"{file.name} converted from {archive.name}")
-

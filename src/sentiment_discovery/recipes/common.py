@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import log
+from .. import log, model_cache
 from ..choices import FORMATS
 from ..errors import UserError
 from ..options import option
@@ -79,7 +79,7 @@ SEED_PROCESS_NO_OPS = {
 def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     """The model directory that ``-load_model NAME`` means.
 
-    NAME is a model directory, or (as in the 2017 commands) a checkpoint name such as
+    NAME is a model directory, the name of an installed model (docs/models.md), or (as in the 2017 commands) a checkpoint name such as
     ``e0.pt`` looked up in ``<experiment_dir>/<experiment_name>/<model_dir>/``, where it
     names the model directory ``e0``. As in 2017, where ``e<K>.pt`` was saved when epoch K's
     loop ended, early (-max_iters, a stop) or not, ``e<K>.pt`` of an epoch that never
@@ -94,6 +94,9 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
+    named = model_cache.lookup(name)
+    if named is not None:
+        return named
     if path.is_file():
         from ..checkpoint import not_a_model_directory  # lazy: checkpoint imports torch (start-up time)
 
@@ -109,6 +112,8 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
             return unfinished
     held = _checkpoint_names(config.model_path)
     there = f"; {config.model_path} holds {held}" if held else ""
+    if model_cache.is_name(name) and not held and not name.endswith(".pt"):  # e0.pt names a checkpoint
+        raise model_cache.unknown_model_error(name)
     raise UserError(f"no model {name!r}: not a directory, and {candidates[0]} does not exist{there}")
 
 

@@ -287,7 +287,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     staging.mkdir(parents=True)
     locks.callback(shutil.rmtree, staging, ignore_errors=True)  # gone already when it was swapped in
     classifier.save(staging)
-    figures = write_figures(staging, classifier, train, test)
+    figures = write_figures(staging, classifier, train, test, recorded_unit(model))
     curve = None
     if not config.no_data_efficiency:
         curve_start = time.perf_counter()
@@ -344,15 +344,29 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
                  f"`sentiment-discovery visualize -classifier {results_dir}`")
 
 
-def write_figures(directory: Path, classifier, train: Split, test: Split | None) -> list[Path]:
-    """A histogram per top unit (test set, or train when the test set is missing or unlabelled) and the weights."""
+def recorded_unit(model) -> tuple[int, int] | None:
+    """The sentiment unit (and its sign) the model's metadata records, as an imported release does."""
+    unit = model.metadata.get("sentiment_unit")
+    if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < model.config.rnn_size:
+        return None
+    return unit, -1 if model.metadata.get("sentiment_unit_sign") == -1 else 1
+
+
+def write_figures(
+    directory: Path, classifier, train: Split, test: Split | None, recorded: tuple[int, int] | None = None
+) -> list[Path]:
+    """A histogram per top unit (test set, or train when the test set is missing or unlabelled) and the weights;
+    and of the model's ``recorded`` sentiment unit (unit, sign) when it is not among them (the paper's figure 3)."""
     from .. import transfer
 
     shown = test if test is not None and test.labels is not None else train
     paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
     if classifier.multiclass:  # the histograms show negative against positive texts
         return paths
-    for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
+    drawn = list(zip(classifier.top_units, classifier.top_unit_signs))
+    if recorded is not None and recorded[0] not in classifier.top_units:
+        drawn.append(recorded)
+    for unit, sign in drawn:
         path = directory / f"neuron_{unit}_histogram.png"
         paths.append(transfer.plot_unit_histogram(shown.features[:, unit], shown.labels, unit, sign, path, shown.name))
     return paths

@@ -20,6 +20,7 @@ import numpy as np
 from .. import log, storage
 from ..choices import POOLINGS
 from ..errors import UserError
+from ..text import recorded_text_options
 
 
 def texts_sha256(texts: Sequence[str]) -> str:
@@ -80,7 +81,7 @@ class ModelIdentity:
             rnn_size=model.config.rnn_size,
             layer=layer % layers,
             preprocess=preprocess,
-            text_options=dataclasses.asdict(model.text_options),
+            text_options=recorded_text_options(model.text_options),
             precision=resolve_precision(precision, model.device),
             pooling=pooling,
         )
