@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import storage
 from ..errors import UserError
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice for the expected calibration error
@@ -88,8 +89,6 @@ def plot_reliability(curves: Sequence[tuple[str, Reliability]], path, title: str
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
-
-    from .. import storage
 
     figure = Figure(figsize=(5.5, 5), dpi=100, layout="constrained")
     axes = figure.add_subplot()

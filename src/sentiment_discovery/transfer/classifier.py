@@ -19,6 +19,7 @@ from .. import storage
 from ..choices import POOLINGS
 from ..errors import UserError
 from ..locations import CLASSIFIER_FILE, classifier_directory
+from ..text import TextOptions, preprocess_text
 from .cache import ModelIdentity
 from .labels import is_default_classes
 from .ngrams import NgramProbe
@@ -245,8 +246,6 @@ class SentimentClassifier:
 
     def ngram_texts(self, texts: Sequence[str | bytes]) -> list[str]:
         """The texts as the n-gram part reads them: as the language model reads them (prepared, padded)."""
-        from ..text import TextOptions, preprocess_text
-
         options = TextOptions.from_dict(self.model.text_options)
         prepared = []
         for text in texts:
