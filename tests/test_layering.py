@@ -21,7 +21,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A name that does not exist (yet) is skipped.
 LAYERS: list[list[str]] = [
     # foundation, torch-free: errors, messages, files, text, flags, shared constants
-    ["", "errors", "log", "storage", "text", "locations", "options", "choices", "model_config"],
+    ["", "errors", "log", "storage", "text", "locations", "options", "choices", "model_config", "cores"],
     # the runtime: precision, device, threads
     ["precision", "runtime"],
     # reading and batching data
