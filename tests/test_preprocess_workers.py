@@ -113,10 +113,10 @@ def test_a_killed_worker_leaves_the_previous_corpus_and_no_partial_one(tmp_path)
     def kill_a_worker():
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not killed:
-            for child in multiprocessing.active_children():
-                os.kill(child.pid, signal.SIGKILL)
-                killed.append(child.pid)
-                break
+            children = multiprocessing.active_children()
+            if len(children) == 2:  # both workers started: one is killed while they clean
+                os.kill(children[0].pid, signal.SIGKILL)
+                killed.append(children[0].pid)
             time.sleep(0.001)
 
     killer = threading.Thread(target=kill_a_worker)

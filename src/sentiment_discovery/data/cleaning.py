@@ -34,6 +34,10 @@ def clean_chunk(texts: list[str], options: TextOptions) -> list[bytes]:
     return [preprocess_text(text, options) for text in texts]
 
 
+def _started() -> None:
+    """A task that only makes the pool start one more worker."""
+
+
 def _ignore_sigint() -> None:
     # Ctrl-C reaches every process of the terminal's group: the reading process stops the
     # run (and removes what it wrote); a worker printing its own KeyboardInterrupt would only add noise.
@@ -59,6 +63,10 @@ class Cleaners:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
             )
+            # Every worker is started now, not on demand: a worker that dies while the pool would
+            # still start another can leave that one unstopped, and the pool waiting for it forever.
+            for _ in range(self.workers):
+                self._pool.submit(_started)
 
     def close(self) -> None:
         """Stop the workers: chunks not yet started are dropped, running ones finish (milliseconds)."""
