@@ -97,8 +97,9 @@ def featurize_case(args: argparse.Namespace, processes: int, workdir: Path) -> d
     go.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     children = [
-        subprocess.Popen([sys.executable, __file__, "--featurize-worker", "--rank", str(rank), "--world", str(processes),
-                          "--parts", str(parts), "--go", str(go), "--data", str(args.data), "--texts", str(args.texts),
+        subprocess.Popen([sys.executable, __file__, "--featurize-worker", "--rank", str(rank),
+                          "--world", str(processes), "--parts", str(parts), "--go", str(go), "--data", str(args.data),
+                          "--texts", str(args.texts),
                           "--max_bytes", str(args.max_bytes), "--rnn_size", str(args.rnn_size),
                           "--batch_size", str(args.batch_size), "--piece_batches", str(args.piece_batches)],
                          stdout=subprocess.PIPE, text=True, env=env)
@@ -164,7 +165,8 @@ def main() -> None:
         print(f"{row['workers']:>8} {row['seconds']:>8.2f} {row['text_mb_per_s']:>10.1f} {row['reader_cpu_s']:>13.2f} "
               f"{row['workers_cpu_s']:>14.2f}")
     print(f"2 workers / 1: {pre[2] / pre[1]:.2f}x")
-    print(f"\nfeaturize {args.texts} IMDB reviews (<= {args.max_bytes} bytes), H={args.rnn_size} fp32, one thread each:")
+    print(f"\nfeaturize {args.texts} IMDB reviews (<= {args.max_bytes} bytes), H={args.rnn_size} fp32, "
+          f"one thread each:")
     print(f"{'processes':>9} {'seconds':>8} {'chars/s':>9} {'per-rank seconds':>20}")
     for row in featurize:
         ranks = ", ".join(f"{s:.2f}" for s in row["per_rank_seconds"])
@@ -180,8 +182,9 @@ def main() -> None:
     report = {"benchmark": "scaling", "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
               "load_average_1min": loads, "text_bytes": text_bytes, "preprocess": preprocess, "featurize": featurize,
               "preprocess_speedup_2_workers": pre[2] / pre[1], "featurize_speedup_2_processes": feat[2] / feat[1],
-              "flops_per_byte": flops, "options": {k: v for k, v in vars(args).items() if k in
-                                                   ("repeats", "texts", "max_bytes", "rnn_size", "batch_size", "piece_batches")}}
+              "flops_per_byte": flops,
+              "options": {key: getattr(args, key) for key in
+                          ("repeats", "texts", "max_bytes", "rnn_size", "batch_size", "piece_batches")}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {args.json}")

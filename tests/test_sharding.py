@@ -43,7 +43,7 @@ def test_the_shares_of_two_ranks_assemble_to_the_one_process_features(tmp_path, 
     one = model.featurize(items, batch_size=4, layer=0, pooling="mean", precision="fp32")
     assert np.array_equal(assembled, one)  # bit for bit: every batch is the one-process batch
     parts.piece_path(2).write_bytes(b"not a piece")
-    assert sharding.featurize_share(model, byte_strings, plan, parts, 0, 2, **options) == (2, 1)  # the damaged one redone
+    assert sharding.featurize_share(model, byte_strings, plan, parts, 0, 2, **options) == (2, 1)  # damaged: redone
     assert np.array_equal(sharding.assemble(plan, parts, 16), one)
     # Other work (another key) clears the directory.
     sharding.Parts(parts.directory, {"key": "other", "pieces": 5}).prepare()

@@ -118,7 +118,8 @@ def iter_pooled_cells(
     if batches is None:
         batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     # Counted in bytes, chunk by chunk: one long text moves the bar (and its rate and ETA) too.
-    bar = tqdm(total=sum(len(byte_strings[i]) for indices in batches for i in indices), unit="B", unit_scale=True, disable=not progress, desc="featurize")
+    total = sum(len(byte_strings[i]) for indices in batches for i in indices)
+    bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="featurize")
     with torch.no_grad(), autocast:
         for indices in batches:
             batch = [byte_strings[i] for i in indices]

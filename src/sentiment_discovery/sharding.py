@@ -213,7 +213,8 @@ def featurize_across_ranks(
     reused, done = featurize_share(model, byte_strings, plan, parts, context.rank, context.world_size, layer=layer,
                                    pooling=pooling, precision=precision, progress=progress and context.is_main)
     with log.every_rank():
-        log.info(f"featurized {done} piece(s) of {len(plan.pieces)}, reused {reused} written before ({parts.directory})")
+        log.info(f"featurized {done} piece(s) of {len(plan.pieces)}, reused {reused} written before "
+                 f"({parts.directory})")
     context.barrier()
     if not context.is_main:
         return None
