@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sentiment_discovery import cores
 from sentiment_discovery.data import cleaning
 from sentiment_discovery.data.corpus import build_corpus
 from sentiment_discovery.errors import UserError
@@ -150,3 +151,10 @@ def test_ctrl_c_stops_every_process_and_leaves_no_partial_corpus(tmp_path):
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["big.csv"]
+
+
+@pytest.mark.parametrize("idle, usable, expected", [(0.3, 2, 1), (1.4, 2, 1), (1.6, 2, 2), (7.9, 2, 2), (None, 3, 3)])
+def test_default_workers_are_the_idle_cores(monkeypatch, idle, usable, expected):
+    monkeypatch.setattr(cores, "idle_cores", lambda: idle)
+    monkeypatch.setattr(cores, "usable_cores", lambda: usable)
+    assert cores.default_workers() == expected
