@@ -21,7 +21,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A name that does not exist (yet) is skipped.
 LAYERS: list[list[str]] = [
     # foundation, torch-free: errors, messages, files, text, flags, shared constants
-    ["", "errors", "log", "storage", "text", "locations", "model_cache", "options", "choices", "model_config", "memory"],
+    ["", "errors", "log", "storage", "text", "locations", "model_cache", "options", "choices", "model_config", "memory", "cores"],
     # the runtime: precision, device, threads
     ["precision", "runtime"],
     # reading and batching data
@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     # the byte-level language model
     ["model"],
     # what is done with a model: load/save, import, train, measure, fine-tune
-    ["checkpoint", "importers", "distributed", "metrics", "optimization", "training", "speed", "finetune"],
+    ["checkpoint", "importers", "distributed", "sharding", "metrics", "optimization", "training", "speed", "finetune"],
     # sentiment transfer on the features, and the shipped default model
     ["transfer", "cross_validation", "defaults"],
     # seeing the neuron, and serving it

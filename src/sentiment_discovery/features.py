@@ -98,12 +98,15 @@ def iter_pooled_cells(
     poolings: Sequence[str] = ("final",),
     progress: bool = False,
     precision: str = "auto",
+    batches: Sequence[np.ndarray] | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices, {pooling: pooled cell state of ``layer`` [B, width] float32}) per length-sorted batch.
 
     The mean and maximum are taken over each text's own bytes only (the left padding is
     excluded), and are accumulated chunk by chunk, so memory stays flat however long a text
-    is. Several poolings come from one pass over the texts.
+    is. Several poolings come from one pass over the texts. ``batches`` (index arrays from
+    :func:`length_sorted_batches` of all the texts) runs only those batches: a share of the work
+    that gives the same numbers as the whole run (``sharding.py``).
     """
     from tqdm.auto import tqdm
 
@@ -113,9 +116,11 @@ def iter_pooled_cells(
     over_sequence = any(pooling != "final" for pooling in poolings)
     precision = resolve_precision(precision, model.device)
     autocast = products_autocast(precision, model.device)
-    batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
+    if batches is None:
+        batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     # Counted in bytes, chunk by chunk: one long text moves the bar (and its rate and ETA) too.
-    bar = tqdm(total=sum(len(b) for b in byte_strings), unit="B", unit_scale=True, disable=not progress, desc="featurize")
+    total = sum(len(byte_strings[i]) for indices in batches for i in indices)
+    bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="featurize")
     with torch.no_grad(), autocast, prepared_weights():
         for indices in batches:
             batch = [byte_strings[i] for i in indices]

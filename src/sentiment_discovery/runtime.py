@@ -2,15 +2,12 @@
 
 import os
 import random
-import time
 
 import numpy as np
 import torch
 
 from . import log
-
-# How long the CPU is watched to count its idle cores (jiffies are 10 ms: 2 cores give 40 samples).
-IDLE_WINDOW_S = 0.2
+from .cores import IDLE_WINDOW_S, idle_cores, usable_cores  # noqa: F401 (re-exported)
 
 
 def select_device(cuda: bool) -> torch.device:
@@ -26,29 +23,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def idle_cores(window_s: float = IDLE_WINDOW_S) -> float | None:
-    """How many cores sat idle over the next ``window_s`` seconds (Linux ``/proc/stat``), else None."""
-
-    def idle_and_total() -> tuple[int, int]:
-        with open("/proc/stat") as handle:
-            fields = [int(value) for value in handle.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user ... steal
-
-    try:
-        idle_before, total_before = idle_and_total()
-        time.sleep(window_s)
-        idle_after, total_after = idle_and_total()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total_after <= total_before:
-        return None
-    return (os.cpu_count() or 1) * (idle_after - idle_before) / (total_after - total_before)
 
 
 def default_threads() -> int:

@@ -35,6 +35,7 @@ from .. import storage
 from ..choices import DEFAULT_NUM_SHARDS
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
+from .cleaning import Cleaners
 from .readers import (
     EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,
 )
@@ -294,13 +295,16 @@ def build_corpus(
     progress: bool = False,
     report: Callable[[str], None] | None = None,
     wait: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Preprocess ``inputs`` (read in order, as one stream of texts) into a corpus at ``out_dir``.
 
     A no-op when ``out_dir`` already holds the corpus of these unchanged inputs and
     options; otherwise it is rebuilt (atomically: a crash leaves the old corpus or none).
     ``report`` receives one-line messages for the console (the no-op, the summary). Another
-    live build of ``out_dir`` is refused, or with ``wait`` waited for.
+    live build of ``out_dir`` is refused, or with ``wait`` waited for. ``workers`` processes
+    clean the texts while this one reads and writes (:mod:`.cleaning`); the corpus is the same
+    byte for byte whatever their number.
     """
     out_dir = Path(out_dir)
     sources = _resolve_inputs(inputs)
@@ -312,7 +316,7 @@ def build_corpus(
     with storage.output_lock(out_dir, what="--out", wait=wait):
         try:
             return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed,
-                                 shuffle, num_shards, text_options)
+                                 shuffle, num_shards, text_options, workers)
         except BaseException as error:  # a full disk, a Ctrl-C, a bad row: no <out>.partial is left behind
             shutil.rmtree(storage.partial_directory(out_dir), ignore_errors=True)
             if isinstance(error, OSError) and error.filename is None:  # a full disk names no file of its own
@@ -321,7 +325,7 @@ def build_corpus(
 
 
 def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle, num_shards,
-                  text_options) -> Path:
+                  text_options, workers) -> Path:
     if _up_to_date(out_dir, sources, options):
         say(f"{out_dir} is up to date with its inputs and options: nothing to do")
         return out_dir
@@ -354,14 +358,15 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
     )
     dealt = 0
     finished = False
+    cleaners = Cleaners(text_options, workers)
     try:
+        cleaners.start()
         for path, source_key in zip(sources, text_keys):
             entry = _source_entry(path)
             stats = ReadStats()
             meter = _Meter(bar)
             texts = iter_numbered_texts(path, source_key, fmt=fmt, delim=delim, strict=strict, stats=stats, digest=meter)
-            for line, text in texts:
-                prepared = preprocess_text(text, text_options)
+            for line, prepared in cleaners.clean(texts):
                 if len(prepared) <= pad_length:  # nothing left once markup and spaces are gone
                     if strict:
                         raise UserError(f"{path}:{line}: the text is empty after preprocessing (-strict stops here)")
@@ -378,6 +383,7 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
             total.add(stats)
         finished = True
     finally:
+        cleaners.close()
         bar.close()
         for writer in writers.values():
             writer.close()

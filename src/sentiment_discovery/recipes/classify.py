@@ -73,7 +73,8 @@ def run(config: ClassifyConfig) -> None:
     with contextlib.ExitStack() as locks:
         if config.output is not None:
             storage.check_output(config.output, [config.input, config.classifier])
-            locks.enter_context(storage.output_lock(config.output))
+            if log.process_rank() == 0:  # under torchrun rank 0 writes the output (docs/performance.md)
+                locks.enter_context(storage.output_lock(config.output))
         _classify(config)
 
 
@@ -86,8 +87,10 @@ def _classify(config: ClassifyConfig) -> None:
     from ..checkpoint import load_model
     from ..data.readers import ReadStats, iter_numbered_texts
     from ..runtime import configure_threads, select_device
+    from .sharded import classify_features, sharding
 
     configure_threads()
+    distributed = sharding.join(config.cuda).distributed  # under torchrun: the process group, each rank's GPU
     classifier = transfer.SentimentClassifier.load(config.classifier)
     model_path = resolve_load_model(config.model, config) if config.model else classifier.model.path
     texts = list(config.text or [])
@@ -112,9 +115,14 @@ def _classify(config: ClassifyConfig) -> None:
     classifier.check_model(identity)
     # A few texts from the command line are quick to featurize: no cache files for them.
     cache = config.cache(config.experiment_path) if config.input is not None else None
-    features = transfer.featurize_cached(
-        model, texts, identity, cache, batch_size=config.batch_size, progress=config.input is not None
-    ).features
+    if distributed:  # each process featurizes its share; rank 0 goes on with all of them
+        features = classify_features(config, model, texts, identity, cache)
+        if features is None:
+            return
+    else:
+        features = transfer.featurize_cached(
+            model, texts, identity, cache, batch_size=config.batch_size, progress=config.input is not None
+        ).features
     # Scores once: the probabilities (calibrated) and labels both come from them, n-gram part included.
     scores = classifier.scores(features, texts=texts)
     if config.output is None and classifier.classes is not None:

@@ -1,5 +1,6 @@
 """``sentiment-discovery featurize``: a text file in, a [texts, rnn_size] float32 .npy out."""
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -46,25 +47,34 @@ def run(config: FeaturizeConfig) -> None:
     from ..checkpoint import load_model
     from ..data.readers import read_texts
     from ..runtime import configure_threads, select_device
+    from .sharded import featurize_shares, sharding
 
     check_options(config)
     output = Path(config.output)
     if output.suffix.lower() != ".npy":
         raise UserError(f"-output writes a NumPy .npy file; name it .npy, not {output.name}")
     storage.check_output(output, [config.input, config.model])
-    with storage.output_lock(output):
+    # Under torchrun rank 0 writes the output and holds its lock (docs/performance.md).
+    with storage.output_lock(output) if log.process_rank() == 0 else contextlib.nullcontext():
         configure_threads()
+        context = sharding.join(config.cuda)  # under torchrun: the process group, each rank's GPU
         model = load_model(config.model, device=select_device(config.cuda))
         texts = read_texts(config.input, text_key=config.text_key, delim=config.delim)
         if not texts:
             raise UserError(f"{config.input} holds no texts under {config.text_key!r}")
         check_memory(model, texts, config)
-        features = model.featurize(
-            texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer,
-            progress=True, pooling=config.pooling, precision=config.precision,
-        )
+        if context.distributed:  # each process featurizes its share; rank 0 writes all of them
+            features = featurize_shares(config, model, texts, context)
+            if features is None:
+                return
+        else:
+            features = model.featurize(
+                texts, batch_size=config.batch_size, preprocess=not config.no_preprocess, layer=config.layer,
+                progress=True, pooling=config.pooling, precision=config.precision,
+            )
         with storage.atomic_file(output, "wb") as handle:
             np.save(handle, features)
+        storage.remove(sharding.parts_directory(output))  # a run's pieces go once its output is whole
     log.info(f"wrote {features.shape[0]} x {features.shape[1]} features to {output}")
 
 
