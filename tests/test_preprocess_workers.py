@@ -134,18 +134,21 @@ def test_a_killed_worker_leaves_the_previous_corpus_and_no_partial_one(tmp_path)
 
 
 def test_ctrl_c_stops_every_process_and_leaves_no_partial_corpus(tmp_path):
-    source = big_csv(tmp_path / "big.csv", 30_000)
+    source = big_csv(tmp_path / "big.csv", 100_000)
     out = tmp_path / "corpus"
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "sentiment_discovery", "preprocess", str(source), "-text_key", "sentence",
                "-out", str(out), "-workers", "2"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT as a terminal delivers it, also where the suite itself runs as a background job (which ignores it).
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / "corpus.partial"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None and not partial.exists():
         time.sleep(0.01)
-    time.sleep(0.5)  # the workers are starting or cleaning by now
+    # The input takes seconds to clean, so the signal lands mid-run on a fast machine too.
+    time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
