@@ -12,7 +12,8 @@ accuracies with ``-domain_key`` (each domain counts the same), else the plain ac
 Everything goes to ``-out DIR`` (written whole, or not at all): ``model/`` (a copy of the
 classifier's model), ``classifier.json`` (with ``temperature`` and, where kept, ``ngrams``),
 ``ngrams.safetensors``, ``calibration.json`` (every choice and its scores, the expected
-calibration error before and after) and ``reliability.png``. ``classify``, ``serve``,
+calibration error before and after), ``reliability.png``, and the source run's ``results.json``
+and ``learning_curve.png`` where it has them (they describe the classifier before calibration). ``classify``, ``serve``,
 ``visualize``, ``export-default`` and ``SentimentClassifier.load`` use the result with no new flags.
 """
 
@@ -27,6 +28,8 @@ from ..options import check_options, option, option_like
 from ..precision import PRECISIONS
 from .common import FeatureOptions
 
+# What the source classifier's run recorded (transfer's or finetune's), copied beside the calibrated one.
+SOURCE_RECORDS = ("results.json", "learning_curve.png")
 # Blend weights of the n-gram part tried: 0 is the language model alone, 1 the n-grams alone.
 BLEND_WEIGHTS = tuple(round(0.05 * step, 2) for step in range(21))
 
@@ -159,8 +162,12 @@ def _write(config, classifier, report: dict, curves, plot_reliability) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_dir():
         out.rmdir()  # empty (checked before any work)
+    source = Path(classifier.source).parent
     with storage.replace_directory(out) as staging:
         shutil.copytree(classifier.model.path, staging / "model")
+        for name in SOURCE_RECORDS:  # the run the classifier came from, kept beside it
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
         classifier.model = dataclasses.replace(classifier.model, path="model")  # relative: the folder moves whole
         classifier.save(staging)
         storage.write_json(staging / "calibration.json", report)
