@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on a tiny model trained here (a few seconds)."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -318,3 +319,39 @@ def test_featurize_4096_compares_configurations_side_by_side(tmp_path, capsys, m
 
     assert features.prepared_weights is prepared_weights
     assert "featurize, 32 units" in capsys.readouterr().out
+
+
+def test_default_classifier_report_measures_every_set_and_the_tfidf_baseline(tiny_run, tmp_path, monkeypatch, capsys):
+    report = script("default_classifier_report")
+    data = tmp_path / "data"
+    (data / "sst2").mkdir(parents=True)
+    shutil.copyfile(tiny_run["sst2"] / "test.csv", data / "sst2" / "test.csv")
+    monkeypatch.setattr(report, "DATA", data)  # SST-2 test only: CR, MPQA and IMDB are skipped, with a note
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    rows = list(csv.DictReader(open(tiny_run["sst2"] / "train.csv", encoding="utf-8", newline="")))
+    for name, part, domains in (("train.csv", rows[:200], ("films", "films")), ("select.csv", rows[200:260], ("a", "b")),
+                                ("report_amazon.csv", rows[260:300], ("amazon_summary", "amazon_sentence"))):
+        with open(mix / name, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "text", "domain"])
+            writer.writerows((r["label"], r["sentence"], domains[i % 2]) for i, r in enumerate(part))
+    out = tmp_path / "report"
+    assert report.main(["--mix", str(mix), "--classifier", f"tiny={tiny_run['classifier']}", "--baselines", "tfidf",
+                        "--imdb-test", "0", "--json", str(out / "r.json"), "--markdown", str(out / "r.md"),
+                        "--figures", str(out)]) == 0
+    results = json.loads((out / "r.json").read_text())
+    assert [row["name"] for row in results["classifiers"]] == ["tiny", "TF-IDF (same mixture)"]
+    assert set(results["sets"]) == {"sst2_test", "amazon_summary", "amazon_sentence", "sentences"}
+    # The classifier's numbers are classify's: accuracy and recalls from its own predictions.
+    classifier = SentimentClassifier.load(tiny_run["classifier"])
+    texts = [r["sentence"] for r in csv.DictReader(open(data / "sst2" / "test.csv", encoding="utf-8", newline=""))]
+    labels = np.array([int(r["label"]) for r in csv.DictReader(open(data / "sst2" / "test.csv", encoding="utf-8"))])
+    predicted = classifier.predict(texts)
+    entry = results["classifiers"][0]["sets"]["sst2_test"]
+    assert entry["accuracy"] == pytest.approx(np.mean(predicted == labels))
+    assert entry["recall_negative"] == pytest.approx(np.mean(predicted[labels == 0] == 0))
+    assert results["classifiers"][0]["target_mean"] is None  # CR is not at hand
+    table = (out / "r.md").read_text()
+    assert "| tiny |" in table and "| TF-IDF (same mixture) |" in table
+    assert (out / "reliability_sst2_test.png").read_bytes()[:4] == b"\x89PNG"
