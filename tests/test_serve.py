@@ -140,7 +140,7 @@ def test_unit_values_are_the_visualize_trace(shipped):
     answer = client.post("/unit_values", json={"text": text}).json()
     unit = defaults.sentiment_unit()
     trace = visualize.unit_values(service.model, text, unit.unit, layer=unit.layer)
-    assert (answer["unit"], answer["layer"], answer["negate"], answer["bytes"]) == (unit.unit, 0, False, len(trace.data))
+    assert (answer["unit"], answer["layer"], answer["negate"], answer["bytes"]) == (unit.unit, 0, unit.negate, len(trace.data))
     np.testing.assert_allclose(answer["values"], trace.values, rtol=0, atol=1e-6)
     cells = visualize.character_cells(trace)
     assert [cell["character"] for cell in answer["characters"]] == [cell.character for cell in cells]
@@ -165,8 +165,10 @@ def test_generate_streams_the_steered_generation(shipped, hold):
     assert events[0]["event"] == "prompt" and events[-1]["event"] == "done"
     assert [event["event"] for event in events[1:-1]] == ["text"] * 4  # 8 + 8 + 8 + 5 bytes
     unit = defaults.sentiment_unit()
+    # hold +1 steers towards positive: a unit that fires low on positive text is held at -1 (as visualize -overwrite).
+    held = None if hold is None else (-hold if unit.negate else hold)
     expected = visualize.generate(
-        service.model, "This movie was", unit.unit, 29, layer=unit.layer, temperature=0.4, overwrite=hold, seed=3
+        service.model, "This movie was", unit.unit, 29, layer=unit.layer, temperature=0.4, overwrite=held, seed=3
     )
     written = [cell for event in events[1:-1] for cell in event["characters"]]
     assert "".join(cell["character"] for cell in events[0]["characters"] + written) == expected.text
@@ -175,7 +177,7 @@ def test_generate_streams_the_steered_generation(shipped, hold):
     values = [cell["value"] for cell in written]
     np.testing.assert_allclose(values, expected.character_values()[-len(written):], rtol=0, atol=1e-6)
     if hold is not None:
-        assert values == [hold] * len(written)
+        assert values == [held] * len(written)  # the raw unit value, held
 
 
 def test_generate_holds_a_negative_unit_the_other_way(tiny):
