@@ -142,7 +142,7 @@ def test_unit_values_are_the_visualize_trace(shipped):
     trace = visualize.unit_values(service.model, text, unit.unit, layer=unit.layer)
     assert (answer["unit"], answer["layer"], answer["negate"], answer["bytes"]) == (unit.unit, 0, unit.negate, len(trace.data))
     np.testing.assert_allclose(answer["values"], trace.values, rtol=0, atol=1e-6)
-    cells = visualize.character_cells(trace)
+    cells = visualize.character_cells(trace, unit.negate)  # coloured as visualize draws the unit
     assert [cell["character"] for cell in answer["characters"]] == [cell.character for cell in cells]
     assert "".join(cell["character"] for cell in answer["characters"]) == trace.text
     assert [cell["background"] for cell in answer["characters"]] == [cell.background for cell in cells]
