@@ -28,6 +28,11 @@ if os.environ.get("SENTIMENT_DISCOVERY_REQUIRE_BROWSER"):  # set by .ci/run: nev
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+# The unit the shipped default shows (its sentiment_unit.json), read as the server reads it.
+SHIPPED = json.loads((Path(__file__).resolve().parents[1] / "src" / "sentiment_discovery" / "default_model"
+                      / "sentiment_unit.json").read_text())
+SHIPPED_UNIT, SHIPPED_NEGATE = SHIPPED["unit"], SHIPPED["negate"]
+
 # Chromium in a container, offline: no sandbox (no user namespaces), nothing fetched in the background,
 # shared memory in /tmp (a container's /dev/shm may be tiny).
 CHROMIUM_FLAGS = [
@@ -96,14 +101,14 @@ def rgb(hex_colour: str) -> str:
 def test_serve_starts_in_seconds(server):
     url, seconds, line = server
     assert seconds < START_LIMIT_S
-    assert "the model shipped with the package (1024 units, unit 601 shown)" in line
+    assert f"the model shipped with the package (1024 units, unit {SHIPPED_UNIT} shown)" in line
 
 
 def test_typing_shows_the_heatmap_and_the_probability(server, page, tmp_path):
     url, _, _ = server
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]")
-    assert page.locator("#about").inner_text().startswith("the model shipped with the package: 1024-unit mlstm, unit 601")
+    assert page.locator("#about").inner_text().startswith(f"the model shipped with the package: 1024-unit mlstm, unit {SHIPPED_UNIT}")
     page.type("#text", SENTENCE, delay=15)  # keystrokes, as a person types: the page waits for a pause
 
     expected = post(url + "unit_values", {"text": SENTENCE})
@@ -120,13 +125,14 @@ def test_typing_shows_the_heatmap_and_the_probability(server, page, tmp_path):
     # The trace is shown where the classifier has one (tests below), hidden where it has not.
     assert page.locator("#trace-box").is_visible() is classified_has_trace()
 
-    # Write on with the unit held at +1: streamed in, every written character at +1.
+    # Write on steered positive: streamed in, every written character's unit held at +1 (at -1 for a
+    # unit that fires low on positive text, such as the shipped one may be).
     page.fill("#new-bytes", "160")
     page.click("#write-positive")
     page.wait_for_selector("#generated[data-done=true]", timeout=60_000)
     written = page.locator("#generated span.generated")
     assert written.count() > 100
-    assert set(written.evaluate_all("spans => spans.map(s => s.title)")) == {"+1.0000"}
+    assert set(written.evaluate_all("spans => spans.map(s => s.title)")) == {"-1.0000" if SHIPPED_NEGATE else "+1.0000"}
     assert page.locator("#status").inner_text() == ""
 
     screenshot = page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sentiment_discovery import cli, sharding
 from sentiment_discovery.features import encode_texts
@@ -104,13 +105,21 @@ def classify_args(results: Path, new: Path, output: Path, *extra: str) -> list[s
             "-output", str(output), "-batch_size", "2", "-no_feature_cache", *extra]
 
 
+def one_process(*args: str) -> None:
+    """The one-process reference, started as torchrun starts each rank (one thread from the start:
+    the products' last bits depend on the threads the process began with)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "sentiment_discovery", *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+
 def test_torchrun_classify_and_featurize_write_what_one_process_writes(tmp_path):
     results, new = classify_setup(tmp_path, 150)
-    assert cli.main(classify_args(results, new, tmp_path / "one.csv")) == 0
+    one_process(*classify_args(results, new, tmp_path / "one.csv"))
     model = tmp_path / "exp" / "mlstm" / "model" / "e0"
     featurize = ["featurize", "-model", str(model), "-input", str(new), "-text_key", "sentence", "-batch_size", "3",
                  "-pooling", "mean"]
-    assert cli.main([*featurize, "-output", str(tmp_path / "one.npy")]) == 0
+    one_process(*featurize, "-output", str(tmp_path / "one.npy"))
     stderr = finished(torchrun(*classify_args(results, new, tmp_path / "two.csv")))
     assert "featurized 2 piece(s) of 3, reused 0 written before" in stderr  # rank 0: pieces 0 and 2
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
@@ -125,7 +134,7 @@ def test_a_rerun_after_one_rank_is_killed_reuses_the_pieces_written(tmp_path):
     # 100 batches of 2, longest first: pieces 0-3 of 32, 32, 32 and 4 batches. Rank 1 has pieces 1
     # and 3, about a third less work than rank 0 (0 and 2): it finishes first and waits for rank 0.
     results, new = classify_setup(tmp_path, 200)
-    assert cli.main(classify_args(results, new, tmp_path / "one.csv")) == 0
+    one_process(*classify_args(results, new, tmp_path / "one.csv"))
     output = tmp_path / "two.csv"
     parts = tmp_path / "two.csv.parts"
     process = torchrun(*classify_args(results, new, output))

@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import UserError
 
+# Rows scored at a time by decision_function (bounds its temporary to a few MB at 4,096 units).
+ROWS_PER_BLOCK = 256
 # liblinear's default; the paper's code used it too. Fits that hit it are counted and reported.
 MAX_ITER = 100
 
@@ -85,9 +87,18 @@ class LinearProbe:
         return selected
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
-        if self.multiclass:
-            return self.inputs(features) @ self.coef.T + self.intercept
-        return self.inputs(features) @ self.coef + self.intercept
+        # Products summed by NumPy row by row, not by a BLAS matrix-vector product: BLAS splits rows
+        # among its threads and sums a row in an order that depends on the split, so the last bits
+        # of a score would depend on how many threads the process has (torchrun's ranks have one).
+        inputs = self.inputs(features)
+        scores = np.empty((len(inputs), self.coef.shape[0]) if self.multiclass else len(inputs))
+        for start in range(0, len(inputs), ROWS_PER_BLOCK):
+            block = inputs[start : start + ROWS_PER_BLOCK]
+            if self.multiclass:
+                scores[start : start + len(block)] = (block[:, None, :] * self.coef[None]).sum(axis=2)
+            else:
+                scores[start : start + len(block)] = (block * self.coef).sum(axis=1)
+        return scores + self.intercept
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Probability of label 1 for each row, float64 [N]; for K > 2 classes, of each class [N, K]."""
