@@ -165,7 +165,7 @@ def mixture(mix: Path):
 
 
 def domain_mean(predicted: np.ndarray, select) -> float:
-    from sentiment_discovery.recipes.finetune_loop import domain_accuracies
+    from sentiment_discovery.transfer import domain_accuracies
 
     by_domain = domain_accuracies(predicted == select.labels, select.domains)
     return sum(by_domain.values()) / len(by_domain)

@@ -10,7 +10,7 @@ L1 classifier on all units, of the top unit's classifier, and of the top unit th
 at 0. Prints a table, writes JSON and a PNG of accuracy against bytes seen.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/transfer_vs_training.py \\
-        --checkpoints /work/runs/laptop_mlstm/model --json /work/runs/eval/transfer_vs_training.json
+        --checkpoints RUNS/laptop_mlstm/model --json RUNS/eval/transfer_vs_training.json
 
 Results are cached per checkpoint in the JSON (keyed by the weights' sha256 and the
 settings), so rerunning as new checkpoints appear evaluates only the new ones. Nothing is

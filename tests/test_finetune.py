@@ -242,7 +242,7 @@ def test_visualize_draws_the_sentiment_trace_of_a_finetuned_classifier(data_file
 
 
 def test_domain_key_keeps_the_weights_with_the_best_mean_over_domains(data_files, capsys):
-    from sentiment_discovery.recipes.finetune_loop import domain_accuracies
+    from sentiment_discovery.transfer import domain_accuracies
 
     # Two domains of unequal size: the score is the mean of their accuracies, not the accuracy of all texts.
     assert domain_accuracies([True, True, True, False, False, True], ["a", "a", "a", "a", "b", "b"]) == {"a": 0.75, "b": 0.5}

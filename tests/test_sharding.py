@@ -15,7 +15,7 @@ from sentiment_discovery import cli, sharding
 from sentiment_discovery.features import encode_texts
 
 from conftest import make_model
-from test_transfer import labelled, saved_model, transfer_args, write_csv
+from test_transfer import make_experiment, transfer_args, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "good bad fine dull lovely awful warm boring superb tedious".split()
@@ -89,12 +89,7 @@ def rank_pids(launcher: int) -> dict[int, int]:
 
 
 def classify_setup(tmp_path: Path, count: int) -> tuple[Path, Path]:
-    saved_model(tmp_path / "exp" / "mlstm" / "model" / "e0")
-    data = tmp_path / "toy"
-    data.mkdir()
-    write_csv(data / "train.csv", labelled(40))
-    write_csv(data / "dev.csv", labelled(12, offset=100))
-    write_csv(data / "test.csv", labelled(10, offset=200))
+    make_experiment(tmp_path)
     assert cli.main(transfer_args(tmp_path, "-no_data_efficiency")) == 0
     new = write_csv(tmp_path / "new.csv", [(text,) for text in texts(count)], header=("sentence",))
     return tmp_path / "exp" / "mlstm" / "toy" / "e0", new

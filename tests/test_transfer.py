@@ -288,15 +288,20 @@ def test_data_efficiency_curve_learns_the_planted_unit():
 
 
 
-@pytest.fixture
-def experiment(tmp_path):
-    saved_model(tmp_path / "exp" / "mlstm" / "model" / "e0")
-    data = tmp_path / "toy"
+def make_experiment(root: Path) -> Path:
+    """A tiny model as checkpoint e0 of ``root/exp/mlstm`` and toy train/dev/test files in ``root/toy``."""
+    saved_model(root / "exp" / "mlstm" / "model" / "e0")
+    data = root / "toy"
     data.mkdir()
     write_csv(data / "train.csv", labelled(40))
     write_csv(data / "dev.csv", labelled(12, offset=100))
     write_csv(data / "test.csv", labelled(10, offset=200))
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    return make_experiment(tmp_path)
 
 
 def transfer_args(root: Path, *extra: str) -> list[str]:

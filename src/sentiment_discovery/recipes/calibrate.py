@@ -85,7 +85,6 @@ def _run(config: CalibrateConfig) -> None:
     from ..runtime import configure_threads
     from ..transfer.calibration import fit_temperature, plot_reliability, reliability
     from ..transfer.ngrams import fit_ngram_probe
-    from .finetune_loop import domain_accuracies
 
     began = time.perf_counter()
     configure_threads()
@@ -99,7 +98,7 @@ def _run(config: CalibrateConfig) -> None:
     domains = valid.domains or ["all"] * len(valid.texts)
 
     def score(predicted) -> tuple[float, dict]:
-        by_domain = domain_accuracies(predicted == valid.labels, domains)
+        by_domain = transfer.domain_accuracies(predicted == valid.labels, domains)
         return sum(by_domain.values()) / len(by_domain), by_domain
 
     log.info(f"featurizing the {len(valid.texts)} selection texts of {config.valid}")

@@ -82,20 +82,10 @@ def say(message: str) -> None:
 def evaluate(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the classifier on ``texts``, dropout off.
 
-    With domains, the accuracy is the mean of the domains' accuracies (see :func:`domain_accuracies`).
+    With domains, the accuracy is the mean of the domains' accuracies (``transfer.domain_accuracies``).
     """
     accuracy, loss, _ = evaluate_by_domain(model, texts, precision, device, batch_size)
     return accuracy, loss
-
-
-def domain_accuracies(correct, domains: list[str]) -> dict[str, float]:
-    """Accuracy within each domain, in the order the domains first appear."""
-    import numpy as np
-
-    correct = np.asarray(correct, dtype=bool)
-    names = list(dict.fromkeys(domains))
-    where = np.asarray(domains)
-    return {name: float(correct[where == name].mean()) for name in names}
 
 
 def evaluate_by_domain(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float, dict]:
@@ -123,6 +113,8 @@ def evaluate_by_domain(model, texts: Texts, precision: str, device, batch_size: 
         model.train(was_training)
     if texts.domains is None:
         return sum(right) / len(right), loss / len(right), {}
+    from ..transfer import domain_accuracies
+
     by_domain = domain_accuracies(right, texts.domains)
     return sum(by_domain.values()) / len(by_domain), loss / len(right), by_domain
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
-from .finetune_loop import MODEL_SUBDIR, RunState, domain_accuracies, load_weights, plot_learning_curve, say, write_history
+from .finetune_loop import MODEL_SUBDIR, RunState, load_weights, plot_learning_curve, say, write_history
 
 # Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module (through recipes/finetune) for the flags, and `--help` should not wait for them.
@@ -104,7 +104,7 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
     }
     if splits["valid"].domains is not None:
         hits = probe.predict(features["valid"]) == labels["valid"]
-        results["valid_accuracy_by_domain"] = domain_accuracies(hits, splits["valid"].domains)
+        results["valid_accuracy_by_domain"] = transfer.domain_accuracies(hits, splits["valid"].domains)
         by_domain = results["valid_accuracy_by_domain"]
         results["valid_mean_domain_accuracy"] = sum(by_domain.values()) / len(by_domain)
     if class_labels is not None:

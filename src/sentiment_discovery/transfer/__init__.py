@@ -41,6 +41,7 @@ from .probe import MAX_ITER, LinearProbe, PreparedInputs, rank_units, threshold_
 from .report import (
     accuracy_text,
     class_report,
+    domain_accuracies,
     probe_report,
     seed_result_lines,
     threshold_line,
@@ -53,7 +54,7 @@ __all__ = [
     "CLASSIFIER_FILE", "CLASSIFIER_FORMAT", "CLASSIFIER_FORMAT_VERSION", "DEFAULT_C_GRID", "MAX_ITER", "PROBE_NAMES",
     "TOP_UNITS_SHOWN", "FeatureCache", "FeatureRun", "LinearProbe", "ModelIdentity", "PreparedInputs",
     "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "class_indices", "class_report", "curve_seeds",
-    "curve_sizes", "data_efficiency_curve", "default_jobs", "featurize_cached", "file_sha256",
+    "curve_sizes", "data_efficiency_curve", "default_jobs", "domain_accuracies", "featurize_cached", "file_sha256",
     "fit_sentiment_classifier", "is_default_classes", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
     "rank_units", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
     "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "training_classes", "unit_sign", "write_predictions",

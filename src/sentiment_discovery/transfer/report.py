@@ -70,6 +70,14 @@ def class_report(classes: Sequence[int], predicted: np.ndarray, labels: np.ndarr
     }
 
 
+def domain_accuracies(correct, domains: list[str]) -> dict[str, float]:
+    """Accuracy within each domain, in the order the domains first appear."""
+    correct = np.asarray(correct, dtype=bool)
+    names = list(dict.fromkeys(domains))
+    where = np.asarray(domains)
+    return {name: float(correct[where == name].mean()) for name in names}
+
+
 def write_predictions(
     path: str | os.PathLike,
     texts: Sequence[str],
