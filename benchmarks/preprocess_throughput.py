@@ -28,13 +28,13 @@ def measure(source: str, text_key: str, out_dir: str) -> dict:
     """Run in the child process: build one corpus, return timings and memory."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from sentiment_discovery.data.corpus import build_corpus
+    from sentiment_discovery.data.corpus import CorpusOptions, build_corpus
 
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with gzip.open(source, "rb") as handle:
         text_bytes = sum(len(chunk) for chunk in iter(lambda: handle.read(1 << 20), b""))
     started = time.perf_counter()
-    out = build_corpus(source, out_dir, text_key=text_key, split="1000,1,1")
+    out = build_corpus(source, out_dir, CorpusOptions(text_key=text_key, split="1000,1,1"))
     seconds = time.perf_counter() - started
     manifest = json.loads((Path(out) / "manifest.json").read_text())
     return {

@@ -40,12 +40,12 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def preprocess_case(source: Path, workdir: Path, workers: int) -> dict:
-    from sentiment_discovery.data.corpus import build_corpus
+    from sentiment_discovery.data.corpus import CorpusOptions, build_corpus
 
     out = workdir / f"corpus-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     before, started = cpu_seconds(), time.perf_counter()
-    build_corpus(source, out, text_key="text", split="1000,1,1", workers=workers)
+    build_corpus(source, out, CorpusOptions(text_key="text", split="1000,1,1"), workers=workers)
     seconds = time.perf_counter() - started
     after = cpu_seconds()
     return {"workers": workers, "seconds": seconds, "reader_cpu_s": after[0] - before[0],

@@ -1,4 +1,5 @@
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -28,6 +29,35 @@ def cli_messages():
     test, so that no test inherits another's handler."""
     with log.cli_output():
         yield
+
+
+class _Collected(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def log_messages():
+    """``log_messages()``: a list of the package's messages (INFO and up, without the CLI's
+    prefixes) logged from the call to the end of the test."""
+    handlers = []
+
+    def start() -> list[str]:
+        handler = _Collected()
+        log.logger.addHandler(handler)
+        handlers.append(handler)
+        return handler.messages
+
+    previous = log.logger.level
+    log.logger.setLevel(min(previous or logging.INFO, logging.INFO))
+    yield start
+    for handler in handlers:
+        log.logger.removeHandler(handler)
+    log.logger.setLevel(previous)
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import pytest
 
 from sentiment_discovery import cli
 from sentiment_discovery.data.batching import TransposedBatcher
-from sentiment_discovery.data.corpus import ByteCorpus, build_corpus, deal_order, ensure_corpus, shard_starts
+from sentiment_discovery.data.corpus import (
+    ByteCorpus, CorpusOptions, build_corpus, deal_order, ensure_corpus, shard_starts,
+)
 from sentiment_discovery.errors import UserError
 from sentiment_discovery.text import LATER_SWITCHES, PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
 
@@ -29,7 +31,7 @@ def corpus_texts(directory: Path, split: str) -> list[bytes]:
 
 
 def test_files_hold_the_preprocessed_texts_and_their_offsets(tmp_path):
-    out = build_corpus(FIXTURES / "reviews.csv", tmp_path / "corpus", text_key="review")
+    out = build_corpus(FIXTURES / "reviews.csv", tmp_path / "corpus", CorpusOptions(text_key="review"))
     expected = [
         b'\n Loved it. The "twist" works, mostly. ',
         b"\n Dull & slow, I left early ",
@@ -58,7 +60,7 @@ def test_files_hold_the_preprocessed_texts_and_their_offsets(tmp_path):
 
 def test_1000_1_1_deals_runs_of_1002_texts(tmp_path):
     source = numbered_lines(tmp_path / "lines.txt", 2 * 1002 + 5)
-    out = build_corpus(source, tmp_path / "corpus", text_key="text", split="1000,1,1")
+    out = build_corpus(source, tmp_path / "corpus", CorpusOptions(text_key="text", split="1000,1,1"))
     # In each run of 1002 texts: the first to train, the second to valid, the third to test, the rest to train.
     train = [b"\n text %d " % i for i in range(2009) if i % 1002 not in (1, 2)]
     assert corpus_texts(out, "train") == train
@@ -78,9 +80,9 @@ def test_1000_1_1_deals_runs_of_1002_texts(tmp_path):
 
 def test_shuffle_deals_each_run_in_a_seeded_random_order(tmp_path):
     source = numbered_lines(tmp_path / "lines.txt", 40)
-    first = build_corpus(source, tmp_path / "a", text_key="text", split="8,1,1", shuffle=True, seed=1)
-    again = build_corpus(source, tmp_path / "b", text_key="text", split="8,1,1", shuffle=True, seed=1)
-    other = build_corpus(source, tmp_path / "c", text_key="text", split="8,1,1", shuffle=True, seed=2)
+    first = build_corpus(source, tmp_path / "a", CorpusOptions(text_key="text", split="8,1,1", shuffle=True, seed=1))
+    again = build_corpus(source, tmp_path / "b", CorpusOptions(text_key="text", split="8,1,1", shuffle=True, seed=1))
+    other = build_corpus(source, tmp_path / "c", CorpusOptions(text_key="text", split="8,1,1", shuffle=True, seed=2))
     valid = [int(t.split()[1]) for t in corpus_texts(first, "valid")]
     assert valid == [int(t.split()[1]) for t in corpus_texts(again, "valid")]
     assert valid != [int(t.split()[1]) for t in corpus_texts(other, "valid")]
@@ -90,33 +92,33 @@ def test_shuffle_deals_each_run_in_a_seeded_random_order(tmp_path):
     assert len(train) == 32 and train == sorted(train)
 
 
-def test_rerun_is_a_no_op_and_changes_rebuild(tmp_path):
+def test_rerun_is_a_no_op_and_changes_rebuild(tmp_path, log_messages):
     source = numbered_lines(tmp_path / "lines.txt", 30)
     out = tmp_path / "corpus"
-    messages = []
-    build_corpus(source, out, text_key="text", split="0.9", report=messages.append)
+    messages = log_messages()
+    build_corpus(source, out, CorpusOptions(text_key="text", split="0.9"))
     stamp = (out / "train.bytes").stat().st_mtime_ns
-    build_corpus(source, out, text_key="text", split="0.9", report=messages.append)
+    build_corpus(source, out, CorpusOptions(text_key="text", split="0.9"))
     assert messages[-1] == f"{out} is up to date with its inputs and options: nothing to do"
     os.utime(source, ns=(1, 1))  # touched, same content: still up to date
-    build_corpus(source, out, text_key="text", split="0.9", report=messages.append)
+    build_corpus(source, out, CorpusOptions(text_key="text", split="0.9"))
     assert messages[-1].endswith("nothing to do") and (out / "train.bytes").stat().st_mtime_ns == stamp
-    build_corpus(source, out, text_key="text", split="0.8", report=messages.append)
+    build_corpus(source, out, CorpusOptions(text_key="text", split="0.8"))
     assert not messages[-1].endswith("nothing to do")
     assert json.loads((out / "manifest.json").read_text())["options"]["split"] == [4, 1]
     numbered_lines(source, 31)
-    build_corpus(source, out, text_key="text", split="0.8", report=messages.append)
+    build_corpus(source, out, CorpusOptions(text_key="text", split="0.8"))
     assert ByteCorpus.open(out, "train").num_texts + ByteCorpus.open(out, "valid").num_texts == 31
     assert not (tmp_path / "corpus.partial").exists() and not (tmp_path / "corpus.previous").exists()
 
 
-def test_skipped_rows_are_counted_in_the_manifest(tmp_path):
+def test_skipped_rows_are_counted_in_the_manifest(tmp_path, log_messages):
     source = tmp_path / "mixed.jsonl"
     source.write_bytes(
         b'{"t": "fine"}\n{"t": ""}\n{"t": "<br /><br />"}\n{"x": 1}\n{"t": "caf\xe9"}\n{"t": "ok"}\n'
     )
-    messages = []
-    out = build_corpus(source, tmp_path / "corpus", text_key="t", report=messages.append)
+    messages = log_messages()
+    out = build_corpus(source, tmp_path / "corpus", CorpusOptions(text_key="t"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["read"] == {
         "records": 6,
@@ -129,11 +131,11 @@ def test_skipped_rows_are_counted_in_the_manifest(tmp_path):
         "3 skipped (2 empty text, 1 missing text key), 1 with invalid UTF-8 replaced by U+FFFD"
     )
     with pytest.raises(UserError) as error:
-        build_corpus(source, tmp_path / "strict", text_key="t", strict=True)
+        build_corpus(source, tmp_path / "strict", CorpusOptions(text_key="t", strict=True))
     assert str(error.value) == f"{source}:2: empty text in 't' (-strict stops here; without it the row is skipped)"
     source.write_text('{"t": "fine"}\n{"t": "<br /><br />"}\n')
     with pytest.raises(UserError) as error:
-        build_corpus(source, tmp_path / "strict", text_key="t", strict=True)
+        build_corpus(source, tmp_path / "strict", CorpusOptions(text_key="t", strict=True))
     assert str(error.value) == f"{source}:2: the text is empty after preprocessing (-strict stops here)"
     assert not (tmp_path / "strict").exists() and not (tmp_path / "strict.partial").exists()
 
@@ -141,7 +143,8 @@ def test_skipped_rows_are_counted_in_the_manifest(tmp_path):
 def test_several_inputs_are_one_stream_and_text_options_apply(tmp_path):
     options = TextOptions(strip_tags=True, collapse_whitespace=True, to_ascii=True, max_length=9)
     out = build_corpus(
-        [FIXTURES / "reviews.txt", FIXTURES / "reviews.jsonl"], tmp_path / "c", text_key="review", text_options=options
+        [FIXTURES / "reviews.txt", FIXTURES / "reviews.jsonl"], tmp_path / "c",
+        CorpusOptions(text_key="review", text_options=options),
     )
     texts = corpus_texts(out, "train")
     assert len(texts) == 8
@@ -153,27 +156,63 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_corpus(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(UserError) as error:
-        build_corpus(FIXTURES / "reviews.txt", tmp_path / "mine", text_key="text")
+        build_corpus(FIXTURES / "reviews.txt", tmp_path / "mine", CorpusOptions(text_key="text"))
     assert str(error.value) == f"{tmp_path / 'mine'} exists and is not a corpus; choose another --out or remove it"
     unknown = tmp_path / "data.xml"
     unknown.write_text("x")
     with pytest.raises(UserError, match="unknown extension '.xml'"):
-        build_corpus(unknown, tmp_path / "x", text_key="text")
+        build_corpus(unknown, tmp_path / "x", CorpusOptions(text_key="text"))
     assert not (tmp_path / "x").exists()
 
 
 def test_ensure_corpus_builds_once_and_passes_corpora_through(tmp_path):
     cache = tmp_path / "cache"
-    built = ensure_corpus(FIXTURES / "reviews.jsonl", cache, text_key="review")
+    built = ensure_corpus(FIXTURES / "reviews.jsonl", cache, CorpusOptions(text_key="review"))
     assert built.parent == cache and built.name.startswith("reviews.jsonl.")
-    assert ensure_corpus(built, cache, text_key="ignored") == built
-    assert ensure_corpus(FIXTURES / "reviews.jsonl", cache, text_key="review") == built
+    assert ensure_corpus(built, cache, CorpusOptions(text_key="ignored")) == built
+    assert ensure_corpus(FIXTURES / "reviews.jsonl", cache, CorpusOptions(text_key="review")) == built
     with pytest.raises(UserError, match="is not a corpus"):
-        ensure_corpus(tmp_path, cache, text_key="review")
+        ensure_corpus(tmp_path, cache, CorpusOptions(text_key="review"))
+
+
+def test_preprocess_flags_make_the_corpus_options_the_manifest_records(tmp_path, log_messages):
+    out = tmp_path / "corpus"
+    argv = ["preprocess", str(FIXTURES / "reviews.tsv"), "--out", str(out), "--text-key", "review", "-split", "2,1,1",
+            "-num_shards", "3", "-shuffle", "-seed", "5", "-input_format", "tsv", "-delim", "\t", "-keep_markup",
+            "-to_ascii", "-max_length", "40", "-workers", "1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    text_options = dataclasses.replace(PAPER_TEXT_OPTIONS, strip_tags=False, to_ascii=True, max_length=40)
+    options = CorpusOptions(
+        text_key="review", split="2,1,1", num_shards=3, shuffle=True, seed=5, text_options=text_options, fmt="tsv",
+        delim="\t",
+    )
+    # The manifest's options are the corpus's cache key: recorded as they were before the options were a
+    # dataclass (these keys, in this order), so that a corpus built then is still found up to date.
+    recorded = json.loads((out / "manifest.json").read_text())["options"]
+    keys = ["text_key", "split", "num_shards", "shuffle", "seed", "text_options", "fmt", "delim", "strict"]
+    assert list(recorded) == keys
+    assert recorded == options.recorded() == {
+        "text_key": "review", "split": [2, 1, 1], "num_shards": 3, "shuffle": True, "seed": 5,
+        "text_options": {"strip_tags": False, "unescape_html": True, "to_ascii": True, "newlines_to_spaces": True,
+                         "collapse_whitespace": True, "front_pad": "\n ", "end_pad": " ", "max_length": 40},
+        "fmt": "tsv", "delim": "\t", "strict": False,
+    }
+    messages = log_messages()
+    stamp = (out / "train.bytes").stat().st_mtime_ns
+    assert build_corpus(FIXTURES / "reviews.tsv", out, options, workers=2) == out  # the same options from Python
+    assert messages == [f"{out} is up to date with its inputs and options: nothing to do"]
+    assert (out / "train.bytes").stat().st_mtime_ns == stamp
+    # Without -shuffle the seed deals nothing: any seed records null, and is the same corpus.
+    assert CorpusOptions(text_key="t", seed=1).recorded() == CorpusOptions(text_key="t", seed=2).recorded()
+    assert CorpusOptions(text_key="t", seed=1).recorded()["seed"] is None
+    with pytest.raises(UserError, match="^-num_shards must be at least 1, not 0$"):
+        build_corpus(FIXTURES / "reviews.tsv", tmp_path / "none", CorpusOptions(text_key="review", num_shards=0))
+    with pytest.raises(UserError, match="^text_options must be a TextOptions, not dict$"):
+        CorpusOptions(text_key="review", text_options={"strip_tags": True}).recorded()
 
 
 def test_open_reports_missing_splits_and_damage(tmp_path):
-    out = build_corpus(FIXTURES / "reviews.csv", tmp_path / "c", text_key="review")
+    out = build_corpus(FIXTURES / "reviews.csv", tmp_path / "c", CorpusOptions(text_key="review"))
     with pytest.raises(UserError) as error:
         ByteCorpus.open(out, "valid")
     assert str(error.value) == f"corpus {out} has no 'valid' split; it has train"
@@ -199,7 +238,9 @@ def test_preprocess_command(tmp_path, capsys):
 
 
 def test_real_imdb_and_amazon_corpora(shared_data, tmp_path):
-    imdb = build_corpus(shared_data / "imdb" / "train.csv.gz", tmp_path / "imdb", text_key="text", split="1000,1,1")
+    imdb = build_corpus(
+        shared_data / "imdb" / "train.csv.gz", tmp_path / "imdb", CorpusOptions(text_key="text", split="1000,1,1")
+    )
     manifest = json.loads((imdb / "manifest.json").read_text())
     assert manifest["sources"][0]["sha256"] == "0e4959a9cd07840243ae6bf2cd28eca2ba4d10b6f88da1219747617065d0b606"
     assert [manifest["splits"][s]["texts"] for s in ("train", "valid", "test")] == [24950, 25, 25]
@@ -217,7 +258,9 @@ def test_real_imdb_and_amazon_corpora(shared_data, tmp_path):
     valid = ByteCorpus.open(imdb, "valid")
     assert valid.text(0) == preprocess_text(first_rows[1], PAPER_TEXT_OPTIONS)
     assert b"<br" not in valid.text(0) and b"so what? Equally annoying" in valid.text(0)
-    amazon = build_corpus(shared_data / "amazon" / "reviews.jsonl.gz", tmp_path / "amazon", text_key="reviewText")
+    amazon = build_corpus(
+        shared_data / "amazon" / "reviews.jsonl.gz", tmp_path / "amazon", CorpusOptions(text_key="reviewText")
+    )
     corpus = ByteCorpus.open(amazon)
     with gzip.open(shared_data / "amazon" / "reviews.jsonl.gz", "rt", encoding="utf-8") as handle:
         first = json.loads(handle.readline())["reviewText"]
@@ -229,11 +272,15 @@ def test_real_imdb_and_amazon_corpora(shared_data, tmp_path):
 def test_one_text_key_per_input(tmp_path, capsys):
     amazon_like = tmp_path / "amazon.jsonl"
     amazon_like.write_text('{"reviewText": "Great blender."}\n{"reviewText": "Broke in a week."}\n')
-    out = build_corpus([FIXTURES / "reviews.tsv", amazon_like], tmp_path / "corpus", text_key="review,reviewText")
+    out = build_corpus(
+        [FIXTURES / "reviews.tsv", amazon_like], tmp_path / "corpus", CorpusOptions(text_key="review,reviewText")
+    )
     texts = corpus_texts(out, "train")
-    tsv_texts = corpus_texts(build_corpus(FIXTURES / "reviews.tsv", tmp_path / "tsv", text_key="review"), "train")
+    tsv_corpus = build_corpus(FIXTURES / "reviews.tsv", tmp_path / "tsv", CorpusOptions(text_key="review"))
+    tsv_texts = corpus_texts(tsv_corpus, "train")
     assert texts[: len(tsv_texts)] == tsv_texts
     assert texts[len(tsv_texts):] == [b"\n Great blender. ", b"\n Broke in a week. "]
+    capsys.readouterr()  # the two builds' summaries (logged): only the command's error is checked below
     argv = ["preprocess", str(FIXTURES / "reviews.tsv"), str(amazon_like), "-text_key", "a,b,c", "-out", str(tmp_path / "x")]
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.strip() == (

@@ -164,15 +164,15 @@ def test_ctrl_c_while_starting_up_is_one_line(delay, workspace):
 
 
 def test_corpus_is_rebuilt_after_a_same_size_edit_that_kept_the_mtime(tmp_path):
-    from sentiment_discovery.data.corpus import ByteCorpus, build_corpus
+    from sentiment_discovery.data.corpus import ByteCorpus, CorpusOptions, build_corpus
 
     source = tmp_path / "texts.txt"
     source.write_text("the cat sat\n")
-    build_corpus(source, tmp_path / "corpus", text_key="text")
+    build_corpus(source, tmp_path / "corpus", CorpusOptions(text_key="text"))
     stat = source.stat()
     source.write_text("the dog sat\n")
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    build_corpus(source, tmp_path / "corpus", text_key="text")
+    build_corpus(source, tmp_path / "corpus", CorpusOptions(text_key="text"))
     assert b"dog" in ByteCorpus.open(tmp_path / "corpus").text(0)
 
 
@@ -426,11 +426,11 @@ def test_a_txt_with_cr_only_line_ends_is_one_text_per_line(tmp_path):
 
 def test_more_shards_than_texts_make_a_corpus_that_train_opens(tmp_path):
     from sentiment_discovery.data.batching import TransposedBatcher
-    from sentiment_discovery.data.corpus import ByteCorpus, build_corpus, shard_starts
+    from sentiment_discovery.data.corpus import ByteCorpus, CorpusOptions, build_corpus, shard_starts
 
     source = tmp_path / "t.txt"
     source.write_text("\n".join(faults.SENTENCES * 4) + "\n")
-    build_corpus(source, tmp_path / "corpus", text_key="text", num_shards=10**12)
+    build_corpus(source, tmp_path / "corpus", CorpusOptions(text_key="text", num_shards=10**12))
     corpus = ByteCorpus.open(tmp_path / "corpus")
     np.testing.assert_array_equal(corpus.shard_starts, np.arange(12))
     assert list(shard_starts(12, 12)) == list(np.unique(np.arange(12) * 12 // 12))  # the same rule, at the edge

@@ -15,7 +15,7 @@ import pytest
 
 from sentiment_discovery import cores
 from sentiment_discovery.data import cleaning
-from sentiment_discovery.data.corpus import build_corpus
+from sentiment_discovery.data.corpus import CorpusOptions, build_corpus
 from sentiment_discovery.errors import UserError
 
 # Markup, entities, runs of whitespace, quoted newlines and delimiters, a text that is empty once
@@ -65,8 +65,8 @@ def test_two_workers_write_the_corpus_of_one_byte_for_byte(tmp_path, monkeypatch
     monkeypatch.setattr(cleaning, "CHUNK_CHARS", 500)  # dozens of chunks in flight, not one
     inputs = {path.name.removeprefix("reviews."): path for path in write_inputs(tmp_path)}
     options = dict(text_key="sentence", split="5,1,1", num_shards=7, shuffle=True, seed=3)
-    one = build_corpus(inputs[which], tmp_path / "one", workers=1, **options)
-    two = build_corpus(inputs[which], tmp_path / "two", workers=2, **options)
+    one = build_corpus(inputs[which], tmp_path / "one", CorpusOptions(**options), workers=1)
+    two = build_corpus(inputs[which], tmp_path / "two", CorpusOptions(**options), workers=2)
     files = corpus_files(one)
     assert sorted(files) == sorted(f"{s}.{k}" for s in ("train", "valid", "test") for k in ("bytes", "offsets"))
     assert files == corpus_files(two)
@@ -82,14 +82,15 @@ def test_two_workers_write_the_corpus_of_one_byte_for_byte(tmp_path, monkeypatch
 def test_several_inputs_and_strict_errors_are_the_same_with_workers(tmp_path, monkeypatch):
     monkeypatch.setattr(cleaning, "CHUNK_CHARS", 500)
     inputs = write_inputs(tmp_path)
-    one = build_corpus(inputs, tmp_path / "one", text_key="sentence", workers=1)
-    three = build_corpus(inputs, tmp_path / "three", text_key="sentence", workers=3)
+    one = build_corpus(inputs, tmp_path / "one", CorpusOptions(text_key="sentence"), workers=1)
+    three = build_corpus(inputs, tmp_path / "three", CorpusOptions(text_key="sentence"), workers=3)
     assert corpus_files(one) == corpus_files(three)
     assert manifest_without_time(one) == manifest_without_time(three)
     errors = []
     for workers in (1, 2):
         with pytest.raises(UserError) as caught:
-            build_corpus(inputs[1], tmp_path / f"strict{workers}", text_key="sentence", strict=True, workers=workers)
+            strict = CorpusOptions(text_key="sentence", strict=True)
+            build_corpus(inputs[1], tmp_path / f"strict{workers}", strict, workers=workers)
         errors.append(str(caught.value))
         assert not (tmp_path / f"strict{workers}").exists() and not (tmp_path / f"strict{workers}.partial").exists()
     assert errors[0] == errors[1] == f"{inputs[1]}:5: the text is empty after preprocessing (-strict stops here)"
@@ -106,7 +107,7 @@ def big_csv(path: Path, rows: int) -> Path:
 def test_a_killed_worker_leaves_the_previous_corpus_and_no_partial_one(tmp_path):
     out = tmp_path / "corpus"
     write_inputs(tmp_path)
-    build_corpus(tmp_path / "reviews.csv", out, text_key="sentence")
+    build_corpus(tmp_path / "reviews.csv", out, CorpusOptions(text_key="sentence"))
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     source = big_csv(tmp_path / "big.csv", 20_000)
     killed = []
@@ -124,7 +125,7 @@ def test_a_killed_worker_leaves_the_previous_corpus_and_no_partial_one(tmp_path)
     killer.start()
     try:
         with pytest.raises(UserError, match="a preprocess worker process died before it finished"):
-            build_corpus(source, out, text_key="sentence", workers=2)
+            build_corpus(source, out, CorpusOptions(text_key="sentence"), workers=2)
     finally:
         killed.append(None)  # stops the thread if the build ended first
         killer.join()

@@ -6,7 +6,8 @@ A corpus directory holds, for each split (``train``, ``valid``, ``test``)::
     <split>.offsets   int64 little-endian, num_texts + 1 entries: text i is bytes[offsets[i]:offsets[i+1]]
     manifest.json     sources (path, size, sha256), options, counts of texts, bytes and skipped rows
 
-:func:`build_corpus` streams its inputs once, in constant memory. ``split`` deals the
+:func:`build_corpus` streams its inputs once, in constant memory, into the corpus that a
+:class:`CorpusOptions` describes (recorded in the manifest: unchanged, no rebuild). ``split`` deals the
 texts as the 2017 release did: with ``1000,1,1``, of every run of 1002 texts 1000 go to
 ``train``, one to ``valid`` and one to ``test`` (the run's first text to train, its second
 to valid, its third to test, so even a tiny input fills every split; ``shuffle`` deals each
@@ -26,12 +27,13 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .. import storage
+from .. import log, storage
 from ..choices import DEFAULT_NUM_SHARDS
 from ..errors import UserError
 from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
@@ -217,24 +219,46 @@ def _source_entry(path: Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict) -> dict:
-    if not isinstance(text_options, TextOptions):
-        raise UserError(f"text_options must be a TextOptions, not {type(text_options).__name__}")
-    if num_shards < 1:
-        raise UserError(f"-num_shards must be at least 1, not {num_shards}")
-    counts = split_counts(split)
-    return {
-        "text_key": text_key,
-        "split": list(counts),
-        "num_shards": int(num_shards),
-        "shuffle": bool(shuffle),
-        # The seed only matters when dealing is shuffled; other seeds are the same corpus.
-        "seed": int(seed) if shuffle else None,
-        "text_options": recorded_text_options(text_options),
-        "fmt": fmt,
-        "delim": delim,
-        "strict": bool(strict),
-    }
+@dataclasses.dataclass(frozen=True)
+class CorpusOptions:
+    """What makes a corpus out of its inputs: the key of the text, the split, the shards, the
+    cleaning and the reading. :meth:`recorded` is the manifest's ``"options"``, the corpus's
+    cache key: a corpus whose inputs and recorded options are unchanged is not built again.
+
+    How it is built (``progress``, ``workers``, ``wait``) is not an option of the corpus: the
+    same bytes come out either way.
+    """
+
+    # Column or key of the text; comma-separated for one key per input (IMDB's ``text``, Amazon's ``reviewText``).
+    text_key: str
+    split: str | float | Sequence[float] = (1.0,)
+    num_shards: int = DEFAULT_NUM_SHARDS
+    shuffle: bool = False
+    seed: int = DEFAULT_SEED  # only with ``shuffle``
+    text_options: TextOptions = PAPER_TEXT_OPTIONS
+    fmt: str | None = None  # None: by extension
+    delim: str | None = None  # None: by extension
+    strict: bool = False
+
+    def recorded(self) -> dict:
+        """The options as the manifest records them (checked: a bad value is a ``UserError``)."""
+        if not isinstance(self.text_options, TextOptions):
+            raise UserError(f"text_options must be a TextOptions, not {type(self.text_options).__name__}")
+        if self.num_shards < 1:
+            raise UserError(f"-num_shards must be at least 1, not {self.num_shards}")
+        counts = split_counts(self.split)
+        return {
+            "text_key": self.text_key,
+            "split": list(counts),
+            "num_shards": int(self.num_shards),
+            "shuffle": bool(self.shuffle),
+            # The seed only matters when dealing is shuffled; other seeds are the same corpus.
+            "seed": int(self.seed) if self.shuffle else None,
+            "text_options": recorded_text_options(self.text_options),
+            "fmt": self.fmt,
+            "delim": self.delim,
+            "strict": bool(self.strict),
+        }
 
 
 def _resolve_inputs(inputs) -> list[Path]:
@@ -282,18 +306,9 @@ def _up_to_date(out_dir: Path, sources: list[Path], options: dict) -> bool:
 def build_corpus(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    options: CorpusOptions,
     *,
-    text_key: str,
-    split: str | float | Sequence[float] = (1.0,),
-    num_shards: int = DEFAULT_NUM_SHARDS,
-    shuffle: bool = False,
-    seed: int = DEFAULT_SEED,
-    text_options: TextOptions = PAPER_TEXT_OPTIONS,
-    fmt: str | None = None,
-    delim: str | None = None,
-    strict: bool = False,
     progress: bool = False,
-    report: Callable[[str], None] | None = None,
     wait: bool = False,
     workers: int = 1,
 ) -> Path:
@@ -301,22 +316,20 @@ def build_corpus(
 
     A no-op when ``out_dir`` already holds the corpus of these unchanged inputs and
     options; otherwise it is rebuilt (atomically: a crash leaves the old corpus or none).
-    ``report`` receives one-line messages for the console (the no-op, the summary). Another
-    live build of ``out_dir`` is refused, or with ``wait`` waited for. ``workers`` processes
-    clean the texts while this one reads and writes (:mod:`.cleaning`); the corpus is the same
-    byte for byte whatever their number.
+    The no-op and the summary are logged (``log.info``). Another live build of ``out_dir``
+    is refused, or with ``wait`` waited for. ``workers`` processes clean the texts while
+    this one reads and writes (:mod:`.cleaning`); the corpus is the same byte for byte
+    whatever their number.
     """
     out_dir = Path(out_dir)
     sources = _resolve_inputs(inputs)
     for source in sources:
-        detect_format(source, fmt)  # an unknown extension fails before anything is written
-    text_keys = _text_keys_per_source(text_key, sources)
-    options = _build_options(text_key, split, num_shards, shuffle, seed, text_options, fmt, delim, strict)
-    say = report or (lambda message: None)
+        detect_format(source, options.fmt)  # an unknown extension fails before anything is written
+    text_keys = _text_keys_per_source(options.text_key, sources)
+    recorded = options.recorded()
     with storage.output_lock(out_dir, what="--out", wait=wait):
         try:
-            return _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed,
-                                 shuffle, num_shards, text_options, workers)
+            return _build_corpus(sources, out_dir, text_keys, options, recorded, progress, workers)
         except BaseException as error:  # a full disk, a Ctrl-C, a bad row: no <out>.partial is left behind
             shutil.rmtree(storage.partial_directory(out_dir), ignore_errors=True)
             if isinstance(error, OSError) and error.filename is None:  # a full disk names no file of its own
@@ -324,10 +337,9 @@ def build_corpus(
             raise
 
 
-def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict, progress, seed, shuffle, num_shards,
-                  text_options, workers) -> Path:
-    if _up_to_date(out_dir, sources, options):
-        say(f"{out_dir} is up to date with its inputs and options: nothing to do")
+def _build_corpus(sources, out_dir, text_keys, options: CorpusOptions, recorded: dict, progress, workers) -> Path:
+    if _up_to_date(out_dir, sources, recorded):
+        log.info(f"{out_dir} is up to date with its inputs and options: nothing to do")
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not is_corpus(out_dir))):
         raise UserError(f"{out_dir} exists and is not a corpus; choose another --out or remove it")
@@ -336,18 +348,15 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.monotonic()
-    counts = options["split"]
-    shards = apportion(num_shards, counts)
+    counts = recorded["split"]
+    shards = apportion(options.num_shards, counts)
     names = [SPLIT_NAMES[index] for index, count in enumerate(counts) if count > 0]
     writers = {index: _SplitWriter(partial, SPLIT_NAMES[index]) for index, count in enumerate(counts) if count > 0}
     order = deal_order(counts)
-    rng = np.random.default_rng(seed) if shuffle else None
-    pad_length = len(preprocess_text("", text_options))
+    rng = np.random.default_rng(options.seed) if options.shuffle else None
+    pad_length = len(preprocess_text("", options.text_options))
     source_entries, per_source = [], []
     total = ReadStats()
-
-    from tqdm.auto import tqdm
-
     bar = tqdm(
         total=sum(path.stat().st_size for path in sources),
         unit="B",
@@ -358,17 +367,19 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
     )
     dealt = 0
     finished = False
-    cleaners = Cleaners(text_options, workers)
+    cleaners = Cleaners(options.text_options, workers)
     try:
         cleaners.start()
         for path, source_key in zip(sources, text_keys):
             entry = _source_entry(path)
             stats = ReadStats()
             meter = _Meter(bar)
-            texts = iter_numbered_texts(path, source_key, fmt=fmt, delim=delim, strict=strict, stats=stats, digest=meter)
+            texts = iter_numbered_texts(
+                path, source_key, fmt=options.fmt, delim=options.delim, strict=options.strict, stats=stats, digest=meter
+            )
             for line, prepared in cleaners.clean(texts):
                 if len(prepared) <= pad_length:  # nothing left once markup and spaces are gone
-                    if strict:
+                    if options.strict:
                         raise UserError(f"{path}:{line}: the text is empty after preprocessing (-strict stops here)")
                     stats.skipped[EMPTY_TEXT] += 1
                     continue
@@ -408,7 +419,7 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "sources": source_entries,
-        "options": options,
+        "options": recorded,
         "splits": splits,
         "read": total.to_dict(),
         "read_per_source": per_source,
@@ -417,25 +428,12 @@ def _build_corpus(sources, out_dir, text_keys, options, say, fmt, delim, strict,
     (partial / MANIFEST_FILE).write_text(storage.json_text(manifest), encoding="utf-8")
     storage.swap_in(partial, out_dir)
     texts = ", ".join(f"{name} {splits[name]['texts']} texts / {splits[name]['bytes']} bytes" for name in names)
-    say(f"{out_dir}: {texts}; read {total.summary()}")
+    log.info(f"{out_dir}: {texts}; read {total.summary()}")
     return out_dir
 
 
 def ensure_corpus(
-    source: str | os.PathLike,
-    cache_dir: str | os.PathLike,
-    *,
-    text_key: str,
-    split: str | float | Sequence[float] = (1.0,),
-    num_shards: int = DEFAULT_NUM_SHARDS,
-    shuffle: bool = False,
-    seed: int = DEFAULT_SEED,
-    text_options: TextOptions = PAPER_TEXT_OPTIONS,
-    fmt: str | None = None,
-    delim: str | None = None,
-    strict: bool = False,
-    progress: bool = False,
-    report: Callable[[str], None] | None = None,
+    source: str | os.PathLike, cache_dir: str | os.PathLike, options: CorpusOptions, *, progress: bool = False
 ) -> Path:
     """A corpus directory for ``source``: itself if it is one, else built once under ``cache_dir``.
 
@@ -451,20 +449,5 @@ def ensure_corpus(
         raise UserError(f"input file {source} does not exist")
     key = hashlib.sha256(str(source.resolve()).encode("utf-8")).hexdigest()[:12]
     out_dir = Path(cache_dir) / f"{source.name}.{key}.corpus"
-    return build_corpus(
-        [source],
-        out_dir,
-        text_key=text_key,
-        split=split,
-        num_shards=num_shards,
-        shuffle=shuffle,
-        seed=seed,
-        text_options=text_options,
-        fmt=fmt,
-        delim=delim,
-        strict=strict,
-        progress=progress,
-        report=report,
-        wait=True,  # two runs that need one cached corpus: the second waits, then finds it built
-    )
-
+    # wait: two runs that need one cached corpus: the second waits, then finds it built
+    return build_corpus([source], out_dir, options, progress=progress, wait=True)

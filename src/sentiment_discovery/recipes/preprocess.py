@@ -8,7 +8,6 @@ on N processes while one reads the input and writes the corpus (``data/cleaning.
 
 import dataclasses
 
-from .. import log
 from ..choices import DEFAULT_NUM_SHARDS, FORMATS
 from ..cores import default_workers
 from ..options import check_options, option
@@ -50,7 +49,7 @@ COMMAND_CONFIG = PreprocessConfig
 
 
 def run(config: PreprocessConfig) -> None:
-    from ..data.corpus import build_corpus  # lazy, not at the top: `--help` should not wait for numpy
+    from ..data.corpus import CorpusOptions, build_corpus  # lazy, not at the top: `--help` should not wait for numpy
 
     check_options(config)
     workers = config.workers if config.workers is not None else default_workers()
@@ -60,9 +59,7 @@ def run(config: PreprocessConfig) -> None:
         to_ascii=config.to_ascii,
         max_length=config.max_length,
     )
-    build_corpus(
-        config.inputs,
-        config.out,
+    options = CorpusOptions(
         text_key=config.text_key,
         split=config.split,
         num_shards=config.num_shards,
@@ -72,7 +69,5 @@ def run(config: PreprocessConfig) -> None:
         fmt=config.input_format,
         delim=config.delim,
         strict=config.strict,
-        progress=True,
-        report=log.say,
-        workers=workers,
     )
+    build_corpus(config.inputs, config.out, options, progress=True, workers=workers)

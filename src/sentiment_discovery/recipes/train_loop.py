@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .. import storage, training
 from ..checkpoint import load_model, read_model_config
 from ..data.batching import TransposedBatcher
-from ..data.corpus import ByteCorpus, ensure_corpus, read_manifest
+from ..data.corpus import ByteCorpus, CorpusOptions, ensure_corpus, read_manifest
 from ..errors import UserError
 from ..model import ByteLM
 from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
@@ -56,11 +56,8 @@ def prepare_corpora(config, ctx: training.DistributedContext, say) -> Corpora:
         return ensure_corpus(
             source,
             cache,
-            text_key=config.text_key,
-            split=split,
-            delim=config.delim,
+            CorpusOptions(text_key=config.text_key, split=split, delim=config.delim),
             progress=ctx.is_main and config.verbose >= 1,
-            report=say if ctx.is_main else None,
         )
 
     def build_all() -> dict[str, Path]:
