@@ -56,30 +56,30 @@ def fake_sst2(base_url: str) -> dict[str, Dataset]:
     return {"sst2": Dataset("sst2", base_url, files)}
 
 
-def test_sst2_from_its_source_url_then_no_op(http_root, tmp_path):
+def test_sst2_from_its_source_url_then_no_op(http_root, tmp_path, log_messages):
     root, url = http_root
     for name, data in SST_FILES.items():
         (root / name).write_bytes(data)
-    messages = []
-    directory = download("sst2", tmp_path / "data", datasets=fake_sst2(url), report=messages.append)
+    messages = log_messages()
+    directory = download("sst2", tmp_path / "data", datasets=fake_sst2(url))
     assert directory == tmp_path / "data" / "sst2"
     assert sorted(p.name for p in directory.iterdir()) == ["dev.csv", "test.csv", "train.csv"]
     assert (directory / "dev.csv").read_bytes() == SST_FILES["dev_binary_sent.csv"]
     assert messages == [f"{directory}: train.csv, dev.csv, test.csv downloaded and verified"]
     for name in SST_FILES:
         (root / name).unlink()  # the source is gone: a second run must not need it
-    download("sst2", tmp_path / "data", datasets=fake_sst2(url), report=messages.append)
+    download("sst2", tmp_path / "data", datasets=fake_sst2(url))
     assert messages[-1] == f"{directory}: train.csv, dev.csv, test.csv already present and verified"
 
 
-def test_a_damaged_file_is_fetched_again(http_root, tmp_path):
+def test_a_damaged_file_is_fetched_again(http_root, tmp_path, log_messages):
     root, url = http_root
     for name, data in SST_FILES.items():
         (root / name).write_bytes(data)
     directory = download("sst2", tmp_path, datasets=fake_sst2(url))
     (directory / "train.csv").write_bytes(b"label,sentence\n")
-    messages = []
-    download("sst2", tmp_path, datasets=fake_sst2(url), report=messages.append)
+    messages = log_messages()
+    download("sst2", tmp_path, datasets=fake_sst2(url))
     assert messages[0] == f"{directory / 'train.csv'} does not match its sha256: fetching it again"
     assert (directory / "train.csv").read_bytes() == SST_FILES["train_binary_sent.csv"]
 

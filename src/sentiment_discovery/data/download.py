@@ -51,7 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
-from .. import storage
+from .. import log, storage
 from ..storage import file_sha256
 
 TIMEOUT_SECONDS = 60
@@ -398,26 +398,27 @@ def download(
     *,
     mirror: str | None = None,
     progress: bool = False,
-    report: Callable[[str], None] | None = None,
     datasets: dict[str, Dataset] = DATASETS,
 ) -> Path:
-    """Make ``<to>/<name>/`` hold the verified files of dataset ``name``; return that directory."""
-    say = report or (lambda message: None)
+    """Make ``<to>/<name>/`` hold the verified files of dataset ``name``; return that directory.
+
+    What it did (already there, fetched again, copied, downloaded) is logged (``log.info``).
+    """
     if name not in datasets:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(datasets)}")
     dataset = datasets[name]
     directory = Path(to) / dataset.name
     missing = [file for file in dataset.files if not _verified(directory / file.name, file.sha256)]
     if not missing:
-        say(f"{directory}: {', '.join(file.name for file in dataset.files)} already present and verified")
+        log.info(f"{directory}: {', '.join(file.name for file in dataset.files)} already present and verified")
         return directory
     for file in missing:
         if (directory / file.name).exists():
-            say(f"{directory / file.name} does not match its sha256: fetching it again")
+            log.info(f"{directory / file.name} does not match its sha256: fetching it again")
     with storage.new_folder(directory):  # a failed first download leaves no empty folder
         try:
             if mirror is not None and _fetch_finished_files(dataset, missing, mirror, directory, progress):
-                say(f"{directory}: copied {', '.join(file.name for file in missing)} from {mirror}")
+                log.info(f"{directory}: copied {', '.join(file.name for file in missing)} from {mirror}")
                 return directory
             if dataset.archive is not None:
                 _fetch_and_convert(dataset, mirror, directory, progress)
@@ -426,7 +427,7 @@ def download(
         finally:
             for partial in directory.glob("*.partial"):
                 partial.unlink()
-    say(f"{directory}: {', '.join(file.name for file in dataset.files)} downloaded and verified")
+    log.info(f"{directory}: {', '.join(file.name for file in dataset.files)} downloaded and verified")
     return directory
 
 

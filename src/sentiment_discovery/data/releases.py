@@ -11,10 +11,9 @@ local copy or another server. Importing and installing the files is ``recipes/do
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-from .. import storage
+from .. import log, storage
 from ..errors import UserError
 from .download import TIMEOUT_SECONDS, _CHUNK, _fetch, _fetch_resuming, _is_url, _join
 
@@ -107,7 +106,6 @@ def download_release(
     *,
     mirror: str | None = None,
     progress: bool = False,
-    report: Callable[[str], None] | None = None,
 ) -> tuple[Path, str]:
     """Make ``directory`` hold the release's files, each verified by its git blob id; return it and
     where the files came from.
@@ -115,7 +113,6 @@ def download_release(
     Files already there and verified are kept; a partial one is resumed. A file whose id does
     not match is an error that removes ``directory`` whole, so nothing unverified stays behind.
     """
-    say = report or (lambda message: None)
     directory = Path(directory)
     location = release_location(release, mirror)
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,5 +136,5 @@ def download_release(
                 f"one; nothing was installed"
             )
         os.replace(partial, target)
-    say(f"{release.name}: {len(release.files)} files from {location} verified by their git blob ids")
+    log.info(f"{release.name}: {len(release.files)} files from {location} verified by their git blob ids")
     return directory, location

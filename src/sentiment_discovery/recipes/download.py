@@ -36,15 +36,13 @@ def install_model(name: str, mirror: str | None = None, progress: bool = True) -
     blob_ids = dict(release.files)
     installed = model_cache.lookup(name)
     if installed is not None and _recorded_files(installed) == blob_ids:
-        log.say(f"{name} is already installed in {installed}, from files with the published git blob ids")
+        log.info(f"{name} is already installed in {installed}, from files with the published git blob ids")
         return
     target = model_cache.named_directory(name)
     staging = model_cache.downloads_root() / name
     with storage.output_lock(target, what="model"):
         try:
-            folder, location = releases.download_release(
-                release, staging, mirror=mirror, progress=progress, report=log.say
-            )
+            folder, location = releases.download_release(release, staging, mirror=mirror, progress=progress)
         except UserError:
             _remove_if_empty(staging)  # a rejected file leaves nothing behind (a cut-off one stays, to resume)
             _remove_if_empty(model_cache.downloads_root())
@@ -84,10 +82,4 @@ def run(config: DownloadConfig) -> None:
     if config.dataset in model_cache.DOWNLOADABLE:
         install_model(config.dataset, mirror=config.mirror)
         return
-    download(
-        config.dataset,
-        config.to,
-        mirror=config.mirror,
-        progress=True,
-        report=log.say,
-    )
+    download(config.dataset, config.to, mirror=config.mirror, progress=True)
