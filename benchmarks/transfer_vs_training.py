@@ -299,6 +299,7 @@ def write_json(path: Path, values: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     from sentiment_discovery.errors import UserError
+    from sentiment_discovery.recipes.splits import LabelledFiles
     from sentiment_discovery.recipes.transfer import read_splits
     from sentiment_discovery.training import list_checkpoints, model_directories
 
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
                 reused.append(directory.name)
             else:
                 if splits is None:
-                    splits = read_splits(transfer_config(args, directory))
+                    splits = read_splits(LabelledFiles.from_config(transfer_config(args, directory)))
                 print(f"{directory.name}: SST-2 transfer ({args.precision})", file=sys.stderr, flush=True)
                 result = evaluate_checkpoint(directory, splits, args)
                 evaluated.append(directory.name)

@@ -38,7 +38,7 @@ from .finetune_loop import (
     CHECKPOINT_DIR, MODEL_SUBDIR, RunState, Texts, restore_checkpoint, say, tidy_run_directory, train,
 )
 from .finetune_outputs import finish, head_probe
-from .splits import Split, encode_classes, hold_out_validation, read_splits
+from .splits import LabelledFiles, Split, encode_classes, hold_out_validation, read_splits
 from .transfer import TransferConfig
 
 # Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
@@ -179,12 +179,13 @@ def _run(config: FinetuneConfig) -> int:
 
     start_model = resolve_start_model(config)
     language_model = load_model(start_model, device=device)
-    splits = read_splits(config)
-    class_labels = encode_classes(splits, config)  # -multiclass: labels become class indices 0..K-1
+    files = LabelledFiles.from_config(config)
+    splits = read_splits(files)
+    class_labels = encode_classes(splits, files)  # -multiclass: labels become class indices 0..K-1
     if "valid" not in splits:
         if config.domain_key:
             raise UserError("-domain_key names a column of -valid: pass -valid FILE with that column")
-        splits["train"], splits["valid"] = hold_out_validation(splits["train"], config)
+        splits["train"], splits["valid"] = hold_out_validation(splits["train"], files)
     classes = finetune.check_classes(splits["train"].labels, "the training set")
     data = {name: prepare(language_model, split, config.max_text_length) for name, split in splits.items()}
     check_memory(language_model, data["train"], config, device)  # before the run directory is made

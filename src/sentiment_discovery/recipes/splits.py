@@ -1,8 +1,9 @@
 """The labelled splits ``transfer`` and ``finetune`` read: train, valid and test files, classes, held-out validation.
 
-Every function takes the command's config for its data flags (``-train``, ``-valid``, ``-test``,
-``-text_key``, ``-label_key``, ``-input_format``, ``-delim``, ``-split``, ``-drop_unlabeled``,
-``-binarize_sent``, ``-multiclass``, ``-no_test_eval``, ``-seed``), declared on ``TransferConfig``.
+Every function takes the command's data flags as one :class:`LabelledFiles` (``-train``,
+``-valid``, ``-test``, ``-text_key``, ``-label_key``, ``-input_format``, ``-delim``, ``-split``,
+``-drop_unlabeled``, ``-binarize_sent``, ``-multiclass``, ``-no_test_eval``, ``-seed``, finetune's
+``-domain_key``), made from the command's config by :meth:`LabelledFiles.from_config`.
 """
 
 import dataclasses
@@ -15,6 +16,36 @@ from ..errors import UserError
 # module (through transfer and finetune) for the flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LabelledFiles:
+    """The labelled files a command reads and how: the data flags of ``transfer`` and ``finetune``."""
+
+    train: str
+    valid: str | None
+    test: str | None
+    text_key: str
+    label_key: str
+    input_format: str | None  # None: by extension
+    delim: str | None  # None: by extension
+    split: float  # without -valid: the fraction of -train kept for training
+    drop_unlabeled: bool
+    binarize_sent: bool
+    multiclass: bool
+    no_test_eval: bool
+    seed: int  # draws the part -split holds out
+    domain_key: str | None = None  # a column of -valid (finetune's; transfer has none)
+
+    @classmethod
+    def from_config(cls, config) -> "LabelledFiles":
+        """The fields of this group from a command's config (a ``TransferConfig``, a ``FinetuneConfig``)."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**{name: getattr(config, name) for name in names if hasattr(config, name)})
+
+    def path(self, name: str) -> str | None:
+        """The file of split ``name`` (train, valid or test)."""
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
 
 
 @dataclasses.dataclass
@@ -34,20 +65,20 @@ class Split:
         return Split(name, [self.texts[i] for i in indices], self.labels[indices], features, domains)
 
 
-def read_labeled_split(config, name: str, path: str, label_hint: str = "") -> Split:
+def read_labeled_split(files: LabelledFiles, name: str, path: str, label_hint: str = "") -> Split:
     from ..data.readers import read_labeled
 
     # Domains are read for validation only: selection is by the mean accuracy over them.
-    domain_key = getattr(config, "domain_key", None) if name == "valid" else None
+    domain_key = files.domain_key if name == "valid" else None
     try:
         data = read_labeled(
-            path, config.text_key, config.label_key, fmt=config.input_format, delim=config.delim,
-            drop_unlabeled=config.drop_unlabeled, binarize_sent=config.binarize_sent, any_labels=config.multiclass,
+            path, files.text_key, files.label_key, fmt=files.input_format, delim=files.delim,
+            drop_unlabeled=files.drop_unlabeled, binarize_sent=files.binarize_sent, any_labels=files.multiclass,
             domain_key=domain_key,
         )
     except UserError as error:
         # The reader names the label key in every label problem (missing column, missing or odd values).
-        if label_hint and repr(config.label_key) in str(error):
+        if label_hint and repr(files.label_key) in str(error):
             raise UserError(f"{error}{label_hint}") from None
         if "are not binary" in str(error):
             raise UserError(f"{error}, or -multiclass to keep each label as a class") from None
@@ -57,7 +88,7 @@ def read_labeled_split(config, name: str, path: str, label_hint: str = "") -> Sp
     return Split(name, data.texts, data.labels, domains=data.domains)
 
 
-def read_splits(config, cross_validating: bool = False) -> dict[str, Split]:
+def read_splits(files: LabelledFiles, cross_validating: bool = False) -> dict[str, Split]:
     """train, valid (from its file or not yet split off) and test, as given; test labels unless -no_test_eval.
 
     ``cross_validating`` (``transfer -cv``): no validation file or -split is needed, each fold has its own.
@@ -65,50 +96,49 @@ def read_splits(config, cross_validating: bool = False) -> dict[str, Split]:
     from .. import transfer
     from ..data.readers import parse_split, read_texts
 
-    splits = {"train": read_labeled_split(config, "train", config.train)}
-    if not config.multiclass:
+    splits = {"train": read_labeled_split(files, "train", files.train)}
+    if not files.multiclass:
         transfer.check_labels(splits["train"].labels, "the training set")  # before any featurizing
-    if config.valid:
-        splits["valid"] = read_labeled_split(config, "valid", config.valid)
+    if files.valid:
+        splits["valid"] = read_labeled_split(files, "valid", files.valid)
     elif cross_validating:
         pass  # each fold's validation part comes from -train
-    elif len(parse_split(config.split)) != 2:
+    elif len(parse_split(files.split)) != 2:
         raise UserError("no validation set to choose C on: pass -valid FILE, or -split below 1 (e.g. 0.9)")
-    if config.test and config.no_test_eval:
-        texts = read_texts(config.test, config.text_key, fmt=config.input_format, delim=config.delim)
+    if files.test and files.no_test_eval:
+        texts = read_texts(files.test, files.text_key, fmt=files.input_format, delim=files.delim)
         if not texts:
-            raise UserError(f"{config.test} (test) holds no texts")
+            raise UserError(f"{files.test} (test) holds no texts")
         splits["test"] = Split("test", texts, None)
-    elif config.test:
-        hint = f" (if {config.test} has no labels, pass -no_test_eval to only classify it)"
-        splits["test"] = read_labeled_split(config, "test", config.test, hint)
-    elif config.no_test_eval:
+    elif files.test:
+        hint = f" (if {files.test} has no labels, pass -no_test_eval to only classify it)"
+        splits["test"] = read_labeled_split(files, "test", files.test, hint)
+    elif files.no_test_eval:
         log.notice("-no_test_eval without -test does nothing")
     return splits
 
 
-def encode_classes(splits: dict[str, Split], config) -> "list[int] | None":
+def encode_classes(splits: dict[str, Split], files: LabelledFiles) -> "list[int] | None":
     """-multiclass: the training labels' classes, every split's labels turned into class indices 0..K-1.
 
     None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
     """
     from .. import transfer
 
-    if not config.multiclass:
+    if not files.multiclass:
         return None
-    classes = transfer.training_classes(splits["train"].labels, f"the training set {config.train}")
+    classes = transfer.training_classes(splits["train"].labels, f"the training set {files.train}")
     for name, split in splits.items():
         if split.labels is not None:
-            path = {"train": config.train, "valid": config.valid, "test": config.test}[name]
-            split.labels = transfer.class_indices(split.labels, classes, f"{path} ({name})")
+            split.labels = transfer.class_indices(split.labels, classes, f"{files.path(name)} ({name})")
     classes = [int(c) for c in classes]
     return None if transfer.is_default_classes(classes) else classes
 
 
-def hold_out_validation(train: Split, config) -> tuple[Split, Split]:
+def hold_out_validation(train: Split, files: LabelledFiles) -> tuple[Split, Split]:
     from ..data.readers import split_indices
 
-    kept, held_out = split_indices(len(train.texts), config.split, seed=config.seed)
+    kept, held_out = split_indices(len(train.texts), files.split, seed=files.seed)
     if len(kept) == 0 or len(held_out) == 0:
-        raise UserError(f"-split {config.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
+        raise UserError(f"-split {files.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")
     return train.subset("train", kept), train.subset("valid", held_out)

@@ -21,7 +21,7 @@ from ..choices import POOLINGS
 from ..errors import UserError
 from ..options import check_options, option
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, FeatureOptions, resolve_load_model
-from .splits import Split, encode_classes, hold_out_validation, read_splits
+from .splits import LabelledFiles, Split, encode_classes, hold_out_validation, read_splits
 
 # Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
 # this module (and classify imports it) for the flags, and `--help` should not wait for them.
@@ -240,8 +240,9 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
     if config.write_results:
         locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
-    splits = read_splits(config, cross_validating=bool(config.cv))
-    classes = encode_classes(splits, config)
+    files = LabelledFiles.from_config(config)
+    splits = read_splits(files, cross_validating=bool(config.cv))
+    classes = encode_classes(splits, files)
     if config.cv:  # bad fold counts are found before any featurizing
         from ..cross_validation import assign_folds
 
@@ -260,7 +261,7 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
         train, valid = splits["train"], splits["valid"]
         validation = f"validation file {config.valid}"
     else:
-        train, valid = hold_out_validation(splits["train"], config)
+        train, valid = hold_out_validation(splits["train"], files)
         validation = f"{len(valid.texts)} texts held out of -train (-split {config.split:g}, seed {config.seed})"
     test = splits.get("test")
     jobs = config.jobs or transfer.default_jobs()
