@@ -174,7 +174,7 @@ def evaluate_checkpoint(directory: Path, splits: dict, args) -> dict:
     """SST-2 transfer on one checkpoint: the computation of ``transfer``, without writing anything."""
     from sentiment_discovery import transfer
     from sentiment_discovery.checkpoint import load_model
-    from sentiment_discovery.recipes.transfer import evaluate, featurize_splits
+    from sentiment_discovery.recipes.transfer import featurize_splits
     from sentiment_discovery.runtime import seed_everything
 
     config = transfer_config(args, directory)
@@ -194,8 +194,8 @@ def evaluate_checkpoint(directory: Path, splits: dict, args) -> dict:
     classifier = fit.classifier
     if args.save_classifiers:
         classifier.save(Path(args.save_classifiers) / directory.name)
-    result = evaluate(classifier, [train, valid, test])
-    top = result.single_units[0]
+    result = transfer.evaluate(classifier, [train, valid, test])
+    top = result.single_units[0].to_dict()
 
     def accuracies(values):
         return dict(zip(("train", "valid", "test"), values))

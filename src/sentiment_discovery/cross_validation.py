@@ -10,7 +10,9 @@ Those datasets have no standard train/test split; the paper (and SentEval after 
   chosen and the other K-2 folds are fitted, so C never sees the test fold;
 - :func:`cross_validate` runs the transfer procedure (:func:`transfer.fit_sentiment_classifier`)
   on every fold, and :func:`summarize` reports mean and standard deviation over folds, the C
-  chosen per fold, and how stable the top units are from fold to fold.
+  chosen per fold, and how stable the top units are from fold to fold;
+- :func:`result_lines` prints that as the 2017 lines, and :class:`CrossValidationResults` is the
+  run's ``results.json``.
 
 Features are computed once for all rows; each fold only indexes them.
 """
@@ -24,6 +26,7 @@ import numpy as np
 
 from . import transfer
 from .errors import UserError
+from .transfer.results import RunResults, absent_when_none
 
 SPLITS = ("train", "valid", "test")
 MIN_FOLDS = 3  # a test fold, a validation fold and at least one fold to fit on
@@ -203,20 +206,21 @@ def summarize(results: Sequence[FoldFit]) -> dict:
 def result_lines(results: Sequence[FoldFit], summary: dict) -> list[str]:
     """The 2017 release's output lines, each number the mean over folds, then the spread and the C per fold."""
     folds = len(results)
-    lines = []
-    units = units_across_folds(results)
-    for name in transfer.PROBE_NAMES:
+
+    def means(entry: dict) -> list[float]:
+        return [entry[f"{split}_accuracy"]["mean"] for split in SPLITS]
+
+    def classifier(name: str) -> transfer.ClassifierScores:
         entry = summary[name]
-        shown = "/".join(transfer.accuracy_text(entry[f"{split}_accuracy"]["mean"]) for split in SPLITS)
-        lines.append(f"{shown} train/val/test accuracy w/ {name}")
-        lines.append(f"{np.mean(entry['C_per_fold']):05.2f} regularization coef w/ {name}")
-        lines.append(f"{round(entry['features_used']['mean']):05d} features used w/ all neurons {name}")
-        if name == "all_neurons":
-            lines.append(transfer.top_units_line(units))
-    for entry in summary["single_unit_threshold_0"]:
-        shown = "/".join(transfer.accuracy_text(entry[f"{split}_accuracy"]["mean"]) for split in SPLITS)
-        sign = 1 if sum(entry["signs_per_fold"]) >= 0 else -1
-        lines.append(f"{shown} train/val/test accuracy w/ neuron {entry['unit']} {'>' if sign > 0 else '<'} 0")
+        return transfer.ClassifierScores(
+            means(entry), float(np.mean(entry["C_per_fold"])), round(entry["features_used"]["mean"])
+        )
+
+    units = [
+        transfer.UnitScores(entry["unit"], 1 if sum(entry["signs_per_fold"]) >= 0 else -1, means(entry))
+        for entry in summary["single_unit_threshold_0"]
+    ]
+    lines = transfer.seed_output(classifier("all_neurons"), classifier("n_neurons"), units_across_folds(results), units)
     for name in transfer.PROBE_NAMES:
         test = summary[name]["test_accuracy"]
         c_values = " ".join(f"{c:g}" for c in summary[name]["C_per_fold"])
@@ -233,3 +237,33 @@ def result_lines(results: Sequence[FoldFit], summary: dict) -> list[str]:
         f"mean overlap of the folds' top {shown}: {stability[f'mean_pairwise_jaccard_top_{shown}']:.2f} (Jaccard)"
     )
     return lines
+
+
+def protocol(folds: int, seed: int) -> dict:
+    """How the folds were dealt and C chosen, as ``results.json`` records it."""
+    return {
+        "cross_validation_folds": folds,
+        "seed": seed,
+        "folds": "stratified by label, seeded; rows with the same text always in the same fold",
+        "validation": "for test fold k, C is chosen on fold k+1 (mod K) and the other K-2 folds are fitted",
+    }
+
+
+@dataclasses.dataclass(kw_only=True)
+class CrossValidationResults(RunResults):
+    """``results.json`` of ``transfer -cv K``: every fold and the summary (no classifier is written)."""
+
+    dataset: str
+    model: transfer.ModelIdentity
+    files: dict[str, str | None]  # train as given; valid and test None
+    protocol: dict  # :func:`protocol`
+    texts: int
+    fold_of_text: list[int]
+    standardize: bool
+    c_grid: list[float]  # ascending
+    summary: dict  # :func:`summarize`
+    folds: list[dict]  # FoldFit.to_dict of each fold
+    seed_output: list[str]
+    timing: dict
+    command_config: dict
+    classes: list[int] | None = absent_when_none()  # the labels of the class indices 0..K-1 the folds were fitted on

@@ -66,32 +66,38 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
                 for name in order]
 
     full, top = accuracies(probe), accuracies(sweep.probe)
-    lines = transfer.seed_result_lines("all_neurons", full, probe)
-    lines.append(transfer.top_units_line(classifier.top_units))
-    lines += transfer.seed_result_lines("n_neurons", top, sweep.probe)
+    lines = transfer.seed_output(transfer.ClassifierScores.of(probe, full), transfer.ClassifierScores.of(sweep.probe, top),
+                                 classifier.top_units)
     print("\n".join(lines), flush=True)
     classifier.save(run_dir)
     plot_learning_curve(state.history, run_dir / "learning_curve.png")
     write_history(state.history, run_dir / "history.csv")
     probe_report = json.loads((run_dir / "probe.json").read_text()) if (run_dir / "probe.json").is_file() else None
-    results = {
-        "kind": "finetuned",
-        "start_model": str(start_model),
-        "model": identity.to_dict(),
-        "files": {"train": config.train, "valid": config.valid, "test": config.test},
-        "texts": {name: len(split.texts) for name, split in splits.items()},
-        "finetuned_accuracy": dict(zip(order, full)),
-        "top_unit_accuracy": dict(zip(order, top)),
-        "top_units": classifier.top_units,
-        "best_step": state.best_step,
-        "best_valid_accuracy_during_training": state.best_accuracy,
-        "steps": state.step,
-        "total_steps": total_steps,
-        "epochs_run": round(state.step / math.ceil(len(data["train"].data) / config.batch_size), 3),
-        "head_init": probe_report,
-        "precision": precision,
-        "seed_output": lines,
-        "timing": {
+    by_domain = per_class = None
+    if splits["valid"].domains is not None:
+        by_domain = transfer.domain_accuracies(probe.predict(features["valid"]) == labels["valid"], splits["valid"].domains)
+    if class_labels is not None:
+        evaluated = "test" if labels.get("test") is not None else "valid"
+        per_class = transfer.class_report(
+            class_labels, probe.predict(features[evaluated]), labels[evaluated], labels["train"], evaluated,
+        )
+    results = transfer.FinetuneResults(
+        start_model=str(start_model),
+        model=identity,
+        files={"train": config.train, "valid": config.valid, "test": config.test},
+        texts={name: len(split.texts) for name, split in splits.items()},
+        finetuned_accuracy=dict(zip(order, full)),
+        top_unit_accuracy=dict(zip(order, top)),
+        top_units=classifier.top_units,
+        best_step=state.best_step,
+        best_valid_accuracy_during_training=state.best_accuracy,
+        steps=state.step,
+        total_steps=total_steps,
+        epochs_run=round(state.step / math.ceil(len(data["train"].data) / config.batch_size), 3),
+        head_init=probe_report,
+        precision=precision,
+        seed_output=lines,
+        timing={
             "train_seconds": round(state.elapsed_s, 1),
             "bytes_trained": state.bytes_seen,
             "bytes_per_s": round(state.bytes_seen / max(state.elapsed_s, 1e-9), 1),
@@ -99,20 +105,13 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
             "this_invocation_seconds": round(time.perf_counter() - started, 1),
             "threads": torch.get_num_threads(),
         },
-        "history": state.history,
-        "command_config": dataclasses.asdict(config),
-    }
-    if splits["valid"].domains is not None:
-        hits = probe.predict(features["valid"]) == labels["valid"]
-        results["valid_accuracy_by_domain"] = transfer.domain_accuracies(hits, splits["valid"].domains)
-        by_domain = results["valid_accuracy_by_domain"]
-        results["valid_mean_domain_accuracy"] = sum(by_domain.values()) / len(by_domain)
-    if class_labels is not None:
-        evaluated = "test" if labels.get("test") is not None else "valid"
-        results["classes"] = class_labels
-        results["per_class"] = transfer.class_report(
-            class_labels, probe.predict(features[evaluated]), labels[evaluated], labels["train"], evaluated,
-        )
+        history=state.history,
+        command_config=dataclasses.asdict(config),
+        valid_accuracy_by_domain=by_domain,
+        valid_mean_domain_accuracy=None if by_domain is None else sum(by_domain.values()) / len(by_domain),
+        classes=class_labels,
+        per_class=per_class,
+    ).to_dict()
     storage.write_json(run_dir / "results.json", results)
     say(f"fine-tuned model and classifier saved to {run_dir}/ (classify -classifier {run_dir})")
 

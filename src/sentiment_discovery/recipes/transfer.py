@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .. import transfer
+    from ..model import ByteLM
 
 
 def _default_c_grid() -> list[float]:
@@ -121,35 +122,18 @@ def dataset_name(train_path: str) -> str:
 
 
 @dataclasses.dataclass
-class Evaluation:
-    """Accuracies on (train, valid, test); None where a split is missing or unlabelled."""
+class Labelled:
+    """The splits of one fit: train, validation (a file, or held out of train) and the test file if any."""
 
-    all_neurons: list[float | None]
-    n_neurons: list[float | None]
-    single_units: list[dict]
-    lines: list[str]  # the 2017 output, then one threshold-0 line per top unit
+    train: Split
+    valid: Split
+    test: Split | None
+    validation: str  # how the validation texts were chosen, as results.json says
 
-
-def evaluate(classifier: "transfer.SentimentClassifier", splits: list[Split | None]) -> Evaluation:
-    """The 2017 result lines; the single-unit threshold-0 lines only for two classes (the rule is binary)."""
-    from .. import transfer
-
-    def on_each(score) -> list[float | None]:
-        return [None if s is None or s.labels is None else score(s) for s in splits]
-
-    all_neurons = on_each(lambda s: classifier.all_neurons.accuracy(s.features, s.labels))
-    n_neurons = on_each(lambda s: classifier.n_neurons.accuracy(s.features, s.labels))
-    lines = transfer.seed_result_lines("all_neurons", all_neurons, classifier.all_neurons)
-    lines.append(transfer.top_units_line(classifier.top_units))
-    lines += transfer.seed_result_lines("n_neurons", n_neurons, classifier.n_neurons)
-    single_units = []
-    for unit, sign in zip(classifier.top_units, classifier.top_unit_signs):
-        if classifier.multiclass:
-            break
-        accuracies = on_each(lambda s: transfer.threshold_accuracy(s.features[:, unit], s.labels, sign))
-        lines.append(transfer.threshold_line(unit, sign, accuracies))
-        single_units.append({"unit": unit, "sign": sign, **dict(zip(("train", "valid", "test"), accuracies))})
-    return Evaluation(all_neurons, n_neurons, single_units, lines)
+    @property
+    def evaluated(self) -> Split:
+        """What the curve and the per-class report are measured on: the labelled test set, else validation."""
+        return self.test if self.test is not None and self.test.labels is not None else self.valid
 
 
 def featurize_splits(model, identity, splits: dict[str, Split], config: TransferConfig) -> dict:
@@ -222,82 +206,127 @@ def run(config: TransferConfig) -> None:
 
 
 def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
-    import numpy as np
-
-    from .. import transfer
-    from ..checkpoint import load_model
-    from ..runtime import configure_threads, seed_everything, select_device
+    """Read and featurize the files, fit and print, then write the run's outputs whole: each step a function below."""
+    from .. import cross_validation, runtime
 
     started = time.perf_counter()
     check_flags(config)
-    configure_threads()
-    seed_everything(config.seed)
+    runtime.configure_threads()
+    runtime.seed_everything(config.seed)
     model_path = resolve_load_model(config.load_model, config)
-    inputs = [config.train, config.valid, config.test]
-    if config.write_results:
-        storage.check_output(config.write_results, inputs, flag="-write_results")
-    results_dir = results_directory(config, model_path)
-    locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
-    if config.write_results:
-        locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
+    results_dir = lock_outputs(config, model_path, locks)
     files = LabelledFiles.from_config(config)
     splits = read_splits(files, cross_validating=bool(config.cv))
     classes = encode_classes(splits, files)
     if config.cv:  # bad fold counts are found before any featurizing
-        from ..cross_validation import assign_folds
+        folds = cross_validation.assign_folds(splits["train"].texts, splits["train"].labels, config.cv, config.seed)
+    model, identity = load_featurizer(config, model_path)
+    timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
+    if config.cv:
+        return run_cross_validation(config, splits["train"], folds, identity, timing, started, classes)
+    data = labelled_splits(files, splits)
+    fit, evaluation = fit_and_evaluate(config, data, identity, classes, timing)
+    staging = staging_directory(results_dir, locks)
+    figures, curve = write_outputs(config, staging, model, fit, evaluation, data, classes, timing)
+    timing["total_seconds"] = round(time.perf_counter() - started, 3)
+    results = transfer_results(config, identity, data, fit, evaluation, curve, figures, timing, classes)
+    publish(results, staging, results_dir, fit.classifier)
 
-        folds = assign_folds(splits["train"].texts, splits["train"].labels, config.cv, config.seed)
-    model = load_model(model_path, device=select_device(config.cuda))
+
+def lock_outputs(config: TransferConfig, model_path: Path, locks: contextlib.ExitStack) -> Path:
+    """The results directory, and the -write_results file checked; both locked until the run ends."""
+    if config.write_results:
+        storage.check_output(config.write_results, [config.train, config.valid, config.test], flag="-write_results")
+    results_dir = results_directory(config, model_path)
+    locks.enter_context(storage.output_lock(results_dir, what="-experiment_name"))
+    if config.write_results:
+        locks.enter_context(storage.output_lock(config.write_results, what="-write_results file"))
+    return results_dir
+
+
+def load_featurizer(config: TransferConfig, model_path: Path) -> "tuple[ByteLM, transfer.ModelIdentity]":
+    """The model, and what its features depend on (refused when -num_neurons exceeds its units)."""
+    from .. import checkpoint, runtime, transfer
+
+    model = checkpoint.load_model(model_path, device=runtime.select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=config.layer, preprocess=not config.no_preprocess, precision=config.precision,
         pooling=config.pooling,
     )
     if not 1 <= config.num_neurons <= identity.rnn_size:
         raise UserError(f"-num_neurons must be between 1 and the model's {identity.rnn_size} units, not {config.num_neurons}")
-    timing: dict = {"featurize": featurize_splits(model, identity, splits, config)}
-    if config.cv:
-        return run_cross_validation(config, splits["train"], folds, identity, timing, started, classes)
+    return model, identity
+
+
+def labelled_splits(files: LabelledFiles, splits: dict[str, Split]) -> Labelled:
+    """Train, validation (the -valid file, or held out of -train with -split) and test."""
     if "valid" in splits:
-        train, valid = splits["train"], splits["valid"]
-        validation = f"validation file {config.valid}"
-    else:
-        train, valid = hold_out_validation(splits["train"], files)
-        validation = f"{len(valid.texts)} texts held out of -train (-split {config.split:g}, seed {config.seed})"
-    test = splits.get("test")
-    jobs = config.jobs or transfer.default_jobs()
+        return Labelled(splits["train"], splits["valid"], splits.get("test"), f"validation file {files.valid}")
+    train, valid = hold_out_validation(splits["train"], files)
+    validation = f"{len(valid.texts)} texts held out of -train (-split {files.split:g}, seed {files.seed})"
+    return Labelled(train, valid, splits.get("test"), validation)
+
+
+def fit_and_evaluate(
+    config: TransferConfig, data: Labelled, identity: "transfer.ModelIdentity", classes: "list[int] | None",
+    timing: dict,
+) -> "tuple[transfer.TransferFit, transfer.Evaluation]":
+    """The paper's procedure on train (C chosen on validation), its 2017 lines printed and what they call for."""
+    from .. import transfer
 
     fit_start = time.perf_counter()
     fit = transfer.fit_sentiment_classifier(
-        train.features, train.labels, valid.features, valid.labels, identity,
+        data.train.features, data.train.labels, data.valid.features, data.valid.labels, identity,
         num_neurons=config.num_neurons, c_grid=config.c_grid, standardize=config.standardize,
-        seed=config.seed, jobs=jobs, classes=classes,
+        seed=config.seed, jobs=config.jobs or transfer.default_jobs(), classes=classes,
     )
     timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
-    classifier = fit.classifier
-    evaluation = evaluate(classifier, [train, valid, test])
+    evaluation = transfer.evaluate(fit.classifier, [data.train, data.valid, data.test])
     print("\n".join(evaluation.lines), flush=True)
     print_notices(fit)
-    if classifier.multiclass:
-        log.notice(f"{len(classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
+    if fit.classifier.multiclass:
+        log.notice(f"{len(fit.classifier.class_labels)} classes, fitted one-vs-rest; the single-unit threshold-0 "
                    "lines of two classes are left out")
+    return fit, evaluation
 
-    # Everything of this run is built beside the results directory and swapped in whole, so no
-    # figure of an earlier run is left beside this run's classifier.
+
+def staging_directory(results_dir: Path, locks: contextlib.ExitStack) -> Path:
+    """An empty directory beside the results one, removed when the run ends (if not swapped in by then).
+
+    Everything of this run is built there and swapped in whole, so no figure of an earlier run is
+    left beside this run's classifier.
+    """
     staging = storage.partial_directory(results_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     locks.callback(shutil.rmtree, staging, ignore_errors=True)  # gone already when it was swapped in
+    return staging
+
+
+def write_outputs(
+    config: TransferConfig, staging: Path, model, fit: "transfer.TransferFit", evaluation: "transfer.Evaluation",
+    data: Labelled, classes: "list[int] | None", timing: dict,
+) -> tuple[list[Path], dict | None]:
+    """classifier.json and the figures in ``staging``, the data-efficiency curve, the -write_results CSV.
+
+    Returns the figures and the curve (None with -no_data_efficiency).
+    """
+    import numpy as np
+
+    from .. import transfer
+
+    classifier = fit.classifier
     classifier.save(staging)
-    figures = write_figures(staging, classifier, train, test, recorded_unit(model))
+    figures = write_figures(staging, classifier, data.train, data.test, recorded_unit(model))
     curve = None
     if not config.no_data_efficiency:
         curve_start = time.perf_counter()
-        curve = data_efficiency(config, classifier, evaluation, train, valid, test, jobs)
+        curve = data_efficiency(config, classifier, evaluation, data)
         timing["data_efficiency_seconds"] = round(time.perf_counter() - curve_start, 3)
         path = staging / "data_efficiency.png"
         figures.append(transfer.plot_data_efficiency(curve["summary"], path, curve["evaluated_on"]))
     if config.write_results:
-        target = test if test is not None else train
+        target = data.test if data.test is not None else data.train
         labels = target.labels
         if labels is not None and classes is not None:
             labels = np.asarray(classes)[labels]
@@ -306,37 +335,56 @@ def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
             text_key=config.text_key, labels=labels, label_key=config.label_key,
         )
         log.info(f"wrote {written} ({len(target.texts)} {target.name} texts)")
-    timing["total_seconds"] = round(time.perf_counter() - started, 3)
+    return figures, curve
+
+
+def transfer_results(
+    config: TransferConfig, identity: "transfer.ModelIdentity", data: Labelled, fit: "transfer.TransferFit",
+    evaluation: "transfer.Evaluation", curve: dict | None, figures: list[Path], timing: dict,
+    classes: "list[int] | None",
+) -> "transfer.TransferResults":
+    """What results.json holds of this run."""
+    from .. import transfer
+
+    classifier = fit.classifier
+    files = {"train": config.train, "valid": config.valid, "test": config.test}
     n_neurons = transfer.probe_report(fit.n_neurons, evaluation.n_neurons)
-    results = {
-        "dataset": dataset_name(config.train),
-        "model": identity.to_dict(),
-        "files": {"train": config.train, "valid": config.valid, "test": config.test},
-        "files_resolved": {name: None if path is None else str(Path(path).resolve()) for name, path in zip(
-            ("train", "valid", "test"), inputs)},
-        "texts": {"train": len(train.texts), "valid": len(valid.texts), "test": None if test is None else len(test.texts)},
-        "validation": validation,
-        "test_labelled": test is not None and test.labels is not None,
-        "standardize": config.standardize,
-        "c_grid": sorted(config.c_grid),
-        "all_neurons": transfer.probe_report(fit.all_neurons, evaluation.all_neurons),
-        "top_units": classifier.top_units,
-        "n_neurons": {**n_neurons, "units": classifier.top_units[: config.num_neurons]},
-        "single_unit_threshold_0": evaluation.single_units,
-        "data_efficiency": curve,
-        "seed_output": evaluation.lines,
-        "figures": [path.name for path in figures],
-        "timing": timing,
-        "command_config": dataclasses.asdict(config),
-    }
+    per_class = None
     if classes is not None:
-        evaluated = test if test is not None and test.labels is not None else valid
-        results["classes"] = classes
-        results["per_class"] = transfer.class_report(
-            classifier.class_labels, classifier.all_neurons.predict(evaluated.features), evaluated.labels, train.labels,
-            evaluated.name,
+        evaluated = data.evaluated
+        per_class = transfer.class_report(
+            classifier.class_labels, classifier.all_neurons.predict(evaluated.features), evaluated.labels,
+            data.train.labels, evaluated.name,
         )
-    storage.write_json(staging / RESULTS_FILE, results)
+    return transfer.TransferResults(
+        dataset=dataset_name(config.train),
+        model=identity,
+        files=files,
+        files_resolved={name: None if path is None else str(Path(path).resolve()) for name, path in files.items()},
+        texts={"train": len(data.train.texts), "valid": len(data.valid.texts),
+               "test": None if data.test is None else len(data.test.texts)},
+        validation=data.validation,
+        test_labelled=data.test is not None and data.test.labels is not None,
+        standardize=config.standardize,
+        c_grid=sorted(config.c_grid),
+        all_neurons=transfer.probe_report(fit.all_neurons, evaluation.all_neurons),
+        top_units=classifier.top_units,
+        n_neurons={**n_neurons, "units": classifier.top_units[: config.num_neurons]},
+        single_unit_threshold_0=[unit.to_dict() for unit in evaluation.single_units],
+        data_efficiency=curve,
+        seed_output=evaluation.lines,
+        figures=[path.name for path in figures],
+        timing=timing,
+        command_config=dataclasses.asdict(config),
+        classes=classes,
+        per_class=per_class,
+    )
+
+
+def publish(results: "transfer.TransferResults", staging: Path, results_dir: Path,
+            classifier: "transfer.SentimentClassifier") -> None:
+    """results.json written, the staged directory swapped in for the results directory, and where to look next."""
+    storage.write_json(staging / RESULTS_FILE, results.to_dict())
     storage.swap_in(staging, results_dir)
     log.info(f"results saved to {results_dir}/")
     if classifier.all_neurons.features_used and not classifier.multiclass:  # an empty classifier ranks nothing
@@ -373,7 +421,8 @@ def write_figures(
     return paths
 
 
-def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, test, jobs) -> dict:
+def data_efficiency(config: TransferConfig, classifier: "transfer.SentimentClassifier",
+                    evaluation: "transfer.Evaluation", data: Labelled) -> dict:
     """The curve over subsets of train, on the labelled test set (else validation).
 
     Its full-size point is the main classifiers' (one run; the single-unit one only when
@@ -381,14 +430,14 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
     """
     from .. import transfer
 
-    evaluated = test if test is not None and test.labels is not None else valid
+    train, valid, evaluated = data.train, data.valid, data.evaluated
     rows = transfer.data_efficiency_curve(
         train.features, train.labels, valid.features, valid.labels, evaluated.features, evaluated.labels,
         seeds=config.data_efficiency_seeds, c_grid=config.c_grid, standardize=config.standardize,
-        seed=config.seed, jobs=jobs,
+        seed=config.seed, jobs=config.jobs or transfer.default_jobs(),
     )
     if config.num_neurons == 1:
-        index = 2 if evaluated is test else 1
+        index = 2 if evaluated is data.test else 1
         rows.append({
             "size": len(train.texts), "seed": 0,
             "all_neurons_accuracy": evaluation.all_neurons[index], "all_neurons_C": classifier.all_neurons.C,
@@ -396,7 +445,7 @@ def data_efficiency(config, classifier, evaluation: Evaluation, train, valid, te
             "unit_accuracy": evaluation.n_neurons[index], "unit_C": classifier.n_neurons.C,
         })
     return {
-        "evaluated_on": "test" if evaluated is test else "validation",
+        "evaluated_on": "test" if evaluated is data.test else "validation",
         "rows": rows,
         "summary": transfer.summarize_curve(rows),
     }
@@ -413,41 +462,35 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
 
     jobs = config.jobs or transfer.default_jobs()
     fit_start = time.perf_counter()
-    results = cross_validation.cross_validate(
+    folds = cross_validation.cross_validate(
         data.features, data.labels, assignment, identity, num_neurons=config.num_neurons, c_grid=config.c_grid,
         standardize=config.standardize, seed=config.seed, jobs=jobs,
     )
     timing["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
-    summary = cross_validation.summarize(results)
-    lines = cross_validation.result_lines(results, summary)
+    summary = cross_validation.summarize(folds)
+    lines = cross_validation.result_lines(folds, summary)
     print("\n".join(lines), flush=True)
-    unconverged = sum(r.fit.all_neurons.unconverged + r.fit.n_neurons.unconverged for r in results)
+    unconverged = sum(r.fit.all_neurons.unconverged + r.fit.n_neurons.unconverged for r in folds)
     if unconverged:
         log.notice(f"{unconverged} regression fit(s) stopped at liblinear's {transfer.MAX_ITER} iterations "
                    f"before converging")
     results_dir = config.experiment_path / dataset_name(config.train) / identity.name
     timing["total_seconds"] = round(time.perf_counter() - started, 3)
-    report = {
-        "dataset": dataset_name(config.train),
-        "model": identity.to_dict(),
-        "files": {"train": config.train, "valid": None, "test": None},
-        "protocol": {
-            "cross_validation_folds": config.cv,
-            "seed": config.seed,
-            "folds": "stratified by label, seeded; rows with the same text always in the same fold",
-            "validation": "for test fold k, C is chosen on fold k+1 (mod K) and the other K-2 folds are fitted",
-        },
-        "texts": len(data.texts),
-        "fold_of_text": assignment.tolist(),
-        "standardize": config.standardize,
-        "c_grid": sorted(config.c_grid),
-        "summary": summary,
-        "folds": [result.to_dict() for result in results],
-        "seed_output": lines,
-        "timing": timing,
-        "command_config": dataclasses.asdict(config),
-    }
-    if classes is not None:
-        report["classes"] = classes  # the labels of the class indices 0..K-1 the folds were fitted on
-    storage.write_json(results_dir / "results.json", report)
+    results = cross_validation.CrossValidationResults(
+        dataset=dataset_name(config.train),
+        model=identity,
+        files={"train": config.train, "valid": None, "test": None},
+        protocol=cross_validation.protocol(config.cv, config.seed),
+        texts=len(data.texts),
+        fold_of_text=assignment.tolist(),
+        standardize=config.standardize,
+        c_grid=sorted(config.c_grid),
+        summary=summary,
+        folds=[fold.to_dict() for fold in folds],
+        seed_output=lines,
+        timing=timing,
+        command_config=dataclasses.asdict(config),
+        classes=classes,
+    )
+    storage.write_json(results_dir / RESULTS_FILE, results.to_dict())
     log.info(f"results saved to {results_dir}/")

@@ -12,7 +12,10 @@ module per idea:
   exactly as the paper's code did (grid 2^-8 ... 2^0, liblinear, raw features);
 - ``classifier``: :class:`SentimentClassifier`, saved as JSON (never a pickle) and checked
   against the model, and :func:`fit_sentiment_classifier`, the paper's procedure;
-- ``report``: the 2017 result lines, a probe's results entry, the predictions CSV;
+- ``report``: a classifier's accuracies on its splits (:func:`evaluate`), the 2017 result lines
+  (:func:`seed_output`), a probe's results entry, the predictions CSV;
+- ``results``: ``results.json`` of ``transfer`` and ``finetune`` (:class:`TransferResults`,
+  :class:`FinetuneResults`);
 - ``curve``: the data-efficiency curve;
 - ``plots``: the figures.
 
@@ -39,23 +42,30 @@ from .labels import check_labels, class_indices, is_default_classes, training_cl
 from .plots import plot_data_efficiency, plot_unit_histogram, plot_unit_weights
 from .probe import MAX_ITER, LinearProbe, PreparedInputs, rank_units, threshold_accuracy, unit_sign
 from .report import (
+    ClassifierScores,
+    Evaluation,
+    UnitScores,
     accuracy_text,
     class_report,
     domain_accuracies,
+    evaluate,
     probe_report,
+    seed_output,
     seed_result_lines,
     threshold_line,
     top_units_line,
     write_predictions,
 )
+from .results import FinetuneResults, RunResults, TransferResults
 from .sweep import DEFAULT_C_GRID, Sweep, default_jobs, sweep_regularization
 
 __all__ = [
     "CLASSIFIER_FILE", "CLASSIFIER_FORMAT", "CLASSIFIER_FORMAT_VERSION", "DEFAULT_C_GRID", "MAX_ITER", "PROBE_NAMES",
-    "TOP_UNITS_SHOWN", "FeatureCache", "FeatureRun", "LinearProbe", "ModelIdentity", "PreparedInputs",
-    "SentimentClassifier", "Sweep", "TransferFit", "UserError", "accuracy_text", "check_labels", "class_indices", "class_report", "curve_seeds",
-    "curve_sizes", "data_efficiency_curve", "default_jobs", "domain_accuracies", "featurize_cached", "file_sha256",
+    "TOP_UNITS_SHOWN", "ClassifierScores", "Evaluation", "FeatureCache", "FeatureRun", "FinetuneResults", "LinearProbe",
+    "ModelIdentity", "PreparedInputs", "RunResults", "SentimentClassifier", "Sweep", "TransferFit", "TransferResults",
+    "UnitScores", "UserError", "accuracy_text", "check_labels", "class_indices", "class_report", "curve_seeds",
+    "curve_sizes", "data_efficiency_curve", "default_jobs", "domain_accuracies", "evaluate", "featurize_cached", "file_sha256",
     "fit_sentiment_classifier", "is_default_classes", "plot_data_efficiency", "plot_unit_histogram", "plot_unit_weights", "probe_report",
-    "rank_units", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
+    "rank_units", "seed_output", "seed_result_lines", "stratified_sample", "summarize_curve", "sweep_regularization",
     "texts_sha256", "threshold_accuracy", "threshold_line", "top_units_line", "training_classes", "unit_sign", "write_predictions",
 ]
