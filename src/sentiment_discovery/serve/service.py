@@ -30,11 +30,8 @@ import numpy as np
 from .. import defaults, transfer, visualize
 from ..checkpoint import load_model, resolve_model_directory
 from ..errors import UserError
-from ..choices import POOLINGS
-from ..features import encode_texts
+from ..features import check_pooling, encode_texts
 from ..precision import PRECISIONS, resolve_precision
-
-LABELS = ("negative", "positive")
 
 
 class LimitExceeded(UserError):
@@ -400,8 +397,7 @@ class InferenceService:
         """Future of a float32 [texts, rnn_size] array, as ``sentiment-discovery featurize`` writes."""
         precision = precision or self.featurize_precision
         self.check_texts(texts)
-        if pooling not in POOLINGS:
-            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        check_pooling(pooling)
         if precision not in PRECISIONS:
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         layer = self.layer_index(layer)
