@@ -55,7 +55,7 @@ def fitted(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(fitted, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default") / "default_model"
-    defaults.export_default_model(*fitted, out, say=lambda message: None)
+    defaults.export_default_model(*fitted, out)
     return out
 
 
@@ -150,7 +150,7 @@ def test_export_refuses_a_classifier_of_another_model(fitted, tmp_path, capsys):
 def test_bf16_export_round_trip(fitted, tmp_path):
     model_dir, results_dir = fitted
     out = tmp_path / "dm"
-    report = defaults.export_default_model(model_dir, results_dir, out, bf16=True, say=lambda message: None)
+    report = defaults.export_default_model(model_dir, results_dir, out, bf16=True)
     weights = out / "model" / "model.safetensors"
     with safe_open(weights, "pt") as handle:
         assert {handle.get_tensor(name).dtype for name in handle.keys()} == {torch.bfloat16}
@@ -160,8 +160,7 @@ def test_bf16_export_round_trip(fitted, tmp_path):
         assert torch.equal(loaded.state_dict()[name], tensor.to(torch.bfloat16).float()), name
     # Loading again, and exporting the bf16 model in bf16 again, changes nothing.
     np.testing.assert_array_equal(features_of(loaded), features_of(load_model(out / "model")))
-    again = defaults.export_default_model(out / "model", out / "classifier", tmp_path / "dm2", bf16=True,
-                                          say=lambda message: None)
+    again = defaults.export_default_model(out / "model", out / "classifier", tmp_path / "dm2", bf16=True)
     assert again.max_probability_change == 0.0
     assert torch.equal(torch.cat([t.flatten() for t in load_model(tmp_path / "dm2" / "model").state_dict().values()]),
                        torch.cat([t.flatten() for t in loaded.state_dict().values()]))
@@ -175,6 +174,18 @@ def test_bf16_export_round_trip(fitted, tmp_path):
     classifier = SentimentClassifier.load(out / "classifier")
     expected = classifier.all_neurons.predict_proba(features_of(loaded))
     assert classifier.predict_proba(POSITIVE + NEGATIVE)[:, 1].tolist() == expected.tolist()
+
+
+def test_export_notices_a_model_over_the_size_limit(fitted, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(defaults, "SIZE_LIMIT_BYTES", 1000)
+    model_dir, results_dir = fitted
+    assert cli.main(["export-default", "--model", str(model_dir), "--classifier", str(results_dir),
+                     "--out", str(tmp_path / "dm")]) == 0
+    size = defaults.directory_bytes(tmp_path / "dm" / "model")
+    assert capsys.readouterr().err.splitlines() == [
+        f"notice: the model takes {size / 1e6:.1f} MB, over the 0 MB a shipped default may take "
+        "(tests/test_default_model.py); export with --bf16"
+    ]
 
 
 # --------------------------------------------------------------------------- the commands' defaults

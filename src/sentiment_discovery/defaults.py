@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import log, storage
@@ -174,7 +174,6 @@ def export_default_model(
     out: str | os.PathLike | None = None,
     *,
     bf16: bool = False,
-    say: Callable[[str], None] = log.say,
 ) -> ExportReport:
     """Install ``model`` and the ``classifier`` fitted on it as a default model directory.
 
@@ -285,8 +284,8 @@ def export_default_model(
 
     model_bytes = directory_bytes(out / MODEL_SUBDIR)
     if model_bytes > SIZE_LIMIT_BYTES:
-        say(f"notice: the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
-            "a shipped default may take (tests/test_default_model.py); export with --bf16")
+        log.notice(f"the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
+                   "a shipped default may take (tests/test_default_model.py); export with --bf16")
     return ExportReport(out, model_bytes, weights_sha256, weights_storage, unit, len(CHECK_TEXTS), change, agree, results)
 
 
