@@ -1,6 +1,7 @@
 """The default model shipped in the package: export, loading without arguments, the commands' defaults."""
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -55,7 +56,7 @@ def fitted(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(fitted, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default") / "default_model"
-    defaults.export_default_model(*fitted, out, say=lambda message: None)
+    defaults.export_default_model(*fitted, out)
     return out
 
 
@@ -150,7 +151,7 @@ def test_export_refuses_a_classifier_of_another_model(fitted, tmp_path, capsys):
 def test_bf16_export_round_trip(fitted, tmp_path):
     model_dir, results_dir = fitted
     out = tmp_path / "dm"
-    report = defaults.export_default_model(model_dir, results_dir, out, bf16=True, say=lambda message: None)
+    report = defaults.export_default_model(model_dir, results_dir, out, bf16=True)
     weights = out / "model" / "model.safetensors"
     with safe_open(weights, "pt") as handle:
         assert {handle.get_tensor(name).dtype for name in handle.keys()} == {torch.bfloat16}
@@ -160,8 +161,7 @@ def test_bf16_export_round_trip(fitted, tmp_path):
         assert torch.equal(loaded.state_dict()[name], tensor.to(torch.bfloat16).float()), name
     # Loading again, and exporting the bf16 model in bf16 again, changes nothing.
     np.testing.assert_array_equal(features_of(loaded), features_of(load_model(out / "model")))
-    again = defaults.export_default_model(out / "model", out / "classifier", tmp_path / "dm2", bf16=True,
-                                          say=lambda message: None)
+    again = defaults.export_default_model(out / "model", out / "classifier", tmp_path / "dm2", bf16=True)
     assert again.max_probability_change == 0.0
     assert torch.equal(torch.cat([t.flatten() for t in load_model(tmp_path / "dm2" / "model").state_dict().values()]),
                        torch.cat([t.flatten() for t in loaded.state_dict().values()]))
@@ -175,6 +175,18 @@ def test_bf16_export_round_trip(fitted, tmp_path):
     classifier = SentimentClassifier.load(out / "classifier")
     expected = classifier.all_neurons.predict_proba(features_of(loaded))
     assert classifier.predict_proba(POSITIVE + NEGATIVE)[:, 1].tolist() == expected.tolist()
+
+
+def test_export_notices_a_model_over_the_size_limit(fitted, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(defaults, "SIZE_LIMIT_BYTES", 1000)
+    model_dir, results_dir = fitted
+    assert cli.main(["export-default", "--model", str(model_dir), "--classifier", str(results_dir),
+                     "--out", str(tmp_path / "dm")]) == 0
+    size = defaults.directory_bytes(tmp_path / "dm" / "model")
+    assert capsys.readouterr().err.splitlines() == [
+        f"notice: the model takes {size / 1e6:.1f} MB, over the 0 MB a shipped default may take "
+        "(tests/test_default_model.py); export with --bf16"
+    ]
 
 
 # --------------------------------------------------------------------------- the commands' defaults
@@ -264,6 +276,74 @@ def test_visualize_negates_a_negative_unit_saved_in_a_models_metadata(tmp_path):
     stem = heatmap_file_stem(unit_values(model, text, 3).text)
     page = (tmp_path / "mlstm" / "heatmaps" / f"{stem}.html").read_text(encoding="utf-8")
     assert "<p>unit 3 of layer 0, model e0.pt, colours negated</p>" in page
+
+
+# --------------------------------------------------------------------------- which unit is drawn
+
+
+def test_resolve_sentiment_unit_takes_the_first_source_that_names_one(fitted, exported, tmp_path, monkeypatch):
+    model_dir, results_dir = fitted
+    classifier = SentimentClassifier.load(results_dir)
+    top = defaults.SentimentUnit(classifier.top_units[0], classifier.top_unit_signs[0], classifier.model.layer)
+    copy = tmp_path / "dm"
+    shutil.copytree(exported, copy)
+    values = json.loads((copy / "sentiment_unit.json").read_text())
+    shipped_unit = next(u for u in range(16) if u not in (top.unit, 3))  # not the classifier's, not the metadata's
+    values.update(unit=shipped_unit, sign=-1, negate=True)
+    (copy / "sentiment_unit.json").write_text(json.dumps(values))
+    monkeypatch.setenv(defaults.ENV_VAR, str(copy))
+    model = make_model()
+    model.metadata = {"sentiment_unit": 3, "sentiment_unit_sign": -1}
+    resolve = defaults.resolve_sentiment_unit
+    # An explicit unit first: sign +1, the top layer (or the one asked for).
+    assert resolve(model, classifier, 5, shipped=True) == defaults.SentimentUnit(5, 1, -1)
+    assert resolve(model, classifier, 5, 0, shipped=True) == defaults.SentimentUnit(5, 1, 0)
+    # Then a classifier named: its top unit, that unit's sign, its layer (or the one asked for).
+    assert resolve(model, classifier, shipped=True) == top
+    assert resolve(model, classifier, layer=-1) == defaults.SentimentUnit(top.unit, top.sign, -1)
+    # Then the default model's sentiment_unit.json.
+    assert resolve(model, shipped=True) == defaults.SentimentUnit(shipped_unit, -1, 0)
+    # Then the model's metadata: its unit and sign, the top layer; a sign other than -1 is +1.
+    assert resolve(model) == defaults.SentimentUnit(3, -1, -1)
+    model.metadata = {"sentiment_unit": 3}
+    assert resolve(model, layer=0) == defaults.SentimentUnit(3, 1, 0)
+    # Nothing names a unit: None, and the caller's error names its own flags.
+    model.metadata = {}
+    assert resolve(model) is None
+
+
+def test_resolve_sentiment_unit_errors(fitted, tmp_path, monkeypatch):
+    _, results_dir = fitted
+    classifier = SentimentClassifier.load(results_dir)
+    model = make_model()
+    for recorded in ("3", True, 2.0):
+        model.metadata = {"sentiment_unit": recorded}
+        with pytest.raises(UserError) as raised:
+            defaults.resolve_sentiment_unit(model, model_name="model m", unit_flag="--unit")
+        assert str(raised.value) == f"model m has sentiment_unit {recorded!r} in its metadata, not a unit index; pass --unit N"
+    assert defaults.resolve_sentiment_unit(model, neuron=1) == defaults.SentimentUnit(1, 1, -1)  # not read
+    # A classifier that uses no unit at all names none.
+    probe = classifier.all_neurons
+    empty = dataclasses.replace(classifier, all_neurons=dataclasses.replace(probe, coef=np.zeros_like(probe.coef)))
+    with pytest.raises(UserError) as raised:
+        defaults.resolve_sentiment_unit(model, empty)
+    assert str(raised.value) == f"{classifier.source} uses no unit at all, so it names no sentiment unit; pass -neuron N"
+    # The default model without its sentiment_unit.json.
+    monkeypatch.setenv(defaults.ENV_VAR, str(tmp_path / "none"))
+    with pytest.raises(UserError, match=r"^no default model installed: .* lacks model/config.json and sentiment_unit"):
+        defaults.resolve_sentiment_unit(model, shipped=True)
+
+
+def test_visualize_draws_a_named_unit_on_the_classifiers_model(fitted, use_default, tmp_path):
+    model_dir, results_dir = fitted
+    text = "a moving film"
+    args = ["visualize", "-classifier", str(results_dir), "-neuron", "4", "-text", text, "-experiment_dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    html = (tmp_path / "mlstm" / "heatmaps" / f"{heatmap_file_stem(unit_values(load_model(model_dir), text, 4).text)}.html")
+    page = html.read_text(encoding="utf-8")
+    assert f"<p>unit 4 of layer 0, model {SentimentClassifier.load(results_dir).model.path}; " in page
+    expected = unit_values(load_model(model_dir), text, 4).values
+    assert [title.split(",")[0] for title in re.findall(r'title="([^"]+)"', page)] == [f"{v:+.4f}" for v in expected]
 
 
 # --------------------------------------------------------------------------- no default model installed

@@ -27,6 +27,9 @@ DEFAULT_NUM_SHARDS = 1002
 DECAYS = ("linear", "cosine", "constant")
 HEAD_INITS = ("probe", "random")
 
+# The names of a binary classifier's labels 0 and 1 (classify's lines, serve's answers).
+LABELS = ("negative", "positive")
+
 # Generation (visualize -generate, serve's /generate): the most bytes the command line writes
 # (serve's own cap is --max-new-bytes), and the largest magnitude a held cell state may take
 # (+1 / -1 steer; past float32's range the model's products overflow).

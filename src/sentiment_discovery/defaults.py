@@ -14,6 +14,9 @@ The package data directory ``sentiment_discovery/default_model/`` holds
 ``$SENTIMENT_DISCOVERY_DEFAULT_MODEL`` names another directory of the same layout to use
 instead. :func:`export_default_model` (``sentiment-discovery export-default``) fills one in.
 Where the parts live is ``locations`` (re-exported here), which the loaders read too.
+:func:`resolve_sentiment_unit` is the one rule for the unit that ``visualize`` and ``serve``
+draw: a unit named, a classifier's top unit, this directory's ``sentiment_unit.json``, or the
+one a model's metadata records.
 
 torch, the checkpoint module and ``transfer`` (numpy) are imported inside
 :func:`export_default_model`, so that ``--help`` of the commands that import this module
@@ -24,7 +27,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import log, storage
@@ -54,7 +57,8 @@ __all__ = [
     "PACKAGE_SIZE_LIMIT_BYTES", "RELATIVE_MODEL_PATH", "RESULTS_PATTERNS", "SENTIMENT_UNIT_FILE",
     "SENTIMENT_UNIT_FORMAT", "SENTIMENT_UNIT_FORMAT_VERSION", "SIZE_LIMIT_BYTES", "ExportReport", "SentimentUnit",
     "classifier_directory", "default_directory", "directory_bytes", "export_default_model",
-    "frozen_classifier_directory", "model_directory", "read_sentiment_unit", "require", "sentiment_unit",
+    "frozen_classifier_directory", "model_directory", "read_sentiment_unit", "require", "resolve_sentiment_unit",
+    "sentiment_unit",
     "shipped_files",
 ]
 
@@ -85,7 +89,11 @@ CHECK_TEXTS = (
 
 @dataclasses.dataclass(frozen=True)
 class SentimentUnit:
-    """The unit that carries sentiment: positive texts drive it up (sign +1) or down (sign -1)."""
+    """The unit that carries sentiment: positive texts drive it up (sign +1) or down (sign -1).
+
+    ``layer`` is an index, or -1 (the top layer) where the source names none (a ``-neuron``, a
+    model's metadata; see :func:`resolve_sentiment_unit`).
+    """
 
     unit: int
     sign: int
@@ -117,10 +125,55 @@ def read_sentiment_unit(path: str | os.PathLike) -> SentimentUnit:
 
 
 def sentiment_unit(hint: str | None = None) -> SentimentUnit:
-    """The default model's sentiment unit (``sentiment_unit.json``)."""
+    """The default model's sentiment unit, as its ``sentiment_unit.json`` says."""
     hint = hint or f"pass -load_model DIR and -neuron N, {INSTALL}"
     root = require([MODEL_PART, SENTIMENT_UNIT_FILE], hint)
     return read_sentiment_unit(root / SENTIMENT_UNIT_FILE)
+
+
+def resolve_sentiment_unit(
+    model,
+    classifier=None,
+    neuron: int | None = None,
+    layer: int | None = None,
+    *,
+    shipped: bool = False,
+    model_name: str = "the model",
+    unit_flag: str = "-neuron",
+) -> SentimentUnit | None:
+    """The sentiment unit to draw (``visualize``) or show (``serve``): the first source that names one.
+
+    1. ``neuron``, a unit the user named (``visualize -neuron``, ``serve --unit``): that unit, sign +1
+       (``visualize -negate`` negates it), the top layer.
+    2. ``classifier``, a classifier the user named (``-classifier``; not one merely found beside a
+       model, which only draws its sentiment trace): its top unit, that unit's sign and the layer it
+       was fitted on. A classifier that uses no unit at all names none: an error.
+    3. ``shipped`` (``model`` is the default model): its ``sentiment_unit.json`` (unit, sign, layer).
+    4. ``model``'s metadata (``export-default``, an importer, ``finetune`` wrote it): ``sentiment_unit``,
+       which must be a unit index, and ``sentiment_unit_sign`` (-1, else +1); the top layer.
+
+    ``layer``, when given, replaces the source's layer. A layer of -1 is the top one; the caller
+    checks the unit and layer against the model. None when no source names a unit: the caller's
+    error says which of its flags would. ``model_name`` and ``unit_flag`` are how the errors
+    name the model and the flag that names a unit.
+    """
+    if neuron is not None:
+        found = SentimentUnit(neuron, 1, -1)
+    elif classifier is not None:
+        if classifier.all_neurons.features_used == 0:
+            raise UserError(f"{classifier.source} uses no unit at all, so it names no sentiment unit; pass {unit_flag} N")
+        found = SentimentUnit(int(classifier.top_units[0]), int(classifier.top_unit_signs[0]), classifier.model.layer)
+    elif shipped:
+        found = sentiment_unit()
+    else:
+        recorded = model.metadata.get("sentiment_unit")
+        if recorded is None:
+            return None
+        if isinstance(recorded, bool) or not isinstance(recorded, int):
+            raise UserError(f"{model_name} has sentiment_unit {recorded!r} in its metadata, not a unit index; "
+                            f"pass {unit_flag} N")
+        found = SentimentUnit(recorded, -1 if model.metadata.get("sentiment_unit_sign") == -1 else 1, -1)
+    return found if layer is None else dataclasses.replace(found, layer=layer)
 
 
 def shipped_files(root: str | os.PathLike | None = None) -> list[Path]:
@@ -174,7 +227,6 @@ def export_default_model(
     out: str | os.PathLike | None = None,
     *,
     bf16: bool = False,
-    say: Callable[[str], None] = log.say,
 ) -> ExportReport:
     """Install ``model`` and the ``classifier`` fitted on it as a default model directory.
 
@@ -203,7 +255,7 @@ def export_default_model(
             f"{fitted.source} uses no unit at all, so its top unit is arbitrary, not a sentiment unit; "
             "fit a classifier that uses the features (e.g. transfer -standardize) before shipping it"
         )
-    unit = SentimentUnit(int(fitted.top_units[0]), int(fitted.top_unit_signs[0]), int(fitted.model.layer))
+    unit = resolve_sentiment_unit(fitted.language_model, fitted)
     results = _read_results(fitted.source)
 
     out = Path(out) if out is not None else default_directory()
@@ -285,8 +337,8 @@ def export_default_model(
 
     model_bytes = directory_bytes(out / MODEL_SUBDIR)
     if model_bytes > SIZE_LIMIT_BYTES:
-        say(f"notice: the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
-            "a shipped default may take (tests/test_default_model.py); export with --bf16")
+        log.notice(f"the model takes {model_bytes / 1e6:.1f} MB, over the {SIZE_LIMIT_BYTES / 1e6:.0f} MB "
+                   "a shipped default may take (tests/test_default_model.py); export with --bf16")
     return ExportReport(out, model_bytes, weights_sha256, weights_storage, unit, len(CHECK_TEXTS), change, agree, results)
 
 

@@ -4,6 +4,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .choices import POOLINGS
 from .data.batching import length_sorted_batches
@@ -21,41 +22,37 @@ def pooled_width(rnn_size: int, pooling: str) -> int:
     return 3 * rnn_size if pooling == "concat" else rnn_size
 
 
+def check_pooling(pooling: str) -> None:
+    """One of :data:`~sentiment_discovery.choices.POOLINGS`, or an error naming them."""
+    if pooling not in POOLINGS:
+        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+
+
+def pool(pooling: str, final: torch.Tensor, maximum: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """A text's feature from its cell states' final value, maximum and mean [..., H]: one of them,
+    or ``concat``, the three joined as [final, max, mean] (:func:`pooled_width` wide)."""
+    check_pooling(pooling)
+    if pooling == "concat":
+        return torch.cat([final, maximum, mean], dim=-1)
+    return {"final": final, "max": maximum, "mean": mean}[pooling]
+
+
 def pool_sequence(cells: torch.Tensor, is_text: torch.Tensor, pooling: str) -> torch.Tensor:
     """Pool whole sequences of states [B, T, H] over the positions where ``is_text`` [B, T] holds.
 
     Texts are left-padded, so the last position is every text's last byte. Differentiable:
     fine-tuning trains through it.
     """
-    if pooling not in POOLINGS:
-        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     mask = is_text[:, :, None]
-    final = cells[:, -1]
-    if pooling == "final":
-        return final
     mean = (cells * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
-    if pooling == "mean":
-        return mean
     maximum = cells.masked_fill(~mask, float("-inf")).amax(dim=1)
-    if pooling == "max":
-        return maximum
-    return torch.cat([final, maximum, mean], dim=1)
+    return pool(pooling, cells[:, -1], maximum, mean)
 
 
 def prefix_pooled(cells: torch.Tensor, pooling: str) -> torch.Tensor:
     """Row t: the pooled feature of the text's first t + 1 bytes, from one text's states [T, H]."""
-    if pooling not in POOLINGS:
-        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    if pooling == "final":
-        return cells
     counts = torch.arange(1, cells.shape[0] + 1, device=cells.device, dtype=cells.dtype)[:, None]
-    mean = cells.cumsum(dim=0) / counts
-    if pooling == "mean":
-        return mean
-    maximum = cells.cummax(dim=0).values
-    if pooling == "max":
-        return maximum
-    return torch.cat([cells, maximum, mean], dim=1)
+    return pool(pooling, cells, cells.cummax(dim=0).values, cells.cumsum(dim=0) / counts)
 
 
 def encode_texts(model, texts: Sequence[str | bytes], preprocess: bool = True) -> list[bytes]:
@@ -108,11 +105,8 @@ def iter_pooled_cells(
     :func:`length_sorted_batches` of all the texts) runs only those batches: a share of the work
     that gives the same numbers as the whole run (``sharding.py``).
     """
-    from tqdm.auto import tqdm
-
     for pooling in poolings:
-        if pooling not in POOLINGS:
-            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        check_pooling(pooling)
     over_sequence = any(pooling != "final" for pooling in poolings)
     precision = resolve_precision(precision, model.device)
     autocast = products_autocast(precision, model.device)
@@ -145,10 +139,7 @@ def iter_pooled_cells(
                     cell_max = torch.maximum(cell_max, cells.masked_fill(~chunk_mask, float("-inf")).amax(dim=1))
                 bar.update(int(np.clip(min(stop, width) - np.maximum(first_byte, start), 0, None).sum()))
             final, mean = state.cell[layer].float(), cell_sum / lengths[:, None]
-            pooled = {"final": final, "mean": mean, "max": cell_max}
-            if "concat" in poolings:
-                pooled["concat"] = torch.cat([final, cell_max, mean], dim=1)
-            yield indices, {pooling: pooled[pooling] for pooling in poolings}
+            yield indices, {pooling: pool(pooling, final, cell_max, mean) for pooling in poolings}
     bar.close()
 
 

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import storage
 from .choices import MAX_HOLD
 from .errors import UserError
 from .features import CHUNK_LENGTH
-from .model import CellOverwrite, RNNState
+from .model import CellOverwrite
 from .precision import products_autocast
 from .text import preprocess_text
 
@@ -168,11 +169,6 @@ def inference(model, precision: str = "fp32"):
         model.train(was_training)
 
 
-def _fp32(state: RNNState) -> RNNState:
-    """The state carried from step to step stays float32 whatever precision the products run in."""
-    return RNNState([h.float() for h in state.hidden], [c.float() for c in state.cell])
-
-
 @contextlib.contextmanager
 def weights_computed_once(model):
     """Each layer's effective (weight-normed) weights computed once, not at every step.
@@ -202,7 +198,7 @@ def _run(model, data: bytes, layer: int, unit: int, state=None):
     for start in range(0, tokens.shape[1], CHUNK_LENGTH):
         encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
         values.append(encoded.cell_sequences[layer][0, :, unit].float().cpu())
-        state = _fp32(encoded.state)
+        state = encoded.state.float()  # carried in float32 whatever the products' precision
     values = torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
     return values, state
 
@@ -268,7 +264,7 @@ class SteeredGeneration:
 
     def _read(self, byte: int) -> tuple[torch.Tensor, float]:
         encoded = self.model.encode(torch.tensor([[byte]], device=self.model.device), self.state, overwrite=self.held)
-        self.state = _fp32(encoded.state)
+        self.state = encoded.state.float()
         return self.model.decode(encoded.hidden[0, -1]), float(self.state.cell[self.layer][0, self.unit])
 
     def step(self) -> tuple[int, float]:
@@ -302,8 +298,6 @@ def generate(
     :func:`prompt_bytes` with ``generate=True`` (no end padding). ``precision``: that of
     the matrix products (see :mod:`sentiment_discovery.precision`).
     """
-    from tqdm.auto import tqdm
-
     if new_bytes < 0:
         raise UserError(f"cannot generate {new_bytes} bytes; ask for 0 or more")
     data = prompt_bytes(model, prompt, generate=True, preprocess=preprocess)
@@ -372,7 +366,7 @@ def display_values(values: np.ndarray, negate: bool = False) -> np.ndarray:
 
 def value_colours(values: np.ndarray, negate: bool = False) -> np.ndarray:
     """RGB uint8 [N, 3]: red (-1) through yellow (0) to green (+1)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: only drawing needs matplotlib (about 1 s to import)
 
     position = (display_values(values, negate) - VALUE_RANGE[0]) / (VALUE_RANGE[1] - VALUE_RANGE[0])
     return np.round(colormaps[COLOUR_MAP](position)[:, :3] * 255).astype(np.uint8)
@@ -460,7 +454,7 @@ def render_png(
     With a sentiment trace, a strip under each character shows P(positive) of the text so far
     (red 0, yellow 0.5, green 1).
     """
-    import matplotlib
+    import matplotlib  # lazy, as in value_colours
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure

@@ -17,12 +17,11 @@ import contextlib
 import dataclasses
 
 from .. import log, storage
+from ..choices import LABELS
 from ..errors import UserError
 from ..options import check_options, option
 from ..text import escape_control
 from .common import ExperimentConfig, FeatureOptions, print_result, resolve_load_model
-
-LABELS = ("negative", "positive")
 
 
 @dataclasses.dataclass(kw_only=True)

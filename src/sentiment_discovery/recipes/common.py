@@ -76,15 +76,14 @@ SEED_PROCESS_NO_OPS = {
 # ---------------------------------------------------------------- -load_model
 
 
-def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
+def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
     """The model directory that ``-load_model NAME`` means.
 
     NAME is a model directory, the name of an installed model (docs/models.md), or (as in the 2017 commands) a checkpoint name such as
     ``e0.pt`` looked up in ``<experiment_dir>/<experiment_name>/<model_dir>/``, where it
     names the model directory ``e0``. As in 2017, where ``e<K>.pt`` was saved when epoch K's
     loop ended, early (-max_iters, a stop) or not, ``e<K>.pt`` of an epoch that never
-    finished is that epoch's newest checkpoint (``iter<N>``), with a notice (to ``say``,
-    default the package's logger).
+    finished is that epoch's newest checkpoint (``iter<N>``), with a notice.
     """
     path = Path(name)
     if path.is_dir():
@@ -105,8 +104,8 @@ def resolve_load_model(name: str, config: ExperimentConfig, say=None) -> Path:
     if epoch:
         unfinished = _newest_checkpoint_of_epoch(config.model_path, int(epoch.group(1)))
         if unfinished is not None:
-            (say or log.say)(
-                f"notice: -load_model {name}: epoch {epoch.group(1)} did not finish (no {candidates[0]}); "
+            log.notice(
+                f"-load_model {name}: epoch {epoch.group(1)} did not finish (no {candidates[0]}); "
                 f"using its newest checkpoint, {unfinished}"
             )
             return unfinished

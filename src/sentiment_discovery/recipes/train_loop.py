@@ -125,7 +125,7 @@ def _starting_point(config, say) -> tuple[Path | None, Path | None]:
         _warn_of_newer_incomplete(model_path, checkpoints[-1], say)
         return checkpoints[-1][1], None
     if config.load_model:
-        return None, resolve_load_model(config.load_model, config, say)  # say: only the ranks that print
+        return None, resolve_load_model(config.load_model, config)
     existing = training.model_directories(model_path)
     if existing and not config.should_test:
         names = ", ".join(p.name for p in existing[-3:])

@@ -25,6 +25,7 @@ from ..choices import MAX_GENERATE_BYTES, MAX_HOLD
 from ..errors import UserError
 from ..options import check_options, option
 from ..precision import PRECISIONS
+from ..storage import file_sha256
 from ..text import escape_control
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, print_result, resolve_load_model
 
@@ -107,75 +108,58 @@ class VisualizeConfig(ExperimentConfig):
 COMMAND_CONFIG = VisualizeConfig
 
 
-def sentiment_unit(model, config: VisualizeConfig) -> int:
-    """``-neuron``, or the unit recorded in the model's metadata (``export-default``, an importer)."""
-    if config.neuron is not None:
-        return config.neuron
-    unit = model.metadata.get("sentiment_unit")
+def default_model_directory(config: VisualizeConfig) -> Path:
+    """The shipped model (and, without -neuron, its sentiment unit); one error naming what is missing."""
+    parts = [defaults.MODEL_PART] + ([defaults.SENTIMENT_UNIT_FILE] if config.neuron is None else [])
+    hint = f"pass -load_model DIR ({defaults.GET_A_MODEL}), {defaults.INSTALL}"
+    if config.neuron is None and (defaults.default_directory() / defaults.MODEL_PART).is_file():
+        hint = f"pass -neuron N, {defaults.INSTALL} again"
+    return defaults.require(parts, hint) / defaults.MODEL_SUBDIR
+
+
+def classifier_model(config: VisualizeConfig, fitted: "transfer.SentimentClassifier") -> Path:
+    """The model ``-classifier`` was fitted on: its own, or ``-load_model`` checked to be that model."""
+    # lazy, for start-up time: the CLI imports this module for --help; checkpoint imports torch
+    from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
+
+    if config.load_model is None:
+        return Path(fitted.model.path)
+    model_path = resolve_load_model(config.load_model, config)
+    if file_sha256(resolve_model_directory(model_path) / WEIGHTS_FILE) != fitted.model.weights_sha256:
+        raise UserError(
+            f"{fitted.source} was fitted on model {fitted.model.path}, not on -load_model {config.load_model} "
+            "(other weights); pass the model it was fitted on, or -neuron N"
+        )
+    return model_path
+
+
+def model_to_draw(config: VisualizeConfig, classifier: "transfer.SentimentClassifier | None") -> tuple[Path, str]:
+    """The model directory drawn, and how the caption names it."""
+    if config.classifier is not None:
+        return classifier_model(config, classifier), f"model {config.load_model or classifier.model.path}"
+    if config.load_model is None:
+        return default_model_directory(config), "the default model"
+    if classifier is not None:  # a finetune run directory: its model/
+        return Path(classifier.model.path), f"model {config.load_model}"
+    return resolve_load_model(config.load_model, config), f"model {config.load_model}"
+
+
+def unit_to_draw(model, config: VisualizeConfig, classifier, model_name: str) -> "defaults.SentimentUnit":
+    """The unit drawn, by :func:`defaults.resolve_sentiment_unit` (``-layer -1`` keeps the unit's own layer)."""
+    unit = defaults.resolve_sentiment_unit(
+        model,
+        classifier if config.classifier is not None else None,  # a finetune run's classifier draws its trace only
+        config.neuron,
+        None if config.layer == -1 else config.layer,
+        shipped=config.load_model is None and config.classifier is None,
+        model_name=model_name,
+    )
     if unit is None:
         raise UserError(
             f"no -neuron given and model {config.load_model} has no sentiment_unit in its metadata; "
             "pass -neuron N or -classifier DIR (the results directory transfer wrote)"
         )
-    if isinstance(unit, bool) or not isinstance(unit, int):
-        raise UserError(
-            f"model {config.load_model} has sentiment_unit {unit!r} in its metadata, not a unit index; pass -neuron N"
-        )
     return unit
-
-
-@dataclasses.dataclass(frozen=True)
-class Drawn:
-    """What is drawn: which unit of which layer, negated or not, and how the model is named."""
-
-    unit: int
-    layer: int
-    negate: bool
-    model_name: str
-
-
-def default_model_directory(config: VisualizeConfig):
-    """The shipped model and, without -neuron, its sentiment unit; one error naming what is missing."""
-    parts = [defaults.MODEL_PART] + ([defaults.SENTIMENT_UNIT_FILE] if config.neuron is None else [])
-    hint = f"pass -load_model DIR ({defaults.GET_A_MODEL}), {defaults.INSTALL}"
-    if config.neuron is None and (defaults.default_directory() / defaults.MODEL_PART).is_file():
-        hint = f"pass -neuron N, {defaults.INSTALL} again"
-    root = defaults.require(parts, hint)
-    unit = None if config.neuron is not None else defaults.read_sentiment_unit(root / defaults.SENTIMENT_UNIT_FILE)
-    return root / defaults.MODEL_SUBDIR, unit
-
-
-def classifier_unit(config: VisualizeConfig):
-    """The model and the sentiment unit of ``-classifier`` (checked to be the model it was fitted on)."""
-    # lazy, for start-up time: the CLI imports this module for --help; transfer and checkpoint import numpy and torch
-    from .. import transfer
-    from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
-    from ..storage import file_sha256
-
-    fitted = transfer.SentimentClassifier.load(config.classifier)
-    if fitted.all_neurons.features_used == 0:
-        raise UserError(f"{fitted.source} uses no unit at all, so it names no sentiment unit; pass -neuron N")
-    if config.load_model is None:
-        model_path = fitted.model.path
-    else:
-        model_path = resolve_load_model(config.load_model, config)
-        if file_sha256(resolve_model_directory(model_path) / WEIGHTS_FILE) != fitted.model.weights_sha256:
-            raise UserError(
-                f"{fitted.source} was fitted on model {fitted.model.path}, not on -load_model {config.load_model} "
-                "(other weights); pass the model it was fitted on, or -neuron N"
-            )
-    return model_path, defaults.SentimentUnit(fitted.top_units[0], fitted.top_unit_signs[0], fitted.model.layer)
-
-
-def choose_unit(model, config: VisualizeConfig, recorded: "defaults.SentimentUnit | None", model_name: str) -> Drawn:
-    if recorded is not None:
-        layer = config.layer if config.layer != -1 else recorded.layer
-        return Drawn(recorded.unit, layer, config.negate or recorded.negate, model_name)
-    if config.load_model is None:
-        return Drawn(config.neuron, config.layer, config.negate, model_name)
-    unit = sentiment_unit(model, config)
-    recorded_negative = config.neuron is None and model.metadata.get("sentiment_unit_sign") == -1
-    return Drawn(unit, config.layer, config.negate or recorded_negative, model_name)
 
 
 def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | None":
@@ -219,22 +203,10 @@ def run(config: VisualizeConfig) -> None:
     configure_threads()
     seed_everything(config.seed)
     classifier = find_classifier(config)
-    recorded = None
-    if config.classifier is not None and config.neuron is None:
-        model_path, recorded = classifier_unit(config)
-        model_name = f"model {config.load_model or model_path}"
-    elif config.load_model is None:
-        model_path, recorded = default_model_directory(config)
-        model_name = "the default model"
-    elif classifier is not None and config.classifier is None:
-        model_path = Path(classifier.model.path)  # a finetune run directory: its model/
-        model_name = f"model {config.load_model}"
-    else:
-        model_path = resolve_load_model(config.load_model, config)
-        model_name = f"model {config.load_model}"
+    model_path, model_name = model_to_draw(config, classifier)
     model = load_model(model_path, device=select_device(config.cuda))
-    drawn = choose_unit(model, config, recorded, model_name)
-    unit, negate = drawn.unit, drawn.negate
+    drawn = unit_to_draw(model, config, classifier, model_name)
+    unit, negate = drawn.unit, config.negate or drawn.negate
     if config.generate:
         prompt = visualize.prompt_bytes(model, config.text, generate=True)
         if config.seq_length <= len(prompt):
@@ -270,7 +242,7 @@ def run(config: VisualizeConfig) -> None:
             trace = dataclasses.replace(trace, probabilities=probabilities, probability_name=f"P(class {predicted})")
 
     layer = visualize.layer_index(model, drawn.layer)
-    caption = f"unit {unit} of layer {layer}, {drawn.model_name}"
+    caption = f"unit {unit} of layer {layer}, {model_name}"
     if negate:
         caption += ", colours negated"
     if classifier is not None and classifier.classes is not None:

@@ -6,6 +6,7 @@ a unit the model lacks), 500 for a fault of the server, which then goes on servi
 """
 
 import asyncio
+import contextlib
 import importlib.resources
 import json
 
@@ -17,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, visualize
+from ..choices import LABELS
 from ..errors import UserError
-from .service import LABELS, InferenceService, LimitExceeded
+from .service import InferenceService, LimitExceeded
 
 PAGE_FILE = "page.html"
 
@@ -103,8 +105,6 @@ async def _result(future):
 
 def create_app(service: InferenceService) -> FastAPI:
     """The application; closing it (the end of its lifespan) closes the service."""
-    import contextlib
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield

@@ -30,11 +30,8 @@ import numpy as np
 from .. import defaults, transfer, visualize
 from ..checkpoint import load_model, resolve_model_directory
 from ..errors import UserError
-from ..choices import POOLINGS
-from ..features import encode_texts
+from ..features import check_pooling, encode_texts
 from ..precision import PRECISIONS, resolve_precision
-
-LABELS = ("negative", "positive")
 
 
 class LimitExceeded(UserError):
@@ -138,7 +135,8 @@ class InferenceService:
         **options,
     ) -> "InferenceService":
         """The shipped model and classifier, or the ones named; the unit shown is ``unit`` (of
-        ``layer``), else the classifier's top unit, else the sentiment unit in the model's metadata.
+        ``layer``), else the classifier's top unit, else the shipped unit, else the sentiment unit
+        in the model's metadata (:func:`defaults.resolve_sentiment_unit`).
 
         A model without a classifier serves everything but ``classify``.
         """
@@ -148,20 +146,18 @@ class InferenceService:
             fitted.attach_model(model if model is not None else fitted.model.path)
             language_model = fitted.language_model
             model_path = model if model is not None else fitted.model.path
-            found = ShownUnit(int(fitted.top_units[0]), fitted.model.layer, int(fitted.top_unit_signs[0]))
-            if classifier is None:  # the shipped default: its sentiment unit file says which unit
-                shipped = defaults.sentiment_unit()
-                found = ShownUnit(shipped.unit, shipped.layer, shipped.sign)
         else:
             model_path = resolve_model_directory(model)
             language_model = load_model(model_path, device=device)
-            recorded = language_model.metadata.get("sentiment_unit")
-            sign = -1 if language_model.metadata.get("sentiment_unit_sign") == -1 else 1
-            found = ShownUnit(recorded, -1, sign) if isinstance(recorded, int) and not isinstance(recorded, bool) else None
-        if unit is not None:
-            found = ShownUnit(unit, layer if layer is not None else -1)
-        elif layer is not None and found is not None:
-            found = dataclasses.replace(found, layer=layer)
+        found = defaults.resolve_sentiment_unit(
+            language_model,
+            fitted if classifier is not None else None,  # the shipped classifier's unit is the shipped unit file's
+            unit,
+            layer,
+            shipped=model is None and classifier is None,
+            model_name=f"model {model}",
+            unit_flag="--unit",
+        )
         if found is None:
             raise UserError(
                 f"model {model} records no sentiment unit and no classifier was given; "
@@ -172,7 +168,8 @@ class InferenceService:
             name = "the model shipped with the package"
         else:
             name = Path(model_path).name
-        return cls(language_model, fitted, unit=found, model_name=name, model_path=str(model_path), **options)
+        shown = ShownUnit(found.unit, found.layer, found.sign)
+        return cls(language_model, fitted, unit=shown, model_name=name, model_path=str(model_path), **options)
 
     def info(self) -> dict:
         model, classifier = self.model, self.classifier
@@ -400,8 +397,7 @@ class InferenceService:
         """Future of a float32 [texts, rnn_size] array, as ``sentiment-discovery featurize`` writes."""
         precision = precision or self.featurize_precision
         self.check_texts(texts)
-        if pooling not in POOLINGS:
-            raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        check_pooling(pooling)
         if precision not in PRECISIONS:
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         layer = self.layer_index(layer)

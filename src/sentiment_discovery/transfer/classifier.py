@@ -313,9 +313,7 @@ class SentimentClassifier:
         import torch
 
         from ..features import CHUNK_LENGTH, prefix_pooled
-        from ..model import RNNState
         from ..precision import products_autocast
-        from ..text import preprocess_text
 
         if not isinstance(text, (str, bytes)):
             raise UserError(f"probability_trace takes one text (a str), not a {type(text).__name__}")
@@ -337,7 +335,7 @@ class SentimentClassifier:
             with torch.no_grad(), products_autocast(self.precision, model.device):
                 for start in range(0, tokens.shape[1], CHUNK_LENGTH):
                     encoded = model.encode(tokens[:, start : start + CHUNK_LENGTH], state, return_cell_sequences=True)
-                    state = RNNState([h.float() for h in encoded.state.hidden], [c.float() for c in encoded.state.cell])
+                    state = encoded.state.float()
                     cells.append(encoded.cell_sequences[self.model.layer][0].float())
         finally:
             model.train(was_training)
