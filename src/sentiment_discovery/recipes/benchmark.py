@@ -11,13 +11,10 @@ The measuring itself is in :mod:`sentiment_discovery.speed`.
 
 from .. import log, storage
 from ..configs.benchmark import BenchmarkConfig
+from ..speed import benchmark, format_report
 
 
 def run(config: BenchmarkConfig) -> None:
-    # Lazy imports, not at the top: the CLI imports this module for its flags, and
-    # `--help` should not wait for torch (docs/performance.md).
-    from ..speed import benchmark, format_report
-
     report = benchmark(config)
     print(format_report(report))
     if config.json:

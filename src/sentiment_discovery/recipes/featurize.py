@@ -3,22 +3,21 @@
 import contextlib
 from pathlib import Path
 
-from .. import log, memory, storage
+import numpy as np
+import torch
+
+from .. import log, memory, sharding, storage
+from ..checkpoint import load_model
 from ..configs.featurize import FeaturizeConfig
+from ..data.readers import read_texts
 from ..errors import UserError
+from ..features import CHUNK_LENGTH, pooled_width
 from ..options import check_options
+from ..runtime import configure_threads, select_device
+from .sharded import featurize_shares
 
 
 def run(config: FeaturizeConfig) -> None:
-    # Lazy imports, not at the top: the CLI imports this module for its flags, and
-    # `--help` should not wait for torch and numpy (docs/performance.md).
-    import numpy as np
-
-    from ..checkpoint import load_model
-    from ..data.readers import read_texts
-    from ..runtime import configure_threads, select_device
-    from .sharded import featurize_shares, sharding
-
     check_options(config)
     output = Path(config.output)
     if output.suffix.lower() != ".npy":
@@ -50,8 +49,6 @@ def run(config: FeaturizeConfig) -> None:
 
 def check_memory(model, texts, config: FeaturizeConfig) -> None:
     """Refuse a -batch_size whose batch of cell states (with the features) cannot fit, before featurizing."""
-    from ..features import CHUNK_LENGTH, pooled_width  # lazy: torch
-
     streams = min(config.batch_size, len(texts))
     length = min(CHUNK_LENGTH, max(len(text) for text in texts) + 3)  # + the padding, roughly
     rnn_size, layers = model.config.rnn_size, model.config.layers
@@ -59,8 +56,6 @@ def check_memory(model, texts, config: FeaturizeConfig) -> None:
                                     pooled_width(rnn_size, config.pooling))
     available, where = None, "this machine"
     if model.device.type == "cuda":
-        import torch  # lazy, as above
-
         available, where = torch.cuda.mem_get_info(model.device)[0], "the GPU"
     memory.check_fits(needed, f"featurizing {len(texts)} texts in batches of {streams}", "lower -batch_size",
                       available=available, where=where)

@@ -6,15 +6,14 @@ either name imports any supported source; the two names are what users look for.
 installs the model in the model cache instead of DEST (docs/models.md).
 """
 
-from .. import log, model_cache
+from .. import log, model_cache, storage, text
 from ..configs.importers import ImportConfig
 from ..errors import UserError
+from ..importers import import_weights
 
 
 def text_options(style: str):
     """The TextOptions of a --text style; None for authors (the importer's own choice)."""
-    from .. import text  # lazy: --help imports this module, and the text options are needed only here
-
     return {
         "authors": None, "openai": text.OPENAI_TEXT_OPTIONS, "nvidia-2017": text.NVIDIA_2017_TEXT_OPTIONS,
         "paper": text.PAPER_TEXT_OPTIONS, "project": text.TextOptions(),
@@ -22,10 +21,6 @@ def text_options(style: str):
 
 
 def run(config: ImportConfig) -> None:
-    # lazy, not at the top: `--help` should not wait for torch
-    from .. import storage
-    from ..importers import import_weights
-
     if (config.dest is None) == (config.name is None):
         both = ", not both" if config.dest is not None else ""
         raise UserError(f"give DEST (a model directory to write) or --name NAME (install it in the model cache){both}")

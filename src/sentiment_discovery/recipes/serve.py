@@ -14,6 +14,8 @@ from .. import log
 from ..configs.serve import ServeConfig
 from ..errors import UserError
 from ..options import check_options
+from ..runtime import select_device
+from ..serve.service import InferenceService, Limits
 
 INSTALL_EXTRA = "pip install 'sentiment-discovery[serve]'"
 
@@ -42,7 +44,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(config: ServeConfig) -> int | None:
     try:
-        # lazy: the serve extra is optional, and --help should not wait for torch
+        # lazy: the serve extra (uvicorn, FastAPI) is optional; without it, one line saying how to install it
         import uvicorn
 
         from ..serve.app import create_app
@@ -50,9 +52,6 @@ def run(config: ServeConfig) -> int | None:
         _Server = _server_class()
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
-    from ..runtime import select_device  # lazy, as above
-    from ..serve.service import InferenceService, Limits
-
     check_options(config)
     limits = Limits(
         text_chars=config.max_text_chars, texts=config.max_texts, new_bytes=config.max_new_bytes,
