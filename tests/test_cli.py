@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -79,6 +80,39 @@ def test_mlstm_implementation_names_match_the_model():
     assert tuple(MLSTM_IMPLEMENTATIONS) == MLSTM_IMPLEMENTATION_NAMES
 
 
+def test_dataset_names_match_the_downloads():
+    from sentiment_discovery.choices import DATASET_NAMES
+    from sentiment_discovery.data.download import DATASETS
+
+    assert tuple(DATASETS) == DATASET_NAMES
+
+
+def test_config_modules_import_no_heavy_library():
+    """Each config module, imported in turn in a fresh interpreter, brings in none of HEAVY_MODULES;
+    they are the ones the commands name, with the shared ``configs.common``."""
+    import sentiment_discovery.configs
+
+    package = sentiment_discovery.configs
+    names = sorted(f"{package.__name__}.{module.name}" for module in pkgutil.iter_modules(package.__path__))
+    assert set(names) == {command.config for command in cli.COMMANDS.values()} | {"sentiment_discovery.configs.common"}
+    program = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"    print(name, [heavy for heavy in {HEAVY_MODULES!r} if heavy in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{name} []" for name in names]
+
+
+def test_each_recipe_runs_its_commands_config():
+    """``recipes.<command>.<Config>`` is the class the command line parses the flags into."""
+    for command in cli.COMMANDS:
+        config_class = cli.config_class(command)
+        assert getattr(cli.recipe(command), config_class.__name__) is config_class, command
+
+
 def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
     status = cli.main(["featurize", "--model", str(tmp_path / "missing"), "--input", "x.csv", "--output", "y.npy"])
     err = capsys.readouterr().err
@@ -98,7 +132,7 @@ from sentiment_discovery import cli
 from sentiment_discovery.options import config_from_args
 
 args = cli.build_parser().parse_args(sys.argv[1:])  # an unknown flag exits 2 with one error line
-config_from_args(cli.recipe(args.command).COMMAND_CONFIG, args, command=args.command)
+config_from_args(cli.config_class(args.command), args, command=args.command)
 with open(sys.argv[0] + ".log", "a") as log:
     log.write(args.command + "\\n")
 """

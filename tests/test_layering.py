@@ -22,6 +22,8 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 LAYERS: list[list[str]] = [
     # foundation, torch-free: errors, messages, files, text, flags, shared constants
     ["", "errors", "log", "storage", "text", "locations", "model_cache", "options", "choices", "model_config", "memory", "cores"],
+    # each command's flags (its config dataclass), what the command line reads to build its parser
+    ["configs"],
     # the runtime: precision, device, threads
     ["precision", "runtime"],
     # reading and batching data

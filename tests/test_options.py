@@ -78,7 +78,7 @@ def test_every_command_with_numbers_declares_bounds():
 
 @pytest.mark.parametrize("command, name, value", CASES)
 def test_a_value_out_of_bounds_is_one_error_line_naming_the_flag(command, name, value, capsys):
-    config_class = cli.recipe(command).COMMAND_CONFIG
+    config_class = cli.config_class(command)
     status = cli.main([command, *required_args(config_class), f"-{name}", str(value)])
     err = capsys.readouterr().err
     assert status == 2
@@ -149,7 +149,7 @@ def test_no_op_flags_are_not_fields_so_results_do_not_record_them():
 
 @pytest.mark.parametrize("command, name", no_op_cases())
 def test_every_no_op_flag_is_accepted_and_noted(command, name, capsys):
-    config_class = cli.recipe(command).COMMAND_CONFIG
+    config_class = cli.config_class(command)
     why = no_op_flags(config_class)[name]
     parser = cli.build_parser()
     for form in [*([spelling] for spelling in spellings(name)), [f"-{name}", "1"], [f"--{name}=x"]]:

@@ -432,7 +432,7 @@ def test_every_readme_flag_is_accepted_in_every_spelling(script, capsys):
     """Each flag of the README's lists, for each script that took it: ``-a_b``, ``--a_b``,
     ``--a-b`` and ``--a_b=value``; one that means nothing now is a no-op with a notice."""
     command = COMMAND_OF[script]
-    config_class = cli.recipe(command).COMMAND_CONFIG
+    config_class = cli.config_class(command)
     fields = {  # every name a flag is spelled from (its own and its aliases): its field
         name: f
         for f in dataclasses.fields(config_class)

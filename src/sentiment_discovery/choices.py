@@ -7,6 +7,8 @@ second (docs/performance.md). Each value is defined here once; the modules that 
 import it from here.
 """
 
+# The precision of the matrix products (precision.resolve_precision).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # How a text's sequence of cell states becomes one feature vector (features.featurize).
 POOLINGS = ("final", "mean", "max", "concat")
 # Recurrent layer types (model.ModelConfig).
@@ -20,6 +22,8 @@ PERSIST_STATE_CHOICES = (RESET_AT_TEXT, RESET_AT_SHARD, NEVER_RESET)
 SCHEDULES = ("LinearLR", "ExponentialLR")
 # Input file formats (data.readers).
 FORMATS = ("csv", "tsv", "json", "jsonl", "txt")
+# The datasets `download` fetches (data.download.DATASETS).
+DATASET_NAMES = ("sst2", "imdb", "mr", "cr", "subj", "mpqa")
 # The release dealt every corpus into 1002 shards (1000 train, 1 validation, 1 test).
 DEFAULT_NUM_SHARDS = 1002
 
@@ -35,3 +39,13 @@ LABELS = ("negative", "positive")
 # (+1 / -1 steer; past float32's range the model's products overflow).
 MAX_GENERATE_BYTES = 10_000
 MAX_HOLD = 1e6
+
+# Transfer's regularisation strengths C (transfer.sweep): 2^-8 ... 2^0, the paper's code's grid.
+DEFAULT_C_GRID = tuple(float(2.0**power) for power in range(-8, 1))
+
+# How a first-release mLSTM checkpoint's gate blocks are laid out (importers.py, docs/importing.md):
+# "unfused": its own cell, gates i, f, o, u; "fused" (-fuse_lstm, run on the CPU): PyTorch's
+# LSTMCell, gates i, f, g, o; "fused-cuda": the same on CUDA, whose fused kernel drops the
+# recurrent bias when the input weight has none; "auto": the checkpoint's saved -fuse_lstm
+# flag where it records one (a model trained fused was trained on CUDA), else "unfused".
+GATE_LAYOUTS = ("auto", "unfused", "fused", "fused-cuda")

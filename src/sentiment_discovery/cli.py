@@ -1,7 +1,9 @@
 """``sentiment-discovery``: one sub-command per job, each a thin layer over a recipe.
 
-A recipe module defines ``COMMAND_CONFIG`` (a dataclass whose fields are the flags, see
-``options.option``) and ``run(config)``. The CLI turns flags into that config and calls it;
+A command has a config module (``configs/<command>.py``: ``COMMAND_CONFIG``, a dataclass whose
+fields are the flags, see ``options.option``), which imports no torch, and a recipe module
+(``recipes/<command>.py``: ``run(config)``), imported only to run the command. The CLI builds its
+parser from the configs alone, turns the flags into the chosen command's config and calls its run;
 a :class:`UserError` becomes one ``error:`` line and exit status 2, and so does an
 operating-system error on a file (a full or read-only disk, a permission denied), here and
 nowhere else: ``error: cannot write out.csv: no space left on device``.
@@ -15,28 +17,38 @@ import signal
 import sys
 import threading
 import warnings
+from typing import NamedTuple
 
 from . import __version__, log, storage
 from .errors import UserError
 from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
-# command -> (recipe module, one-line description)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("sentiment_discovery.recipes.train", "train the byte-level language model on a corpus (resumable, mixed precision, DDP)"),
-    "featurize": ("sentiment_discovery.recipes.featurize", "write the features (final cell states) of a text file to .npy"),
-    "import-openai": ("sentiment_discovery.recipes.importers", "convert OpenAI's released weights (model/0.npy ... 14.npy) into a model directory"),
-    "import-pytorch": ("sentiment_discovery.recipes.importers", "convert a 2017 PyTorch reproduction checkpoint (.pt) into a model directory"),
-    "preprocess": ("sentiment_discovery.recipes.preprocess", "clean review dumps into an on-disk byte corpus (train/valid/test)"),
-    "download": ("sentiment_discovery.recipes.download", "fetch SST-2, IMDB, MR, CR, SUBJ or MPQA (verified by sha256), or OpenAI's mLSTM into the model cache"),
-    "visualize": ("sentiment_discovery.recipes.visualize", "heatmap of one unit over a text, and generation steered by it"),
-    "transfer": ("sentiment_discovery.recipes.transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
-    "classify": ("sentiment_discovery.recipes.classify", "label new texts with a classifier saved by transfer"),
-    "calibrate": ("sentiment_discovery.recipes.calibrate", "fit a classifier's temperature (and, with -ngrams, an n-gram part) on held-out texts"),
-    "finetune": ("sentiment_discovery.recipes.finetune", "train the language model and a classifier head together on labelled texts"),
-    "export-default": ("sentiment_discovery.recipes.export_default", "install a model and its classifier as the default model shipped in the package"),
-    "benchmark": ("sentiment_discovery.recipes.benchmark", "training and featurizing speed of the mLSTM on this machine"),
-    "serve": ("sentiment_discovery.recipes.serve", "a live page (heatmap, P(positive), steered writing) and a JSON API over a model loaded once"),
-    "models": ("sentiment_discovery.recipes.models", "list the models installed in the model cache and those `download` fetches"),
+class Command(NamedTuple):
+    config: str  # the module of its flags (COMMAND_CONFIG): torch-free, read to build the parser
+    recipe: str  # the module of its run(config): imported only to run it
+    description: str  # one line, for --help
+
+
+def _command(name: str, description: str) -> Command:
+    return Command(f"sentiment_discovery.configs.{name}", f"sentiment_discovery.recipes.{name}", description)
+
+
+COMMANDS: dict[str, Command] = {
+    "train": _command("train", "train the byte-level language model on a corpus (resumable, mixed precision, DDP)"),
+    "featurize": _command("featurize", "write the features (final cell states) of a text file to .npy"),
+    "import-openai": _command("importers", "convert OpenAI's released weights (model/0.npy ... 14.npy) into a model directory"),
+    "import-pytorch": _command("importers", "convert a 2017 PyTorch reproduction checkpoint (.pt) into a model directory"),
+    "preprocess": _command("preprocess", "clean review dumps into an on-disk byte corpus (train/valid/test)"),
+    "download": _command("download", "fetch SST-2, IMDB, MR, CR, SUBJ or MPQA (verified by sha256), or OpenAI's mLSTM into the model cache"),
+    "visualize": _command("visualize", "heatmap of one unit over a text, and generation steered by it"),
+    "transfer": _command("transfer", "sentiment transfer: L1 logistic regression on the features, the sentiment neuron"),
+    "classify": _command("classify", "label new texts with a classifier saved by transfer"),
+    "calibrate": _command("calibrate", "fit a classifier's temperature (and, with -ngrams, an n-gram part) on held-out texts"),
+    "finetune": _command("finetune", "train the language model and a classifier head together on labelled texts"),
+    "export-default": _command("export_default", "install a model and its classifier as the default model shipped in the package"),
+    "benchmark": _command("benchmark", "training and featurizing speed of the mLSTM on this machine"),
+    "serve": _command("serve", "a live page (heatmap, P(positive), steered writing) and a JSON API over a model loaded once"),
+    "models": _command("models", "list the models installed in the model cache and those `download` fetches"),
 }
 
 
@@ -44,12 +56,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 LIGHT_COMMANDS = ("download", "models")
 
 
-def recipe(command: str):
-    return importlib.import_module(COMMANDS[command][0])
+def config_class(command: str) -> type:
+    """The config dataclass of ``command``, whose fields are its flags (imports no torch)."""
+    return importlib.import_module(COMMANDS[command].config).COMMAND_CONFIG
 
 
 def config_classes() -> dict[str, type]:
-    return {command: recipe(command).COMMAND_CONFIG for command in COMMANDS}
+    return {command: config_class(command) for command in COMMANDS}
+
+
+def recipe(command: str):
+    """The module that runs ``command`` (``run(config)``); it may import torch at its top."""
+    return importlib.import_module(COMMANDS[command].recipe)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command, (_, description) in COMMANDS.items():
+    for command, (_, _, description) in COMMANDS.items():
         command_parser = sub.add_parser(command, help=description, description=description, allow_abbrev=False)
-        add_config_arguments(command_parser, recipe(command).COMMAND_CONFIG)
+        add_config_arguments(command_parser, config_class(command))
     sub.add_parser("flags", help="print the flag reference of every command (docs/flags.md)")
     return parser
 
@@ -100,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """Hold a Ctrl-C that comes while the recipes are imported and raise it once they are.
+    """Hold a Ctrl-C that comes while the configs or a recipe are imported and raise it once they are.
 
     A KeyboardInterrupt inside an import can leave a half-initialised module (torch) whose
     next use fails with an unrelated error and a traceback; waiting the few seconds the
@@ -136,15 +154,15 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "flags":
         sys.stdout.write(flag_reference_markdown(config_classes()))
         return 0
-    module = recipe(args.command)
-    if args.command not in LIGHT_COMMANDS:
-        # torch is imported on first use (for a fast --help), which for these commands is now:
-        # import it here, under the same hold, since a Ctrl-C inside torch's import can abort
-        # the interpreter from C++ instead of raising KeyboardInterrupt.
-        with _interrupts_held():
+    # The recipe, and torch with it, imported under the same hold: a Ctrl-C inside torch's import
+    # can abort the interpreter from C++ instead of raising KeyboardInterrupt. (torch is imported
+    # here even for a recipe that imports it on first use; the light commands run without it.)
+    with _interrupts_held():
+        module = recipe(args.command)
+        if args.command not in LIGHT_COMMANDS:
             importlib.import_module("torch")
     try:
-        config = config_from_args(module.COMMAND_CONFIG, args, command=args.command)
+        config = config_from_args(config_class(args.command), args, command=args.command)
         check_options(config, spelled_flags(args))  # the declared bounds, the flag named as typed
         status = module.run(config)
     except UserError as error:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CONFIG_FILE, save_model
+from .choices import GATE_LAYOUTS  # how a first-release mLSTM's gate blocks are laid out
 from .errors import UserError
 from .model import VOCAB_SIZE, ByteLM, ModelConfig
 from .text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, TextOptions
@@ -73,14 +74,6 @@ PYTORCH_TEXT_OPTIONS = NVIDIA_2017_TEXT_OPTIONS
 
 # The later release orders an mLSTM's gates i, f, g, o (PyTorch's LSTMCell); ours are i, f, o, u.
 LATER_TO_OUR_GATES = (0, 1, 3, 2)
-
-# How a first-release mLSTM checkpoint's gate blocks are laid out (docs/importing.md):
-# "unfused": its own cell, gates i, f, o, u; "fused" (-fuse_lstm, run on the CPU): PyTorch's
-# LSTMCell, gates i, f, g, o; "fused-cuda": the same on CUDA, whose fused kernel drops the
-# recurrent bias when the input weight has none; "auto": the checkpoint's saved -fuse_lstm
-# flag where it records one (a model trained fused was trained on CUDA), else "unfused".
-GATE_LAYOUTS = ("auto", "unfused", "fused", "fused-cuda")
-
 
 def _shape_of(template: tuple[str, ...], sizes: dict[str, int]) -> tuple[int, ...]:
     return tuple(sizes[name] for name in template)

@@ -15,16 +15,18 @@ The decision is made once per process and device and printed once as a notice. A
 names the measured slowdown. Only the products run in the low precision (autocast); the
 recurrent state, the features, the loss and the weights stay float32.
 
-torch is imported on first use, not at import time: the CLI reads :data:`PRECISIONS` to
-build its flags, and ``--help`` must not wait for torch (docs/performance.md).
+:data:`PRECISIONS` itself lives in :mod:`sentiment_discovery.choices`, which the command line
+reads to build its flags without importing torch.
 """
 
 import time
 
+import torch
+
 from . import log
+from .choices import PRECISIONS
 from .errors import UserError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The product timed to confirm a CPU's native bf16: ~0.1-0.4 ms per run on one core.
 PROBE_SHAPE = (64, 256, 1024)  # [rows, inner] x [inner, columns]
 PROBE_RUNS = 5
@@ -36,8 +38,6 @@ _warned: set[tuple[str, str]] = set()
 
 
 def _device_key(device) -> str:
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -46,8 +46,6 @@ def _device_key(device) -> str:
 
 def native_support(precision: str, device) -> bool:
     """Whether ``device`` runs ``precision`` ("bf16" or "fp16") products in hardware."""
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda":
         if precision == "bf16":
@@ -66,8 +64,6 @@ def product_seconds(precision: str, device) -> float:
     One thread, because the ratio between precisions is what matters and a second
     thread only adds noise when another job holds a core.
     """
-    import torch
-
     device = torch.device(device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     rows, inner, columns = PROBE_SHAPE
@@ -95,8 +91,6 @@ def product_seconds(precision: str, device) -> float:
 
 def _auto_choice(device) -> tuple[str, str]:
     """(precision, why) for ``auto`` on ``device``."""
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda":
         if native_support("bf16", device):
@@ -137,8 +131,6 @@ def resolve_precision(requested: str, device) -> str:
 
 
 def _slowdown(precision: str, device) -> str:
-    import torch
-
     if torch.device(device).type != "cpu":
         return f"{_device_key(device)} has no native {precision}: its {precision} products are emulated and slow"
     ratio = product_seconds(precision, device) / product_seconds("fp32", device)
@@ -147,8 +139,6 @@ def _slowdown(precision: str, device) -> str:
 
 def autocast_dtype(precision: str):
     """The torch dtype of a resolved precision's products: None for fp32."""
-    import torch
-
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -157,7 +147,5 @@ def products_autocast(precision: str, device):
 
     ``precision`` is resolved first (:func:`resolve_precision`), so "auto" may be passed.
     """
-    import torch
-
     dtype = autocast_dtype(resolve_precision(precision, device))
     return torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

@@ -23,35 +23,14 @@ import time
 from pathlib import Path
 
 from .. import log, storage
+from ..configs.calibrate import CalibrateConfig
 from ..errors import UserError
-from ..options import check_options, option, option_like
-from ..precision import PRECISIONS
-from .common import FeatureOptions
+from ..options import check_options
 
 # What the source classifier's run recorded (transfer's or finetune's), copied beside the calibrated one.
 SOURCE_RECORDS = ("results.json", "learning_curve.png")
 # Blend weights of the n-gram part tried: 0 is the language model alone, 1 the n-grams alone.
 BLEND_WEIGHTS = tuple(round(0.05 * step, 2) for step in range(21))
-
-
-@dataclasses.dataclass(kw_only=True)
-class CalibrateConfig:
-    classifier: str = option(help="results directory of a binary classifier (transfer or finetune), or its classifier.json")
-    valid: str = option(help="labelled held-out selection file: the temperature, the n-gram C and the blend are chosen on it")
-    out: str = option(help="new directory to write the calibrated classifier into (with a copy of its model)")
-    ngrams: bool = option(False, help="fit an n-gram part on -train and keep the blend where it beats both parts on -valid")
-    train: str | None = option(None, help="labelled training file of the n-gram part (with -ngrams)")
-    domain_key: str | None = option(
-        None, help="column of -valid naming each text's domain: choices are by the mean of the domains' accuracies"
-    )
-    text_key: str = option_like(FeatureOptions, "text_key")
-    label_key: str = option("label", help="column or key holding the label (0 or 1)")
-    batch_size: int = option_like(FeatureOptions, "batch_size")
-    precision: str = option("auto", choices=PRECISIONS, help="precision of the featurizing products (as classify's)")
-    seed: int = option(1234, help="random seed of the n-gram regression", minimum=0, maximum=2**32 - 1)
-
-
-COMMAND_CONFIG = CalibrateConfig
 
 
 def check_flags(config: CalibrateConfig) -> None:

@@ -14,40 +14,14 @@ predicted class and one ``probability_<class>`` column per class.
 """
 
 import contextlib
-import dataclasses
 
 from .. import log, storage
 from ..choices import LABELS
+from ..configs.classify import ClassifyConfig
 from ..errors import UserError
-from ..options import check_options, option
+from ..options import check_options
 from ..text import escape_control
-from .common import ExperimentConfig, FeatureOptions, print_result, resolve_load_model
-
-
-@dataclasses.dataclass(kw_only=True)
-class ClassifyConfig(FeatureOptions, ExperimentConfig):
-    classifier: str | None = option(
-        None,
-        help="results directory written by transfer (or the classifier.json in it); "
-        "default: the classifier shipped with the package, on its default model",
-    )
-    text: list[str] | None = option(
-        None, help="a text to label (before any -input texts)", repeatable=True, metavar="TEXT"
-    )
-    input: str | None = option(None, help="file of texts to label (CSV/TSV/JSON/JSON Lines/text, optionally .gz)")
-    output: str | None = option(
-        None,
-        help="CSV to write: text, prediction, probabilities, top unit values; without it, one line per text is "
-        "printed: probability positive, label, text (tab-separated)",
-    )
-    model: str | None = option(
-        None,
-        help="model directory or checkpoint name such as e0.pt (default: the model the classifier was fitted on)",
-        aliases=["load_model"],
-    )
-
-
-COMMAND_CONFIG = ClassifyConfig
+from .common import feature_cache, print_result, resolve_load_model
 
 
 def one_line(text: str) -> str:
@@ -113,7 +87,7 @@ def _classify(config: ClassifyConfig) -> None:
     )
     classifier.check_model(identity)
     # A few texts from the command line are quick to featurize: no cache files for them.
-    cache = config.cache(config.experiment_path) if config.input is not None else None
+    cache = feature_cache(config, config.experiment_path) if config.input is not None else None
     if distributed:  # each process featurizes its share; rank 0 goes on with all of them
         features = classify_features(config, model, texts, identity, cache)
         if features is None:

@@ -5,29 +5,11 @@ fetched into the model cache's downloads (resumable), verified by git blob ids, 
 installed under its name (docs/models.md), after which the downloaded files are removed.
 """
 
-import dataclasses
-
 from .. import log, model_cache, storage
+from ..configs.download import DownloadConfig
 from ..data import releases
-from ..data.download import DATASETS, download
+from ..data.download import download
 from ..errors import UserError
-from ..options import option
-
-
-@dataclasses.dataclass(kw_only=True)
-class DownloadConfig:
-    dataset: str = option(
-        positional=True, choices=(*DATASETS, *model_cache.DOWNLOADABLE),
-        help="which dataset, or which model (installed in the model cache under its name), to fetch",
-    )
-    to: str = option("data", help="datasets go to <to>/<dataset>/ (the layout of the shared data folder); "
-                                  "models go to the model cache (docs/models.md)")
-    mirror: str | None = option(
-        None, help="directory or http(s) URL to take the files from instead of their canonical sources"
-    )
-
-
-COMMAND_CONFIG = DownloadConfig
 
 
 def install_model(name: str, mirror: str | None = None, progress: bool = True) -> None:

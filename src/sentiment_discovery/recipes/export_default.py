@@ -6,26 +6,8 @@ and sha256) with its results and figures, and the sentiment unit, into the packa
 ``default_model/`` (or ``-out``); then prints the numbers that ``MODEL_CARD.md`` asks for.
 """
 
-import dataclasses
-
 from .. import defaults
-from ..options import option
-
-
-@dataclasses.dataclass(kw_only=True)
-class ExportDefaultConfig:
-    model: str = option(help="model directory the classifier was fitted on (config.json + model.safetensors)")
-    classifier: str = option(help="results directory written by transfer (or the classifier.json in it)")
-    bf16: bool = option(
-        False, help="store the weights in bfloat16: half the size on disk; the classifier's probabilities are checked"
-    )
-    out: str | None = option(
-        None,
-        help=f"directory to install into (default: ${defaults.ENV_VAR}, else the package's default_model/)",
-    )
-
-
-COMMAND_CONFIG = ExportDefaultConfig
+from ..configs.export_default import ExportDefaultConfig
 
 
 def percent(value) -> str:

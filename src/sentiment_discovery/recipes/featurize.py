@@ -1,54 +1,23 @@
 """``sentiment-discovery featurize``: a text file in, a [texts, rnn_size] float32 .npy out."""
 
 import contextlib
-import dataclasses
 from pathlib import Path
 
-from .. import log, memory, storage
-from ..choices import POOLINGS
+import numpy as np
+import torch
+
+from .. import log, memory, sharding, storage
+from ..checkpoint import load_model
+from ..configs.featurize import FeaturizeConfig
+from ..data.readers import read_texts
 from ..errors import UserError
-from ..options import check_options, option, option_like
-from ..precision import PRECISIONS
-from .common import ExperimentConfig, FeatureOptions
-from .transfer import TransferConfig
-
-
-@dataclasses.dataclass(kw_only=True)
-class FeaturizeConfig:
-    model: str | None = option(
-        None, help="model directory (config.json + model.safetensors); default: the model shipped with the package",
-        aliases=["load_model"],
-    )
-    input: str = option(help="CSV/TSV/JSON/JSON Lines/text file of texts (optionally .gz)")
-    output: str = option(help="where to write the features, a .npy file of float32 [texts, rnn_size]")
-    text_key: str = option_like(FeatureOptions, "text_key")
-    delim: str | None = option_like(FeatureOptions, "delim")
-    batch_size: int = option(64, help="texts per batch (sorted by length)", minimum=1)
-    layer: int = option_like(TransferConfig, "layer")
-    pooling: str = option(
-        "final", choices=POOLINGS, help="the cell state after each text's last byte (final) or its mean over the text (mean)"
-    )
-    precision: str = option(
-        "auto", choices=PRECISIONS,
-        help="precision of the products; auto: bf16 where the hardware runs it natively, else fp32 (docs/performance.md)",
-    )
-    no_preprocess: bool = option_like(TransferConfig, "no_preprocess")
-    cuda: bool = option_like(ExperimentConfig, "cuda")
-
-
-COMMAND_CONFIG = FeaturizeConfig
+from ..features import CHUNK_LENGTH, pooled_width
+from ..options import check_options
+from ..runtime import configure_threads, select_device
+from .sharded import featurize_shares
 
 
 def run(config: FeaturizeConfig) -> None:
-    # Lazy imports, not at the top: the CLI imports this module for its flags, and
-    # `--help` should not wait for torch and numpy (docs/performance.md).
-    import numpy as np
-
-    from ..checkpoint import load_model
-    from ..data.readers import read_texts
-    from ..runtime import configure_threads, select_device
-    from .sharded import featurize_shares, sharding
-
     check_options(config)
     output = Path(config.output)
     if output.suffix.lower() != ".npy":
@@ -80,8 +49,6 @@ def run(config: FeaturizeConfig) -> None:
 
 def check_memory(model, texts, config: FeaturizeConfig) -> None:
     """Refuse a -batch_size whose batch of cell states (with the features) cannot fit, before featurizing."""
-    from ..features import CHUNK_LENGTH, pooled_width  # lazy: torch
-
     streams = min(config.batch_size, len(texts))
     length = min(CHUNK_LENGTH, max(len(text) for text in texts) + 3)  # + the padding, roughly
     rnn_size, layers = model.config.rnn_size, model.config.layers
@@ -89,8 +56,6 @@ def check_memory(model, texts, config: FeaturizeConfig) -> None:
                                     pooled_width(rnn_size, config.pooling))
     available, where = None, "this machine"
     if model.device.type == "cuda":
-        import torch  # lazy, as above
-
         available, where = torch.cuda.mem_get_info(model.device)[0], "the GPU"
     memory.check_fits(needed, f"featurizing {len(texts)} texts in batches of {streams}", "lower -batch_size",
                       available=available, where=where)

@@ -1,18 +1,8 @@
 """``sentiment-discovery models``: the models installed in the model cache, and those ``download`` fetches."""
 
-import dataclasses
-
 from .. import model_cache
-from ..options import option
+from ..configs.models import ModelsConfig
 from .common import print_result
-
-
-@dataclasses.dataclass(kw_only=True)
-class ModelsConfig:
-    paths: bool = option(False, help="print each installed model's directory too")
-
-
-COMMAND_CONFIG = ModelsConfig
 
 
 def _size(size_bytes: int) -> str:

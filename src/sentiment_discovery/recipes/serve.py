@@ -5,60 +5,19 @@ Loads the model and classifier (the ones shipped with the package unless ``--mod
 ``serve`` extra: ``pip install 'sentiment-discovery[serve]'``.
 """
 
-import dataclasses
 import ipaddress
 import signal
 import socket
 import time
 
 from .. import log
+from ..configs.serve import ServeConfig
 from ..errors import UserError
-from ..options import check_options, option, option_like
-from ..precision import PRECISIONS
-from .common import ExperimentConfig
+from ..options import check_options
+from ..runtime import select_device
+from ..serve.service import InferenceService, Limits
 
 INSTALL_EXTRA = "pip install 'sentiment-discovery[serve]'"
-
-
-@dataclasses.dataclass
-class ServeConfig:
-    model: str | None = option(
-        None,
-        help="model directory (default: the classifier's model; without --classifier, the model shipped with "
-        "the package); a model without a classifier serves everything but /classify",
-        aliases=["load_model"],
-    )
-    classifier: str | None = option(
-        None,
-        help="results directory written by transfer (or its classifier.json); default: the shipped classifier "
-        "when no --model is given",
-    )
-    unit: int | None = option(
-        None,
-        help="unit the page shows first (default: the sentiment unit: the shipped one, the classifier's top "
-        "unit, or the one recorded in the model)",
-        aliases=["neuron"],
-    )
-    # (no declared range for --unit and --layer: negatives mean something, and the model says how many there are)
-    layer: int | None = option(None, help="layer of --unit (default: the sentiment unit's, else the top one)")
-    host: str = option("127.0.0.1", help="address to listen on; anything but loopback exposes the model to the network")
-    port: int = option(8000, help="port to listen on (0: any free port, printed at start)", minimum=0, maximum=65535)
-    precision: str = option(
-        "auto", choices=PRECISIONS,
-        help="precision of the matrix products: auto (bf16 where the hardware runs it natively, else fp32), "
-        "or fp32/bf16/fp16; /featurize may ask for another",
-    )
-    batch_size: int = option(64, help="texts per featurize batch (sorted by length)", minimum=1)
-    max_text_chars: int = option(10_000, help="longest text a request may send, in characters (longer: 413)", minimum=1)
-    max_texts: int = option(256, help="most texts in one classify or featurize request (more: 413)", minimum=1)
-    max_new_bytes: int = option(2_000, help="most bytes one generate request may write (more: 413)", minimum=1)
-    max_batch_texts: int = option(
-        256, help="most texts of waiting classify/featurize requests merged into one featurize call", minimum=1
-    )
-    cuda: bool = option_like(ExperimentConfig, "cuda")
-
-
-COMMAND_CONFIG = ServeConfig
 
 
 def _is_loopback(host: str) -> bool:
@@ -85,7 +44,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(config: ServeConfig) -> int | None:
     try:
-        # lazy: the serve extra is optional, and --help should not wait for torch
+        # lazy: the serve extra (uvicorn, FastAPI) is optional; without it, one line saying how to install it
         import uvicorn
 
         from ..serve.app import create_app
@@ -93,9 +52,6 @@ def run(config: ServeConfig) -> int | None:
         _Server = _server_class()
     except ImportError as error:
         raise UserError(f"serve needs the serve extra ({error.name} is missing): {INSTALL_EXTRA}") from None
-    from ..runtime import select_device  # lazy, as above
-    from ..serve.service import InferenceService, Limits
-
     check_options(config)
     limits = Limits(
         text_chars=config.max_text_chars, texts=config.max_texts, new_bytes=config.max_new_bytes,

@@ -14,12 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..choices import DEFAULT_C_GRID
 from ..errors import UserError
 from .labels import check_labels
 from .probe import LinearProbe, PreparedInputs
-
-DEFAULT_C_GRID = tuple(float(2.0**power) for power in range(-8, 1))
-
 
 @dataclasses.dataclass
 class Sweep:
