@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+import tqdm.auto  # read at each call: tests and applications may swap the bar class
 
 from .choices import POOLINGS
 from .data.batching import length_sorted_batches
