@@ -114,7 +114,7 @@ def iter_pooled_cells(
         batches = length_sorted_batches([len(b) for b in byte_strings], batch_size)
     # Counted in bytes, chunk by chunk: one long text moves the bar (and its rate and ETA) too.
     total = sum(len(byte_strings[i]) for indices in batches for i in indices)
-    bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="featurize")
+    bar = tqdm.auto.tqdm(total=total, unit="B", unit_scale=True, disable=not progress, desc="featurize")
     with torch.no_grad(), autocast, prepared_weights():
         for indices in batches:
             batch = [byte_strings[i] for i in indices]
