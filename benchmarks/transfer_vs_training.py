@@ -86,7 +86,7 @@ def read_eval_history(path: Path) -> dict[int, float]:
 def checkpoint_facts(directory: Path, history: dict[int, float]) -> dict:
     """Iteration, bytes seen and validation bits per byte of one checkpoint, from its own files."""
     from sentiment_discovery.checkpoint import WEIGHTS_FILE, read_model_config
-    from sentiment_discovery.training import read_state_json
+    from sentiment_discovery.checkpoint import read_state_json
 
     state = read_state_json(directory)
     training = (read_model_config(directory).get("metadata") or {}).get("training") or {}
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
     from sentiment_discovery.errors import UserError
     from sentiment_discovery.recipes.splits import LabelledFiles
     from sentiment_discovery.recipes.transfer import read_splits
-    from sentiment_discovery.training import list_checkpoints, model_directories
+    from sentiment_discovery.checkpoint import list_checkpoints, model_directories
 
     args = parse_args(argv)
     started = time.perf_counter()

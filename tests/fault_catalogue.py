@@ -727,26 +727,46 @@ TRAIN_FLAGS = dict(
     save_iters=3, keep_iters=2, dropout=0.1, shuffle=True,
 )
 
+FINETUNE_FLAGS = dict(
+    batch_size=4, epochs=2.0, eval_every=0.5, precision="fp32", dropout=0.3, lm_loss_weight=0.5, warmup=0.2,
+    decay="linear", unfreeze_every=0.5, patience=0,
+)
+FINETUNE_UPDATES = 12  # 24 training texts in batches of 4, for 2 epochs
+
 # The runner: imports everything once, then forks one child per run, so a run costs no start-up.
-# The loss plot is stubbed (matplotlib took 80 % of a run) by an atomic write of the rows it
-# would draw, so each save still renames as many files.
-KILL_RUNNER = r'''
+# The plot is stubbed (matplotlib took 80 % of a run) by an atomic write of the rows it would
+# draw, so each save still renames as many files. spec["command"] is "train" or "finetune".
+KILL_RUNNER = r"""
 import json, os, random, signal, sys, time
 import torch
 torch.set_num_threads(1)  # before any operation: a forked child must not inherit a busy thread pool
+import tqdm.std
+tqdm.std.tqdm.monitor_interval = 0  # no monitor thread: a child forked while it holds tqdm's lock would hang
 from sentiment_discovery import storage, training
-from sentiment_discovery.recipes import train
+from sentiment_discovery.recipes import finetune, train
 
 def plot(self, path):
     storage.write_json(path, self.to_dict())
 training.MetricsHistory.plot = plot
 
 spec = json.loads(sys.argv[1])
-def config(name, resume):
-    return train.TrainConfig(train=spec["corpus"], experiment_dir=spec["experiment_dir"], experiment_name=name,
-                             resume=resume, **spec["flags"])
+def command(name, resume):
+    if spec["command"] == "train":
+        return train.run(train.TrainConfig(train=spec["corpus"], experiment_dir=spec["experiment_dir"],
+                                           experiment_name=name, resume=resume, **spec["flags"]))
+    return finetune.run(finetune.FinetuneConfig(experiment_dir=spec["experiment_dir"], experiment_name=name,
+                                                resume=resume, **spec["data"], **spec["flags"]))
+
+def resumable(name):
+    # train's --resume starts afresh where no checkpoint was saved yet; finetune's needs its checkpoint
+    # (or the copy a swap cut between its renames left), else the command is run again afresh.
+    if spec["command"] == "train":
+        return True
+    run_dir = os.path.join(spec["experiment_dir"], name, "finetune")
+    return any(os.path.isfile(os.path.join(run_dir, d, "training_state.json")) for d in ("checkpoint", "checkpoint.previous"))
 
 def child(name, resume, stop_at_rename, signal_at_update=None):
+    sys.stdout = open(os.devnull, "w")  # result lines; the pipe on fd 1 carries only what is written here
     if signal_at_update is not None:  # tell the parent when this update starts; it kills a moment later
         real_step = training.Trainer.step
         def step(self, *args, **kwargs):
@@ -762,12 +782,12 @@ def child(name, resume, stop_at_rename, signal_at_update=None):
             time.sleep(60)
         return real_replace(*args, **kwargs)
     os.replace = replace
-    status = train.run(config(name, resume))
+    status = command(name, resume)
     os.write(1, f"renames {count[0]}\n".encode())
     os._exit(status)
 
 def run(name, resume, kill_at=None, stop_at_rename=None):
-    """kill_at: (update, delay): SIGKILL ``delay`` seconds after that update starts."""
+    # kill_at: (update, delay): SIGKILL ``delay`` seconds after that update starts.
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -791,7 +811,7 @@ def run(name, resume, kill_at=None, stop_at_rename=None):
 
 # The first run is made here, in the parent: the children forked later start warm (the corpus
 # cached, torch's first-call set-up done), which takes each run from 4 s to under 1 s.
-assert train.run(config("straight", False)) == 0
+assert command("straight", False) == 0
 code, duration, renames = run("straight_again", False)
 assert code == 0
 rng = random.Random(spec["seed"])
@@ -802,22 +822,29 @@ for index in range(spec["kills"]):
         moment = "mid-save"
     else:
         # A random update, and a random moment within the time one update and its save take.
-        update = rng.randint(1, spec["flags"]["max_iters"] - 1)
-        code, _, _ = run(name, False, kill_at=(update, rng.uniform(0, 0.5 * duration / spec["flags"]["max_iters"])))
+        update = rng.randint(1, spec["updates"] - 1)
+        code, _, _ = run(name, False, kill_at=(update, rng.uniform(0, 0.5 * duration / spec["updates"])))
         moment = "random"
-    resumed, _, _ = run(name, True)
-    print(json.dumps({"name": name, "moment": moment, "killed": code == -signal.SIGKILL, "resumed": resumed}),
-          flush=True)
-'''
+    again = resumable(name)
+    resumed, _, _ = run(name, again)
+    print(json.dumps({"name": name, "moment": moment, "killed": code == -signal.SIGKILL, "resumed": resumed,
+                      "with_resume": again}), flush=True)
+"""
 
 
-def run_kills(root: Path, kills: int = 20, seed: int = 0, timeout: float = 600) -> list[dict]:
+def run_kills(root: Path, kills: int = 20, seed: int = 0, timeout: float = 600, command: str = "train") -> list[dict]:
     """A straight run, then ``kills`` runs each SIGKILLed once (half inside a save) and resumed."""
     root.mkdir(parents=True, exist_ok=True)
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(SENTENCES[i % 3] for i in range(36)) + "\n")
-    spec = {"corpus": str(corpus), "experiment_dir": str(root / "exp"), "flags": TRAIN_FLAGS, "seed": seed,
-            "kills": kills}
+    spec = {"command": command, "experiment_dir": str(root / "exp"), "seed": seed, "kills": kills}
+    if command == "train":
+        corpus = root / "corpus.txt"
+        corpus.write_text("\n".join(SENTENCES[i % 3] for i in range(36)) + "\n")
+        spec.update(corpus=str(corpus), flags=TRAIN_FLAGS, updates=TRAIN_FLAGS["max_iters"])
+    else:
+        save_model(tiny_model(), root / "model")
+        data = {"load_model": str(root / "model"), "train": str(write_csv(root / "train.csv", labelled(24))),
+                "valid": str(write_csv(root / "valid.csv", labelled(8, 24)))}
+        spec.update(data=data, flags=FINETUNE_FLAGS, updates=FINETUNE_UPDATES)
     # One thread, fixed: the runner forks its children, and a child forked while a parent's
     # OpenMP pool exists can hang in its first product (train would otherwise size the pool
     # by the idle cores).
@@ -848,6 +875,29 @@ def final_state(experiment: Path) -> dict:
         "checkpoints": sorted(p.name for p in (experiment / "model").iterdir()),
         "eval": (experiment / "history" / "eval.csv").read_bytes(),
         "train": train_rows,
+    }
+
+
+def finetune_final_state(experiment: Path) -> dict:
+    """What must be bit-identical between fine-tuning runs: the model, the head, the classifier, the
+    history save its wall times, the last checkpoint's weights and optimizer, and what is in the run directory."""
+    from sentiment_discovery import training
+
+    run = experiment / "finetune"
+    tensors = torch.load(run / "checkpoint" / training.STATE_TENSORS, weights_only=True)
+    optimizer = {key: {name: value.tolist() if hasattr(value, "tolist") else value for name, value in state.items()}
+                 for key, state in tensors["optimizer"]["state"].items()}
+    with open(run / "history.csv", newline="") as handle:
+        history = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+    return {
+        "model": (run / "model" / "model.safetensors").read_bytes(),
+        "head": (run / "best" / "head.safetensors").read_bytes(),
+        "checkpoint_weights": (run / "checkpoint" / "weights" / "model" / "model.safetensors").read_bytes(),
+        "optimizer": optimizer,
+        "classifier": json.loads((run / "classifier.json").read_text()),
+        "history": history,
+        # A killed writer's hidden temporary stays until a later write finds it stale (storage.STALE_AFTER_S).
+        "files": sorted(p.name for p in run.iterdir() if not p.name.startswith(".")),
     }
 
 

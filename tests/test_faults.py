@@ -65,6 +65,21 @@ def test_training_killed_at_20_moments_resumes_bit_identical(tmp_path):
         assert faults.final_state(tmp_path / "exp" / run["name"]) == straight, run
 
 
+@pytest.mark.slow
+def test_finetune_killed_at_10_moments_resumes_bit_identical(tmp_path):
+    runs = faults.run_kills(tmp_path, kills=10, seed=3, command="finetune")
+    assert len(runs) == 10
+    assert all(run["killed"] for run in runs), runs
+    assert all(run["resumed"] == 0 for run in runs), runs
+    assert sum(run["moment"] == "mid-save" for run in runs) == 5
+    assert sum(run["with_resume"] for run in runs) >= 7, runs  # most kills fall after the first checkpoint
+    straight = faults.finetune_final_state(tmp_path / "exp" / "straight")
+    assert len([row for row in straight["history"] if row["split"] == "valid"]) == 4
+    assert faults.finetune_final_state(tmp_path / "exp" / "straight_again") == straight
+    for run in runs:
+        assert faults.finetune_final_state(tmp_path / "exp" / run["name"]) == straight, run
+
+
 @pytest.mark.parametrize("index", range(5))
 def test_a_second_writer_is_refused_before_any_work(index, workspace, tmp_path):
     name, target, argv = faults.concurrent_cases(workspace, tmp_path)[index]

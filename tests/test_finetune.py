@@ -12,7 +12,6 @@ from sentiment_discovery.cli import main
 from sentiment_discovery.features import featurize, pool_sequence, prefix_pooled
 from sentiment_discovery.finetune import (
     ClassifierHead,
-    Schedule,
     SequenceClassifier,
     epoch_batches,
     fit_probe_head,
@@ -22,7 +21,8 @@ from sentiment_discovery.finetune import (
     text_batch,
     unfrozen_depth,
 )
-from sentiment_discovery.recipes.finetune import head_probe
+from sentiment_discovery.recipes.finetune_outputs import head_probe
+from sentiment_discovery.training import WarmupDecay as Schedule
 from sentiment_discovery.transfer import SentimentClassifier
 
 TEXTS = [b"\n a wonderful film ", b"\n dull ", b"\n I loved every minute of it ", b"\n meh, long "]
@@ -265,3 +265,17 @@ def test_domain_key_keeps_the_weights_with_the_best_mean_over_domains(data_files
     # The column must exist in -valid, and -valid must be given.
     assert main(finetune_args(data_files, "nodomain", "-domain_key", "domain")) == 2
     assert "no column 'domain'" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data_files, capsys):
+    assert main(finetune_args(data_files, "old", "-max_steps", "1")) == 0
+    checkpoint = data_files["root"] / "exp/old/finetune/checkpoint"
+    (checkpoint / "training_state.json").unlink()
+    (checkpoint / "state.json").write_text(json.dumps({"format": "sentiment-discovery-finetune-state", "format_version": 1}))
+    capsys.readouterr()
+    assert main(finetune_args(data_files, "old")) == 2
+    assert "already holds a fine-tuning run; pass --resume" in capsys.readouterr().err
+    assert main(finetune_args(data_files, "old", "--resume")) == 2
+    assert capsys.readouterr().err == (f"error: {checkpoint} was written by an earlier version of finetune, whose "
+                                       "checkpoints this one cannot continue; start afresh with another "
+                                       "-experiment_name\n")

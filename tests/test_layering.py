@@ -33,7 +33,7 @@ LAYERS: list[list[str]] = [
     # the byte-level language model
     ["model"],
     # what is done with a model: load/save, import, train, measure, fine-tune
-    ["checkpoint", "importers", "distributed", "sharding", "metrics", "optimization", "training", "speed", "finetune"],
+    ["checkpoint", "importers", "training", "sharding", "speed", "finetune"],
     # sentiment transfer on the features, and the shipped default model
     ["transfer", "cross_validation", "defaults"],
     # seeing the neuron, and serving it

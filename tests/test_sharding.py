@@ -59,7 +59,7 @@ def torchrun(*args: str, processes: int = 2) -> subprocess.Popen:
 
 
 def _free_port() -> int:
-    from sentiment_discovery.distributed import free_port
+    from sentiment_discovery.training.distributed import free_port
 
     return free_port()
 

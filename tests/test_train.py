@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sentiment_discovery import cli, load_model, training
+from sentiment_discovery import cli, load_model, log, training
 from sentiment_discovery.data.batching import TransposedBatcher
 from sentiment_discovery.data.corpus import ByteCorpus
 from sentiment_discovery.errors import UserError
@@ -302,6 +302,18 @@ def test_cuda_flag_without_gpu_warns_once_and_trains(tmp_path, capsys):
     stderr = capsys.readouterr().err
     assert stderr.count("no GPU is available") == 1
     assert (config.model_path / "iter2").is_dir()
+
+
+def test_verbose_0_says_nothing_but_errors(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    config = make_config(tmp_path, cuda=True, max_iters=2, save_iters=0, verbose=0)
+    assert train.run(config) == 0
+    assert "no GPU is available" not in capsys.readouterr().err  # said at -verbose 1 (above), not at 0
+    with pytest.raises(UserError, match="already holds checkpoints"):  # an error still reaches the user
+        train.run(config)
+    log.notice("shown again")
+    assert capsys.readouterr().err == "notice: shown again\n"  # the quiet ends with the run
 
 
 def test_refuses_to_overwrite_an_earlier_run_and_checks_resumed_flags(finished_run):

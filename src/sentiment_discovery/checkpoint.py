@@ -3,9 +3,15 @@
 A save writes a complete ``<dir>.partial`` and then swaps it in with renames, so a crash at
 any point leaves either the previous model or the new one loadable; ``<dir>.previous``
 exists only between the two renames and is loaded (with a notice) if the swap was cut off.
+
+A training checkpoint of ``train`` is a model directory named ``e<epoch>`` or ``iter<N>``
+that also holds the training state (``training_state.json``, ``training_state.pt``, written
+by :mod:`sentiment_discovery.training`); naming and listing them is here, beside the model
+directory, for the commands that only read them (``transfer``, ``visualize``, ``-load_model``).
 """
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -22,6 +28,12 @@ FORMAT_NAME = "sentiment-discovery-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+STATE_FORMAT = "sentiment-discovery-training-state"
+STATE_FORMAT_VERSION = 1
+STATE_JSON = "training_state.json"
+STATE_TENSORS = "training_state.pt"
+CHECKPOINT_NAME = re.compile(r"^(e|iter)(\d+)$")
 
 
 def model_config_dict(model: ByteLM, metadata: dict | None = None) -> dict:
@@ -174,3 +186,45 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()})
     model.metadata = config.get("metadata", {})
     return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- training checkpoints
+
+
+def read_state_json(directory: Path) -> dict:
+    """The JSON record of a training checkpoint (``training_state.json``), checked."""
+    path = Path(directory) / STATE_JSON
+    if not path.is_file():
+        raise UserError(f"{directory} is a model directory without {STATE_JSON}: not a training checkpoint")
+    info = storage.read_json(path, STATE_FORMAT, STATE_FORMAT_VERSION)
+    missing = [key for key in ("iteration", "data_position") if key not in info]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: the checkpoint is damaged")
+    return info
+
+
+def list_checkpoints(model_path: Path) -> list[tuple[int, Path]]:
+    """Complete training checkpoints under ``model_path`` as (iteration, directory), oldest first."""
+    found = []
+    if not model_path.is_dir():
+        return found
+    for directory in model_path.iterdir():
+        if not (directory.is_dir() and CHECKPOINT_NAME.match(directory.name)):
+            continue
+        if not all((directory / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_TENSORS, STATE_JSON)):
+            continue
+        try:
+            iteration = int(read_state_json(directory)["iteration"])
+        except (UserError, KeyError, TypeError, ValueError):
+            continue
+        # At equal iterations an epoch checkpoint counts as the newer one.
+        found.append((iteration, directory.name.startswith("e"), directory))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [(iteration, directory) for iteration, _, directory in found]
+
+
+def model_directories(model_path: Path) -> list[Path]:
+    """Every ``e<N>``/``iter<N>`` directory, complete training checkpoint or not."""
+    if not model_path.is_dir():
+        return []
+    return sorted(p for p in model_path.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))

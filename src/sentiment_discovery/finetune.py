@@ -7,14 +7,14 @@ Components used by the ``finetune`` recipe (and usable from Python):
   (:func:`fit_probe_head`), which keeps the first updates from damaging the features;
 - :class:`SequenceClassifier`: the language model and the head, with the auxiliary
   next-byte loss;
-- the data order (:func:`epoch_batches`), the learning-rate schedule, per-layer learning
-  rates and the unfreezing order (:func:`parameter_groups`, :class:`Schedule`);
+- the data order (:func:`epoch_batches`, and the run's position in it, :class:`EpochBatches`),
+  per-layer learning rates and the unfreezing order (:func:`parameter_groups`); the schedule
+  is the training engine's (``training.WarmupDecay``);
 - :func:`head_probe`: the trained head as the :class:`transfer.LinearProbe` that ``classify``
   applies to the pooled features, so a fine-tuned classifier is used like any other.
 """
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -158,6 +158,36 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+class EpochBatches:
+    """A fine-tuning run's position in its data: the epoch, and the batch within it of
+    :func:`epoch_batches`' order (the training state's ``batcher``, saved with a checkpoint)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.epoch = 0
+        self.step = 0  # batches of this epoch already taken
+        self._order: tuple[int, list[np.ndarray]] | None = None
+
+    def batches(self) -> list[np.ndarray]:
+        if self._order is None or self._order[0] != self.epoch:
+            self._order = (self.epoch, epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch))
+        return self._order[1]
+
+    def next(self) -> np.ndarray:
+        """The next batch's text indices; the epoch moves on only when a batch past its end is asked for."""
+        while self.step >= len(self.batches()):
+            self.epoch, self.step = self.epoch + 1, 0
+        indices = self.batches()[self.step]
+        self.step += 1
+        return indices
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, values: dict) -> None:
+        self.epoch, self.step = int(values["epoch"]), int(values["step"])
+
+
 def text_batch(byte_strings: Sequence[bytes], device: torch.device):
     """(tokens, reset, is_text) of left-padded texts."""
     tokens, reset = left_padded_batch(byte_strings, device)
@@ -167,27 +197,6 @@ def text_batch(byte_strings: Sequence[bytes], device: torch.device):
 
 
 # --------------------------------------------------------------------------- learning rates
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """Linear warm-up over the first ``warmup`` fraction of ``total_steps``, then ``decay`` to 0 (or constant)."""
-
-    total_steps: int
-    warmup: float = 0.0
-    decay: str = "constant"
-
-    def factor(self, step: int) -> float:
-        warmup_steps = int(round(self.warmup * self.total_steps))
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if self.decay == "constant":
-            return 1.0
-        remaining = max(1, self.total_steps - warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / remaining)
-        if self.decay == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclasses.dataclass

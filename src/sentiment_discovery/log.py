@@ -14,7 +14,8 @@ tables, generated text) are not messages: they go to stdout with ``print``.
 being torn. Under DDP (``WORLD_SIZE`` > 1) only rank 0 speaks: another rank's warnings
 and errors still show, prefixed ``[rank N]``, its notices and info do not. Within
 :func:`every_rank` (``train -verbose 2``) every rank says everything, each line prefixed
-with its rank, rank 0's too.
+with its rank, rank 0's too; within :func:`quiet` (``train -verbose 0``, and the ranks but the
+first at ``-verbose 1``) only errors show.
 """
 
 import contextlib
@@ -87,6 +88,22 @@ def every_rank(speaks: bool = True):
         yield
     finally:
         _every_rank = previous
+
+
+@contextlib.contextmanager
+def quiet(silent: bool = True):
+    """For the ``with`` block (when ``silent``), the package logger passes errors only: its level
+    is raised to ERROR and put back after. ``train -verbose 0``, and ``-verbose 1`` on every rank
+    but the first."""
+    if not silent:
+        yield
+        return
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 class CLIHandler(logging.Handler):

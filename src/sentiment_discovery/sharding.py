@@ -26,7 +26,7 @@ import numpy as np
 
 from . import log, storage
 from .data.batching import length_sorted_batches
-from .distributed import DistributedContext, init_distributed, launched_world_size, shutdown_distributed
+from .training.distributed import DistributedContext, init_distributed, launched_world_size, shutdown_distributed
 from .errors import UserError
 from .features import encode_texts, iter_pooled_cells, pooled_width
 
@@ -49,7 +49,7 @@ def join(cuda: bool) -> DistributedContext:
     """
     if launched_world_size() <= 1:
         return DistributedContext()
-    context = init_distributed(cuda, lambda message: log.warning(message.removeprefix("warning: ")))
+    context = init_distributed(cuda)
     if shutdown_distributed not in _registered:
         atexit.register(shutdown_distributed)
         _registered.append(shutdown_distributed)

@@ -61,16 +61,16 @@ def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
 
 
 def _checkpoint_names(model_path: Path) -> str:
-    # lazy: training imports torch, which --help should not wait for
-    from ..training import model_directories
+    # lazy: checkpoint imports torch, which --help should not wait for
+    from ..checkpoint import model_directories
 
     names = [directory.name for directory in model_directories(model_path)]
     return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
 
 
 def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
-    # lazy: training imports torch, which --help should not wait for
-    from ..training import list_checkpoints, read_state_json
+    # lazy: checkpoint imports torch, which --help should not wait for
+    from ..checkpoint import list_checkpoints, read_state_json
 
     for _, directory in reversed(list_checkpoints(model_path)):
         if directory.name.startswith("iter") and read_state_json(directory).get("epoch") == epoch:

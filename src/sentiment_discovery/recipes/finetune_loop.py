@@ -1,38 +1,53 @@
-"""The training loop of ``sentiment-discovery finetune`` and its exact checkpoints.
+"""One fine-tuning run in this process, for ``sentiment-discovery finetune`` (``recipes/finetune.py``
+holds its flags and the run directory's lock): the start model and the labelled texts, the
+head's starting point, the training, and the outputs (``finetune_outputs``).
 
-:func:`train` runs the updates (schedule, gradual unfreezing, clipping, the auxiliary
-next-byte loss), evaluates on validation every ``-eval_every`` epochs keeping the best
-weights in ``best/`` (early stopping after ``-patience``), and saves ``checkpoint/``
-(weights, optimizer, random state, :class:`RunState`), from which ``--resume`` continues
-exactly; ``history.csv`` and ``learning_curve.png`` are rewritten at each evaluation.
+The training is the engine's (:mod:`sentiment_discovery.training`), as ``train``'s is: a
+:class:`~sentiment_discovery.training.Trainer` with :class:`ClassifierLoss` (the
+classification loss plus the auxiliary next-byte loss) over labelled, length-sorted batches
+(:class:`~sentiment_discovery.finetune.EpochBatches`), the per-group learning rates of a
+:class:`~sentiment_discovery.training.WarmupDecay` schedule, gradual unfreezing before each
+update, the engine's metric window and history (``history.csv``, ``learning_curve.png``),
+and its exact checkpoint in ``checkpoint/`` (the weights kept as ``best/`` keeps them, see
+:class:`ClassifierFiles`), from which ``--resume`` continues exactly. Every ``-eval_every``
+epochs it evaluates on validation, keeping the best weights in ``best/`` (early stopping after
+``-patience``).
+
+``config`` is always a :class:`~sentiment_discovery.recipes.finetune.FinetuneConfig`.
 """
 
-from __future__ import annotations  # annotations name classes of modules imported on first use
-
-import csv
 import dataclasses
-import json
+import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import log, storage
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .. import defaults, finetune, log, memory, storage, training
+from ..checkpoint import STATE_JSON, load_model, save_model
 from ..errors import UserError
-
-# Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
-# imports this module (through recipes/finetune) for the flags, and `--help` should not wait for them.
-if TYPE_CHECKING:
-    import numpy as np
-
-    from .. import finetune
+from ..fast_mlstm import reuse_freed_memory
+from ..features import encode_texts, length_sorted_batches
+from ..precision import products_autocast, resolve_precision
+from ..runtime import seed_everything, select_device
+from ..transfer import domain_accuracies
+from .common import resolve_load_model
+from .finetune_outputs import MODEL_SUBDIR, finish, head_probe
+from .splits import LabelledFiles, Split, encode_classes, hold_out_validation, read_splits
 
 CHECKPOINT_DIR = "checkpoint"
-MODEL_SUBDIR = "model"
-STATE_FORMAT = "sentiment-discovery-finetune-state"
-HISTORY_COLUMNS = ("step", "epoch", "split", "loss", "lm_loss", "accuracy", "learning_rate", "bytes", "seconds")
+# What a finished run leaves for its users (classify -classifier, visualize): never replaced by a fresh run.
+OUTPUTS = (MODEL_SUBDIR, "classifier.json", "results.json")
+HISTORY = training.Table("history.csv", ("step", "epoch", "split", "loss", "lm_loss", "accuracy", "learning_rate",
+                                         "bytes", "seconds"))
+LEARNING_CURVE = "learning_curve.png"
 # Flags that may change between a run and its --resume.
 RESUMABLE_CHANGES = ("resume", "max_steps", "cuda")
-EMPTY_WINDOW = {"loss": 0.0, "lm_loss": 0.0, "correct": 0, "texts": 0, "bytes": 0, "seconds": 0.0}
+# The checkpoint file of versions before the shared training engine.
+EARLIER_STATE_JSON = "state.json"
 
 
 @dataclasses.dataclass
@@ -49,53 +64,83 @@ class Texts:
         return sum(len(d) for d in self.data)
 
 
-
 @dataclasses.dataclass
-class RunState:
-    """What a checkpoint holds besides the weights and the optimizer: where the run is and what it saw."""
+class Progress:
+    """What a fine-tuning checkpoint holds beside the engine's state (``TrainingState.progress``)."""
 
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
     bytes_seen: int = 0
-    elapsed_s: float = 0.0
     best_accuracy: float = -1.0
     best_step: int = -1
     evaluations_without_gain: int = 0
     finished: bool = False
-    history: list[dict] = dataclasses.field(default_factory=list)
-    # Sums over the updates since the last history row (saved, so a resumed run writes the same rows).
-    window: dict = dataclasses.field(default_factory=lambda: dict(EMPTY_WINDOW))
 
 
-
-def say(message: str) -> None:
-    log.say(message)
+# --------------------------------------------------------------------------- weights
 
 
-# --------------------------------------------------------------------------- training
+def save_weights(directory: Path, model: finetune.SequenceClassifier) -> None:
+    """The language model (a model directory) and the head, swapped in whole."""
+    with storage.replace_directory(directory) as staging:  # <name>.partial, swapped in whole
+        save_model(model.language_model, staging / MODEL_SUBDIR)
+        head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
+        save_file(head, staging / "head.safetensors")
 
 
-# --------------------------------------------------------------------------- training
+def load_weights(directory: Path, model: finetune.SequenceClassifier, device) -> None:
+    saved = load_model(directory / MODEL_SUBDIR, device=device)
+    with torch.no_grad():
+        model.language_model.load_state_dict(saved.state_dict())
+        model.head.load_state_dict({k: v.to(device) for k, v in load_file(directory / "head.safetensors").items()})
 
 
-def evaluate(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of the classifier on ``texts``, dropout off.
+class ClassifierFiles:
+    """The model's files in a fine-tuning checkpoint: ``weights/``, as :func:`save_weights` writes ``best/``."""
 
-    With domains, the accuracy is the mean of the domains' accuracies (``transfer.domain_accuracies``).
-    """
-    accuracy, loss, _ = evaluate_by_domain(model, texts, precision, device, batch_size)
-    return accuracy, loss
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def save(self, model, staging: Path, metadata: dict | None) -> None:
+        save_weights(staging / "weights", model)
+
+    def load(self, model, directory: Path) -> None:
+        load_weights(directory / "weights", model, self.device)
+
+
+# --------------------------------------------------------------------------- the loss and evaluation
+
+
+class ClassifierLoss:
+    """The classification loss plus ``lm_loss_weight`` times the auxiliary next-byte loss, on the
+    texts ``indices`` of ``texts``; reports per-batch sums for the metric window."""
+
+    def __init__(self, texts: Texts, lm_loss_weight: float):
+        self.texts = texts
+        self.lm_loss_weight = lm_loss_weight
+
+    def __call__(self, trainer: training.Trainer, indices: np.ndarray) -> tuple[torch.Tensor, dict]:
+        device = trainer.ctx.device
+        batch_bytes = [self.texts.data[i] for i in indices]
+        tokens, reset, is_text = finetune.text_batch(batch_bytes, device)
+        labels = torch.as_tensor(self.texts.labels[indices], device=device)
+        with trainer.precision.autocast():
+            logits, lm_loss = trainer.network(tokens, reset, is_text, lm_loss=self.lm_loss_weight > 0)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        total = loss if lm_loss is None else loss + self.lm_loss_weight * lm_loss
+        values = {
+            "loss": float(loss.detach()) * len(indices),
+            "lm_loss": (0.0 if lm_loss is None else float(lm_loss.detach())) * len(indices),
+            "correct": int((logits.argmax(dim=1) == labels).sum()),
+            "texts": len(indices),
+            "bytes": sum(len(b) for b in batch_bytes),
+        }
+        return total, values
 
 
 def evaluate_by_domain(model, texts: Texts, precision: str, device, batch_size: int) -> tuple[float, float, dict]:
-    """(accuracy, mean cross-entropy, accuracy of each domain or {}) of the classifier, dropout off."""
-    import torch
-    from .. import finetune
-    from ..precision import products_autocast
+    """(accuracy, mean cross-entropy, accuracy of each domain or {}) of the classifier, dropout off.
 
-    from ..features import length_sorted_batches
-
+    With domains, the accuracy is the mean of the domains' accuracies (``transfer.domain_accuracies``).
+    """
     was_training = model.training
     model.eval()
     right = [False] * len(texts.data)
@@ -113,243 +158,243 @@ def evaluate_by_domain(model, texts: Texts, precision: str, device, batch_size: 
         model.train(was_training)
     if texts.domains is None:
         return sum(right) / len(right), loss / len(right), {}
-    from ..transfer import domain_accuracies
-
     by_domain = domain_accuracies(right, texts.domains)
     return sum(by_domain.values()) / len(by_domain), loss / len(right), by_domain
 
 
-def train(config, model, optimizer, groups, schedule, data, state: RunState, precision, device, run_dir,
-          total_steps, steps_per_epoch, unfreeze_steps, eval_steps) -> int | None:
-    """Train until the end (returns None) or a stop (returns the exit status, a checkpoint saved)."""
-    import torch
-    from .. import finetune, training
-    from ..precision import products_autocast
+# --------------------------------------------------------------------------- the run
 
-    from tqdm.auto import tqdm
 
-    train_texts = data["train"]
-    lengths = [len(d) for d in train_texts.data]
+def run_finetune(config, run_dir: Path, started: float) -> int:
+    """The run (the caller holds ``run_dir``'s lock and has checked the flags)."""
+    reuse_freed_memory()
     checkpoint_dir = run_dir / CHECKPOINT_DIR
-    parameters = [p for g in groups for p in g.parameters]
-    bar = tqdm(total=total_steps, initial=state.step, unit="update", desc="finetune", dynamic_ncols=True)
-    window = state.window
-    model.train()
-    with training.StopRequest(say) as stop:
-        while state.step < total_steps:
-            batches = finetune.epoch_batches(lengths, config.batch_size, config.seed, state.epoch)
-            if state.batch_in_epoch >= len(batches):
-                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                continue
-            indices = batches[state.batch_in_epoch]
+    # A checkpoint swap cut between its renames is put back: the same recovery as train's.
+    for message in training.recover(run_dir / name for name in (CHECKPOINT_DIR, "best", MODEL_SUBDIR)):
+        log.notice(message)
+    earlier_format = (checkpoint_dir / EARLIER_STATE_JSON).is_file()
+    has_checkpoint = (checkpoint_dir / STATE_JSON).is_file() or earlier_format
+    if config.resume and not has_checkpoint:
+        raise UserError(f"nothing to resume: {checkpoint_dir} holds no checkpoint")
+    if not config.resume and has_checkpoint:
+        raise UserError(f"{run_dir} already holds a fine-tuning run; pass --resume to continue it, or another -experiment_name")
+    if config.resume and not (checkpoint_dir / STATE_JSON).is_file():
+        raise UserError(f"{checkpoint_dir} was written by an earlier version of finetune, whose checkpoints this one "
+                        "cannot continue; start afresh with another -experiment_name")
+    outputs = [name for name in OUTPUTS if (run_dir / name).exists()]
+    if not config.resume and outputs:  # a fresh run would replace them before its own are ready
+        raise UserError(f"{run_dir} holds the outputs of an earlier fine-tuning run ({', '.join(outputs)}) but no "
+                        "checkpoint to resume; pass another -experiment_name, or move them aside")
+    device = select_device(config.cuda)
+    precision = resolve_precision(config.precision, device)
+    seed_everything(config.seed)
+
+    start_model = resolve_start_model(config)
+    language_model = load_model(start_model, device=device)
+    files = LabelledFiles.from_config(config)
+    splits = read_splits(files)
+    class_labels = encode_classes(splits, files)  # -multiclass: labels become class indices 0..K-1
+    if "valid" not in splits:
+        if config.domain_key:
+            raise UserError("-domain_key names a column of -valid: pass -valid FILE with that column")
+        splits["train"], splits["valid"] = hold_out_validation(splits["train"], files)
+    classes = finetune.check_classes(splits["train"].labels, "the training set")
+    data = {name: prepare(language_model, split, config.max_text_length) for name, split in splits.items()}
+    check_memory(language_model, data["train"], config, device)  # before the run directory is made
+    model = finetune.SequenceClassifier(language_model, classes, config.pooling, config.dropout).to(device)
+    groups = finetune.parameter_groups(model, config.head_lr, config.lr, config.layer_decay)
+    # Each group's rate is the schedule's factor times its own (lr_scale, see training.Trainer.step).
+    optimizer = torch.optim.Adam([{"params": g.parameters, "lr": g.lr, "lr_scale": g.lr} for g in groups])
+    steps_per_epoch = math.ceil(len(data["train"].data) / config.batch_size)
+    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
+    engine_precision = training.Precision(precision, device.type)
+    ctx = training.DistributedContext(device=device)
+    state = training.TrainingState(
+        model=model,
+        optimizer=optimizer,
+        schedule=training.WarmupDecay(total_steps, config.warmup, config.decay),
+        batcher=finetune.EpochBatches([len(d) for d in data["train"].data], config.batch_size, config.seed),
+        scaler=engine_precision.grad_scaler(),
+        history=training.MetricsHistory(tables={"history": HISTORY}, draw=training.learning_curve),
+        progress=Progress(),
+        weights=ClassifierFiles(device),
+    )
+    probe_report = None
+    if config.resume:
+        state.restore(checkpoint_dir, ctx, config=config, resumable=RESUMABLE_CHANGES)
+        log.info(f"resumed {checkpoint_dir} at update {state.iteration} of {total_steps} (epoch {state.epoch})")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        storage.remove(run_dir / "best")  # an unfinished run's, never an output (those were refused above)
+        if config.head_init == "probe":
+            probe_report = init_head_from_probe(model, data, config, precision)
+        storage.write_json(run_dir / "probe.json", probe_report or {"head_init": config.head_init})
+    if not state.progress.finished:
+        trainer = training.Trainer(
+            state, ctx, precision=engine_precision, loss=ClassifierLoss(data["train"], config.lm_loss_weight),
+            clip=config.clip,
+        )
+        status = train(config, trainer, groups, data, run_dir, total_steps,
+                       unfreeze_steps=int(round(config.unfreeze_every * steps_per_epoch)),
+                       eval_steps=max(1, int(round(config.eval_every * steps_per_epoch))))
+        if status is not None:  # stopped before the end: the checkpoint is saved, no outputs yet
+            return status
+    load_weights(run_dir / "best", model, device)
+    state.history.plot(run_dir / LEARNING_CURVE)
+    state.history.rewrite(run_dir)
+    finish(config, model, data, splits, state, precision, device, run_dir, start_model, started, total_steps,
+           class_labels)
+    return 0
+
+
+def train(config, trainer: training.Trainer, groups, data: dict, run_dir: Path, total_steps: int,
+          unfreeze_steps: int, eval_steps: int) -> int | None:
+    """Train until the end (returns None) or a stop (returns the exit status, a checkpoint saved)."""
+    state, progress, window = trainer.state, trainer.state.progress, trainer.state.window
+    checkpoint_dir = run_dir / CHECKPOINT_DIR
+    bar = tqdm(total=total_steps, initial=state.iteration, unit="update", desc="finetune", dynamic_ncols=True)
+    trainer.model.train()
+    with training.StopRequest() as stop:
+        while state.iteration < total_steps:
             began = time.perf_counter()
-            finetune.set_trainable(groups, finetune.unfrozen_depth(state.step, unfreeze_steps))
-            factor = schedule.factor(state.step)
-            for group, param_group in zip(groups, optimizer.param_groups):
-                param_group["lr"] = group.lr * factor
-            batch_bytes = [train_texts.data[i] for i in indices]
-            tokens, reset, is_text = finetune.text_batch(batch_bytes, device)
-            labels = torch.as_tensor(train_texts.labels[indices], device=device)
-            with products_autocast(precision, device):
-                logits, lm_loss = model(tokens, reset, is_text, lm_loss=config.lm_loss_weight > 0)
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            total = loss if lm_loss is None else loss + config.lm_loss_weight * lm_loss
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], config.clip)
-            optimizer.step()
+            indices = state.batcher.next()
+            finetune.set_trainable(groups, finetune.unfrozen_depth(state.iteration, unfreeze_steps))
+            result = trainer.step(indices, stop=stop.requested)
             seconds = time.perf_counter() - began
-            state.step += 1
-            state.batch_in_epoch += 1
-            state.bytes_seen += sum(len(b) for b in batch_bytes)
+            progress.bytes_seen += result.values["bytes"]
             state.elapsed_s += seconds
-            window["loss"] += float(loss.detach()) * len(indices)
-            window["lm_loss"] += (0.0 if lm_loss is None else float(lm_loss.detach())) * len(indices)
-            window["correct"] += int((logits.argmax(dim=1) == labels).sum())
-            window["texts"] += len(indices)
-            window["bytes"] += sum(len(b) for b in batch_bytes)
-            window["seconds"] += seconds
+            window.add(**result.values, seconds=seconds)
             bar.update()
             bar.set_postfix(loss=f"{window['loss'] / window['texts']:.3f}",
                             bytes_per_s=f"{window['bytes'] / max(window['seconds'], 1e-9):.0f}")
-            last = state.step == total_steps
-            stopping = stop.requested or (config.max_steps and state.step >= config.max_steps)
-            if state.step % eval_steps == 0 or last:
-                record_train_window(state, window, optimizer, lm_loss is not None)
-                if evaluate_and_keep_best(config, model, data["valid"], state, precision, device, run_dir):
+            last = state.iteration == total_steps
+            stopping = stop.requested or (config.max_steps and state.iteration >= config.max_steps)
+            if state.iteration % eval_steps == 0 or last:
+                record_train_window(state, config.lm_loss_weight > 0)
+                if evaluate_and_keep_best(config, trainer, data["valid"], run_dir):
                     last = True
-                save_checkpoint(checkpoint_dir, config, model, optimizer, state)
-                plot_learning_curve(state.history, run_dir / "learning_curve.png")
-                write_history(state.history, run_dir / "history.csv")
+                save_checkpoint(config, trainer, checkpoint_dir)
+                state.history.plot(run_dir / LEARNING_CURVE)
+                state.history.rewrite(run_dir)
             if last:
                 break
-            if stopping:  # the open window of train metrics is saved with the state and continued on resume
-                save_checkpoint(checkpoint_dir, config, model, optimizer, state)
+            if stopping:  # the open metric window is saved with the state and continued on resume
+                save_checkpoint(config, trainer, checkpoint_dir)
                 bar.close()
                 why = "-max_steps reached" if not stop.requested else "stopped"
-                say(f"{why} at update {state.step} of {total_steps}; checkpoint saved in {checkpoint_dir}; "
-                    "continue with the same command and --resume")
+                log.info(f"{why} at update {state.iteration} of {total_steps}; checkpoint saved in {checkpoint_dir}; "
+                         "continue with the same command and --resume")
                 return stop.exit_status if stop.requested else 0
     bar.close()
-    state.finished = True
-    save_checkpoint(checkpoint_dir, config, model, optimizer, state)
+    progress.finished = True
+    save_checkpoint(config, trainer, checkpoint_dir)
     return None
 
 
-def record_train_window(state: RunState, window: dict, optimizer, with_lm_loss: bool) -> None:
+def save_checkpoint(config, trainer: training.Trainer, directory: Path) -> None:
+    run = {"command": "finetune", "flags": dataclasses.asdict(config), "precision": trainer.precision.name}
+    trainer.state.save(directory, trainer.ctx, run=run)
+
+
+def record_train_window(state: training.TrainingState, with_lm_loss: bool) -> None:
+    window = state.window
     if not window["texts"]:
         return
-    state.history.append({
-        "step": state.step, "epoch": state.epoch, "split": "train", "loss": window["loss"] / window["texts"],
-        "lm_loss": window["lm_loss"] / window["texts"] if with_lm_loss else None,
-        "accuracy": window["correct"] / window["texts"], "learning_rate": optimizer.param_groups[1]["lr"],
-        "bytes": state.bytes_seen, "seconds": round(state.elapsed_s, 2),
-    })
-    window.update(EMPTY_WINDOW)
+    state.history.add(
+        "history", step=state.iteration, epoch=state.epoch, split="train", loss=window["loss"] / window["texts"],
+        lm_loss=window["lm_loss"] / window["texts"] if with_lm_loss else None,
+        accuracy=window["correct"] / window["texts"], learning_rate=state.optimizer.param_groups[1]["lr"],
+        bytes=state.progress.bytes_seen, seconds=round(state.elapsed_s, 2),
+    )
+    window.reset()
 
 
-def evaluate_and_keep_best(config, model, valid: Texts, state: RunState, precision, device, run_dir) -> bool:
+def evaluate_and_keep_best(config, trainer: training.Trainer, valid: Texts, run_dir: Path) -> bool:
     """Evaluate on validation, save the weights if best so far; True when early stopping says stop.
 
     With domains the score is the mean of their accuracies; each domain's gets its own history row
     (split ``valid:<domain>``).
     """
-    accuracy, loss, by_domain = evaluate_by_domain(model, valid, precision, device, config.eval_batch_size)
-    row = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": loss, "lm_loss": None,
-           "accuracy": accuracy, "learning_rate": None, "bytes": state.bytes_seen, "seconds": round(state.elapsed_s, 2)}
-    state.history.append(row)
-    state.history += [row | {"split": f"valid:{name}", "loss": None, "accuracy": value} for name, value in by_domain.items()]
-    improved = accuracy > state.best_accuracy
+    state, progress, model = trainer.state, trainer.state.progress, trainer.model
+    accuracy, loss, by_domain = evaluate_by_domain(model, valid, trainer.precision.name, trainer.ctx.device,
+                                                   config.eval_batch_size)
+    row = {"step": state.iteration, "epoch": state.epoch, "split": "valid", "loss": loss, "lm_loss": None,
+           "accuracy": accuracy, "learning_rate": None, "bytes": progress.bytes_seen,
+           "seconds": round(state.elapsed_s, 2)}
+    state.history.add("history", **row)
+    for name, value in by_domain.items():
+        state.history.add("history", **(row | {"split": f"valid:{name}", "loss": None, "accuracy": value}))
+    improved = accuracy > progress.best_accuracy
     if improved:
-        state.best_accuracy, state.best_step, state.evaluations_without_gain = accuracy, state.step, 0
+        progress.best_accuracy, progress.best_step, progress.evaluations_without_gain = accuracy, state.iteration, 0
         save_weights(run_dir / "best", model)
     else:
-        state.evaluations_without_gain += 1
-    rate = state.bytes_seen / max(state.elapsed_s, 1e-9)
+        progress.evaluations_without_gain += 1
+    rate = progress.bytes_seen / max(state.elapsed_s, 1e-9)
     what = "validation accuracy" if not by_domain else "mean validation accuracy over domains"
     shown = "".join(f"; {name} {100 * value:.1f}%" for name, value in by_domain.items())
-    say(f"update {state.step}: {what} {100 * accuracy:.2f}% (best {100 * state.best_accuracy:.2f}% "
-        f"at update {state.best_step}), loss {loss:.4f}, {rate:.0f} bytes/s{shown}")
-    return bool(config.patience) and state.evaluations_without_gain >= config.patience
+    log.info(f"update {state.iteration}: {what} {100 * accuracy:.2f}% (best {100 * progress.best_accuracy:.2f}% "
+             f"at update {progress.best_step}), loss {loss:.4f}, {rate:.0f} bytes/s{shown}")
+    return bool(config.patience) and progress.evaluations_without_gain >= config.patience
 
 
-
-# --------------------------------------------------------------------------- saving
-
-
-def save_weights(directory: Path, model: finetune.SequenceClassifier) -> None:
-    """The language model (a model directory) and the head, swapped in whole."""
-    from ..checkpoint import save_model
-
-    from safetensors.torch import save_file
-
-    with storage.replace_directory(directory) as staging:  # <name>.partial, swapped in whole
-        save_model(model.language_model, staging / MODEL_SUBDIR)
-        head = {name: tensor.detach().cpu().contiguous() for name, tensor in model.head.state_dict().items()}
-        save_file(head, staging / "head.safetensors")
+# --------------------------------------------------------------------------- the data and the head's start
 
 
-def load_weights(directory: Path, model: finetune.SequenceClassifier, device) -> None:
-    import torch
-    from ..checkpoint import load_model
-
-    from safetensors.torch import load_file
-
-    saved = load_model(directory / MODEL_SUBDIR, device=device)
-    with torch.no_grad():
-        model.language_model.load_state_dict(saved.state_dict())
-        model.head.load_state_dict({k: v.to(device) for k, v in load_file(directory / "head.safetensors").items()})
-
-
-def comparable_config(config) -> dict:
-    """The run's flags (a ``FinetuneConfig``) save those a ``--resume`` may change."""
-    values = dataclasses.asdict(config)
-    return {k: v for k, v in values.items() if k not in RESUMABLE_CHANGES}
+def check_memory(language_model, texts: Texts, config, device) -> None:
+    """Refuse a run whose weights and one update's states (-batch_size texts of the longest length) cannot fit."""
+    parameters = sum(p.numel() for p in language_model.parameters())
+    length = max((len(d) for d in texts.data), default=1)
+    streams = min(config.batch_size, len(texts.data))
+    model_config = language_model.config
+    needed = memory.training_bytes(parameters, streams, length, model_config.rnn_size, model_config.layers)
+    available, where = None, "this machine"
+    if device.type == "cuda":
+        available, where = torch.cuda.mem_get_info(device)[0], "the GPU"
+    memory.check_fits(
+        needed, f"fine-tuning {parameters:,} weights on batches of {streams} texts of up to {length} bytes",
+        "lower -batch_size or -max_text_length", available=available, where=where,
+    )
 
 
-def save_checkpoint(directory: Path, config, model, optimizer, state: RunState) -> None:
-    import torch
-    from .. import training
-
-    # Swapped in whole, as train's checkpoints are: a kill between the two renames leaves
-    # checkpoint.previous, which tidy_run_directory puts back at the next start.
-    with storage.replace_directory(directory) as staging:
-        save_weights(staging / "weights", model)
-        torch.save({"optimizer": optimizer.state_dict(), "rng": training.capture_rng_state(model.language_model.device)},
-                   staging / "state.pt")
-        info = {"format": STATE_FORMAT, "format_version": 1, "config": comparable_config(config),
-                "state": dataclasses.asdict(state)}
-        storage.write_json(staging / "state.json", info)
+def resolve_start_model(config) -> Path:
+    """``-load_model``, else the shipped pre-trained model (``frozen/``, beside a fine-tuned default)."""
+    if config.load_model is None:
+        pretrained = defaults.default_directory() / defaults.FROZEN_SUBDIR / defaults.MODEL_SUBDIR
+        if (pretrained / "config.json").is_file():
+            return pretrained
+        return Path(defaults.model_directory())
+    return resolve_load_model(config.load_model, config)
 
 
-def tidy_run_directory(run_dir: Path) -> list[str]:
-    """Finish or remove what killed saves left in ``run_dir`` (the checkpoint, ``best/``, ``model/``), as
-    ``train`` does for its checkpoints (:func:`storage.recover_directory`); one line per thing done.
-
-    Call it only while holding the run directory's lock.
-    """
-    done = []
-    for name in (CHECKPOINT_DIR, "best", MODEL_SUBDIR):
-        message = storage.recover_directory(run_dir / name)
-        if message:
-            done.append(message)
-    return done
+def prepare(language_model, split: Split, max_text_length: int) -> Texts:
+    data = [finetune.keep_ends(b, max_text_length) for b in encode_texts(language_model, split.texts)]
+    return Texts(split.name, data, split.labels, split.domains)
 
 
-def restore_checkpoint(directory: Path, config, model, optimizer, state: RunState, device) -> None:
-    import torch
-    from .. import training
-
-    try:
-        info = json.loads((directory / "state.json").read_text())
-        tensors = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is the same user problem
-        raise UserError(f"{directory} is truncated or corrupt ({type(error).__name__}: {error})") from None
-    if info.get("format") != STATE_FORMAT:
-        raise UserError(f"{directory / 'state.json'} is not a {STATE_FORMAT} file")
-    saved, now = info["config"], comparable_config(config)
-    # A flag newer than the checkpoint (such as -multiclass) reads as its default there.
-    defaults = {field.name: field.default for field in dataclasses.fields(config)}
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k, defaults.get(k)) != now.get(k))
-    if changed:
-        shown = "; ".join(f"-{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
-        raise UserError(f"--resume needs the flags of the run it continues; changed: {shown}")
-    load_weights(directory / "weights", model, device)
-    optimizer.load_state_dict(tensors["optimizer"])
-    training.restore_rng_state(tensors["rng"], device)
-    for key, value in info["state"].items():
-        setattr(state, key, value)
+def pooled_features(model: finetune.SequenceClassifier, texts: Texts, precision: str, batch_size: int) -> np.ndarray:
+    return model.language_model.featurize(
+        texts.data, batch_size=batch_size, progress=True, precision=precision, pooling=model.pooling
+    )
 
 
-def write_history(history: list[dict], path: Path) -> None:
-    with storage.atomic_file(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def plot_learning_curve(history: list[dict], path: Path) -> Path:
-    """Train loss and validation accuracy against updates, replaced atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
-    loss_axes = figure.add_subplot()
-    rows = [r for r in history if r["split"] == "train"]
-    loss_axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], "o-", color="tab:blue", label="train loss")
-    loss_axes.set_xlabel("update")
-    loss_axes.set_ylabel("train loss (nats)", color="tab:blue")
-    accuracy_axes = loss_axes.twinx()
-    rows = [r for r in history if r["split"] == "valid"]
-    accuracy_axes.plot([r["step"] for r in rows], [100 * r["accuracy"] for r in rows], "s-", color="tab:orange",
-                       label="validation accuracy")
-    accuracy_axes.set_ylabel("validation accuracy (%)", color="tab:orange")
-    loss_axes.grid(True, alpha=0.3)
-    loss_axes.set_title("fine-tuning: train loss and validation accuracy")
-    with storage.atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png")
-    return path
-
+def init_head_from_probe(model, data: dict[str, Texts], config, precision: str) -> dict:
+    began = time.perf_counter()
+    train_features = pooled_features(model, data["train"], precision, config.eval_batch_size)
+    valid_features = pooled_features(model, data["valid"], precision, config.eval_batch_size)
+    fit = finetune.fit_probe_head(train_features, data["train"].labels, valid_features, data["valid"].labels,
+                                  seed=config.seed)
+    model.head.load_probe(fit.coef, fit.intercept, fit.mean, fit.scale)
+    accuracy = fit.valid_accuracy[fit.C]
+    test_accuracy = None
+    test = data.get("test")
+    if test is not None and test.labels is not None:
+        # Reported beside the fine-tuned result (the frozen-feature baseline of the same run), never used to choose.
+        test_features = pooled_features(model, test, precision, config.eval_batch_size)
+        test_accuracy = head_probe(model.head).accuracy(test_features, test.labels)
+    shown = "" if test_accuracy is None else f", test {100 * test_accuracy:.2f}%"
+    log.info(f"head starts as an L2 logistic regression on the {config.pooling}-pooled features: C={fit.C:g}, "
+             f"validation accuracy {100 * accuracy:.2f}%{shown} ({time.perf_counter() - began:.0f} s)")
+    return {"head_init": "probe", "C": fit.C, "valid_accuracy": accuracy, "test_accuracy": test_accuracy,
+            "valid_accuracy_by_C": [{"C": c, "valid_accuracy": a} for c, a in fit.valid_accuracy.items()],
+            "seconds": round(time.perf_counter() - began, 1)}

@@ -1,9 +1,9 @@
 """The outputs of ``sentiment-discovery finetune``, written once training has ended.
 
-:func:`finish` takes the best weights back, saves them as the model directory ``model/``
-with ``classifier.json`` beside it (the head as the logistic regression ``classify``
-applies, see :func:`head_probe`, plus a probe on the top unit), prints the accuracy lines
-in the 2017 format, and writes ``results.json``, ``history.csv`` and ``learning_curve.png``.
+:func:`finish` saves the best weights (loaded into the model by the caller) as the model
+directory ``model/`` with ``classifier.json`` beside it (the head as the logistic regression
+``classify`` applies, see :func:`head_probe`, plus a probe on the top unit), prints the
+accuracy lines in the 2017 format, and writes ``results.json``.
 """
 
 from __future__ import annotations  # annotations name classes of modules imported on first use
@@ -15,29 +15,30 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import storage
-from .finetune_loop import MODEL_SUBDIR, RunState, load_weights, plot_learning_curve, say, write_history
+from .. import log, storage
 
 # Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
 # imports this module (through recipes/finetune) for the flags, and `--help` should not wait for them.
 if TYPE_CHECKING:
-    from .. import finetune, transfer
+    from .. import finetune, training, transfer
+
+# The fine-tuned model directory in the run directory.
+MODEL_SUBDIR = "model"
 
 
-def finish(config, model, data, splits, state: RunState, precision, device, run_dir: Path, start_model: Path,
+def finish(config, model, data, splits, state: training.TrainingState, precision, device, run_dir: Path, start_model: Path,
            started: float, total_steps: int, class_labels: list[int] | None = None) -> None:
     """Write the best weights as a model directory with its classifier, the accuracy lines and results.json."""
     import torch
     from .. import transfer
     from ..checkpoint import save_model
 
-    load_weights(run_dir / "best", model, device)
     probe = head_probe(model.head)
     rnn_size = model.language_model.config.rnn_size
     # The unit the head weighs most (a concat feature's index taken back to its unit), for visualize.
     top = int(transfer.rank_units(probe, 1)[0])
     model_dir = save_model(model.language_model, run_dir / MODEL_SUBDIR, metadata={
-        "finetuned": {"from": str(start_model), "classes": probe.n_classes, "pooling": config.pooling, "best_step": state.best_step},
+        "finetuned": {"from": str(start_model), "classes": probe.n_classes, "pooling": config.pooling, "best_step": state.progress.best_step},
         "sentiment_unit": top % rnn_size, "sentiment_unit_sign": transfer.unit_sign(probe, top),
         "sentiment_unit_source": "the fine-tuned head's largest weight",
     })
@@ -70,8 +71,6 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
                                  classifier.top_units)
     print("\n".join(lines), flush=True)
     classifier.save(run_dir)
-    plot_learning_curve(state.history, run_dir / "learning_curve.png")
-    write_history(state.history, run_dir / "history.csv")
     probe_report = json.loads((run_dir / "probe.json").read_text()) if (run_dir / "probe.json").is_file() else None
     by_domain = per_class = None
     if splits["valid"].domains is not None:
@@ -89,23 +88,23 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
         finetuned_accuracy=dict(zip(order, full)),
         top_unit_accuracy=dict(zip(order, top)),
         top_units=classifier.top_units,
-        best_step=state.best_step,
-        best_valid_accuracy_during_training=state.best_accuracy,
-        steps=state.step,
+        best_step=state.progress.best_step,
+        best_valid_accuracy_during_training=state.progress.best_accuracy,
+        steps=state.iteration,
         total_steps=total_steps,
-        epochs_run=round(state.step / math.ceil(len(data["train"].data) / config.batch_size), 3),
+        epochs_run=round(state.iteration / math.ceil(len(data["train"].data) / config.batch_size), 3),
         head_init=probe_report,
         precision=precision,
         seed_output=lines,
         timing={
             "train_seconds": round(state.elapsed_s, 1),
-            "bytes_trained": state.bytes_seen,
-            "bytes_per_s": round(state.bytes_seen / max(state.elapsed_s, 1e-9), 1),
+            "bytes_trained": state.progress.bytes_seen,
+            "bytes_per_s": round(state.progress.bytes_seen / max(state.elapsed_s, 1e-9), 1),
             "final_evaluation_seconds": eval_seconds,
             "this_invocation_seconds": round(time.perf_counter() - started, 1),
             "threads": torch.get_num_threads(),
         },
-        history=state.history,
+        history=state.history.rows["history"],
         command_config=dataclasses.asdict(config),
         valid_accuracy_by_domain=by_domain,
         valid_mean_domain_accuracy=None if by_domain is None else sum(by_domain.values()) / len(by_domain),
@@ -113,7 +112,7 @@ def finish(config, model, data, splits, state: RunState, precision, device, run_
         per_class=per_class,
     ).to_dict()
     storage.write_json(run_dir / "results.json", results)
-    say(f"fine-tuned model and classifier saved to {run_dir}/ (classify -classifier {run_dir})")
+    log.info(f"fine-tuned model and classifier saved to {run_dir}/ (classify -classifier {run_dir})")
 
 
 def head_probe(head: finetune.ClassifierHead) -> "transfer.LinearProbe":

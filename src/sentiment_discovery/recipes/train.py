@@ -12,7 +12,8 @@ One process, or one per GPU under DistributedDataParallel: ``torchrun --nproc_pe
 -m sentiment_discovery train ...``, or ``-distributed -num_gpus N`` to start them here.
 
 This module is the command's face: its flags (:class:`TrainConfig`), ``run``, and the
-processes it starts, with what each may say (``-verbose``). The run in each process (its
+processes it starts, with what each may say (``-verbose``, through :func:`log.quiet` and
+:func:`log.every_rank`). The run in each process (its
 corpora, where it starts, the loop, checkpoints and evaluations) is
 :mod:`sentiment_discovery.recipes.train_loop`.
 """
@@ -92,7 +93,8 @@ def run(config: TrainConfig) -> int:
         if config.cuda and torch.cuda.is_available() and processes > torch.cuda.device_count():
             raise UserError(f"-num_gpus {processes} but this machine has {torch.cuda.device_count()} GPU(s)")
         # Build the corpora once, here, before the workers start: they then only open them.
-        train_loop.prepare_corpora(config, training.DistributedContext(), say=_speaker(config, is_main=True))
+        with log.quiet(config.verbose == 0):
+            train_loop.prepare_corpora(config, training.DistributedContext())
         # "auto" decided once, here, so that every worker runs the same precision.
         device = torch.device("cuda" if config.cuda and torch.cuda.is_available() else "cpu")
         config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
@@ -123,19 +125,6 @@ def _worker(config: TrainConfig) -> int:
         return 128 + 2
 
 
-def _speaker(config: TrainConfig, is_main: bool):
-    """What this process's messages go through: the package's log (:func:`log.say`, the level
-    from the message's prefix) where ``-verbose`` lets it speak (1: the first process; 2: every
-    process, see :func:`train_process`), else nowhere."""
-    if config.verbose >= 2 or (config.verbose == 1 and is_main):
-        return log.say
-    return _silent
-
-
-def _silent(message: str) -> None:
-    pass
-
-
 def train_process(config: TrainConfig) -> int:
     """The whole run in this process (one of several under DDP)."""
     from .. import training
@@ -146,13 +135,11 @@ def train_process(config: TrainConfig) -> int:
     reuse_freed_memory()  # 7-18 % of training speed on CPU (see docs/performance.md)
     if training.launched_world_size() <= 1:  # several processes share the cores (launch_local_processes)
         configure_threads()
-    with log.every_rank(config.verbose >= 2):  # -verbose 2: each rank's lines show, named by rank
-        warnings = []
-        ctx = training.init_distributed(config.cuda, warn=warnings.append)
+    # -verbose 2: each rank's lines show, named by rank; 1: the first rank's; 0: none (errors only).
+    speaks = config.verbose >= 2 or (config.verbose == 1 and log.process_rank() == 0)
+    with log.every_rank(config.verbose >= 2), log.quiet(not speaks):
+        ctx = training.init_distributed(config.cuda)
         try:
-            say = _speaker(config, ctx.is_main)
-            for warning in warnings:
-                say(warning)
-            return train_loop.run_training(config, ctx, say)
+            return train_loop.run_training(config, ctx)
         finally:
             training.shutdown_distributed()

@@ -4,8 +4,8 @@ train`` (``recipes/train.py`` holds its flags and starts the processes): the cor
 afresh; an earlier run is never overwritten), the model and its training state, the loop
 with its metric rows, evaluations and checkpoints, and ``-should_test``'s evaluations.
 
-``config`` is always a :class:`~sentiment_discovery.recipes.train.TrainConfig`; ``say``
-reports a message (``"notice: ..."``) or drops it, as ``-verbose`` says for this process.
+``config`` is always a :class:`~sentiment_discovery.recipes.train.TrainConfig`; messages go
+through :mod:`~sentiment_discovery.log`, which ``-verbose`` quiets (``recipes/train.py``).
 """
 
 import contextlib
@@ -16,8 +16,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import storage, training
-from ..checkpoint import load_model, read_model_config
+from .. import log, storage, training
+from ..checkpoint import (
+    CHECKPOINT_NAME,
+    STATE_JSON,
+    STATE_TENSORS,
+    list_checkpoints,
+    load_model,
+    model_directories,
+    read_model_config,
+)
 from ..data.batching import TransposedBatcher
 from ..data.corpus import ByteCorpus, CorpusOptions, ensure_corpus, read_manifest
 from ..errors import UserError
@@ -48,7 +56,7 @@ def _same_file(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def prepare_corpora(config, ctx: training.DistributedContext, say) -> Corpora:
+def prepare_corpora(config, ctx: training.DistributedContext) -> Corpora:
     """Open (building them first on rank 0 when needed) the train, valid and test corpora."""
     cache = Path(config.experiment_dir) / CORPUS_CACHE
 
@@ -115,18 +123,18 @@ def _differences(model_config: ModelConfig, config) -> list[str]:
     ]
 
 
-def _starting_point(config, say) -> tuple[Path | None, Path | None]:
+def _starting_point(config) -> tuple[Path | None, Path | None]:
     """(checkpoint to resume, model directory to start from); refuses to overwrite an earlier run."""
     model_path = config.model_path
-    checkpoints = training.list_checkpoints(model_path)
+    checkpoints = list_checkpoints(model_path)
     if config.resume and checkpoints:
         if config.load_model:
-            say(f"notice: --resume continues {checkpoints[-1][1]}; -load_model {config.load_model} is ignored")
-        _warn_of_newer_incomplete(model_path, checkpoints[-1], say)
+            log.notice(f"--resume continues {checkpoints[-1][1]}; -load_model {config.load_model} is ignored")
+        _warn_of_newer_incomplete(model_path, checkpoints[-1])
         return checkpoints[-1][1], None
     if config.load_model:
         return None, resolve_load_model(config.load_model, config)
-    existing = training.model_directories(model_path)
+    existing = model_directories(model_path)
     if existing and not config.should_test:
         names = ", ".join(p.name for p in existing[-3:])
         if config.resume:
@@ -136,32 +144,32 @@ def _starting_point(config, say) -> tuple[Path | None, Path | None]:
             "choose another -experiment_name"
         )
     if config.resume:
-        say(f"notice: no checkpoint in {model_path} yet: starting a new run")
+        log.notice(f"no checkpoint in {model_path} yet: starting a new run")
     return None, None
 
 
-def _warn_of_newer_incomplete(model_path: Path, newest: tuple[int, Path], say) -> None:
+def _warn_of_newer_incomplete(model_path: Path, newest: tuple[int, Path]) -> None:
     """Say so when a newer checkpoint than the one resumed lacks its training state: that work is redone."""
     iteration, directory = newest
-    for candidate in training.model_directories(model_path):
+    for candidate in model_directories(model_path):
         if candidate == directory:
             continue
-        match = training.CHECKPOINT_NAME.match(candidate.name)
+        match = CHECKPOINT_NAME.match(candidate.name)
         at = int(match.group(2)) if match.group(1) == "iter" else None
         if at is None:
             try:
                 at = int(read_model_config(candidate)["metadata"]["training"]["iterations"])
             except (UserError, KeyError, TypeError, ValueError):
                 continue
-        if at > iteration and candidate not in {d for _, d in training.list_checkpoints(model_path)}:
-            say(
-                f"warning: {candidate} (iteration {at}) is newer but lacks its training state "
-                f"({training.STATE_JSON}, {training.STATE_TENSORS}); resuming {directory.name} at iteration "
+        if at > iteration and candidate not in {d for _, d in list_checkpoints(model_path)}:
+            log.warning(
+                f"{candidate} (iteration {at}) is newer but lacks its training state "
+                f"({STATE_JSON}, {STATE_TENSORS}); resuming {directory.name} at iteration "
                 f"{iteration}: {at - iteration} iteration(s) are trained again"
             )
 
 
-def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
+def _build_model(config, resume_dir, start_dir, text_options) -> ByteLM:
     if resume_dir is not None:
         model_config = ModelConfig.from_dict(read_model_config(resume_dir)["model"])
         differences = _differences(model_config, config)
@@ -172,7 +180,7 @@ def _build_model(config, resume_dir, start_dir, text_options, say) -> ByteLM:
         model = load_model(start_dir)
         differences = _differences(model.config, config)
         if differences:
-            say(f"notice: the architecture comes from {start_dir}; ignoring {'; '.join(differences)}")
+            log.notice(f"the architecture comes from {start_dir}; ignoring {'; '.join(differences)}")
         return model
     return ByteLM(_model_config(config), text_options)
 
@@ -181,27 +189,27 @@ def _total_iterations(config, batches_per_epoch: int) -> int:
     return config.max_iters if config.max_iters > 0 else config.epochs * batches_per_epoch
 
 
-def run_training(config, ctx: training.DistributedContext, say) -> int:
+def run_training(config, ctx: training.DistributedContext) -> int:
     """The run, holding the experiment's lock: a second run into it is refused before any work."""
     with contextlib.ExitStack() as held:
         if ctx.is_main and not config.should_test:
             held.enter_context(storage.output_lock(config.experiment_path, what="-experiment_name"))
             for message in training.tidy_checkpoints(config.model_path):
-                say(f"notice: {message}")
-        return _train_holding_lock(config, ctx, say)
+                log.notice(message)
+        return _train_holding_lock(config, ctx)
 
 
-def _train_holding_lock(config, ctx: training.DistributedContext, say) -> int:
+def _train_holding_lock(config, ctx: training.DistributedContext) -> int:
     if config.benchmark:
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         else:
-            say("notice: -benchmark has no effect on the CPU")
-    resume_dir, start_dir = _starting_point(config, say)  # an earlier run is refused before any work
-    corpora = prepare_corpora(config, ctx, say)
+            log.notice("-benchmark has no effect on the CPU")
+    resume_dir, start_dir = _starting_point(config)  # an earlier run is refused before any work
+    corpora = prepare_corpora(config, ctx)
 
     seed_everything(config.seed)  # the same initial weights in every process
-    model = _build_model(config, resume_dir, start_dir, corpora.text_options, say).to(ctx.device).train()
+    model = _build_model(config, resume_dir, start_dir, corpora.text_options).to(ctx.device).train()
     torch.manual_seed(config.seed + ctx.rank)  # but each process its own dropout masks
     requested = config.precision
     if ctx.distributed and requested == "auto":  # started by torchrun: rank 0 decides for every process
@@ -231,19 +239,19 @@ def _train_holding_lock(config, ctx: training.DistributedContext, say) -> int:
     )
     if resume_dir is not None:
         try:
-            info = state.restore(resume_dir, ctx, say)
+            info = state.restore(resume_dir, ctx)
         except UserError as error:
-            earlier = [d for _, d in training.list_checkpoints(config.model_path) if d != resume_dir]
+            earlier = [d for _, d in list_checkpoints(config.model_path) if d != resume_dir]
             if not earlier:
                 raise
             raise UserError(
                 f"{error}; the checkpoint before it, {earlier[-1]}, may be whole: move {resume_dir} aside "
                 f"(mv {resume_dir} {resume_dir}.damaged) and --resume again"
             ) from None
-        say(f"resumed {resume_dir} at iteration {state.iteration} (epoch {state.epoch})")
+        log.info(f"resumed {resume_dir} at iteration {state.iteration} (epoch {state.epoch})")
         saved_total = info.get("schedule", {}).get("total_iters")
         if config.lr_scheduler == "LinearLR" and saved_total not in (None, total):
-            say(f"notice: the learning rate now decays to 0 over {total} iterations (the checkpoint's: {saved_total})")
+            log.notice(f"the learning rate now decays to 0 over {total} iterations (the checkpoint's: {saved_total})")
     else:
         state.iteration = config.start_iter or config.start_epoch * batcher.batches_per_epoch
         if config.start_epoch:
@@ -251,15 +259,15 @@ def _train_holding_lock(config, ctx: training.DistributedContext, say) -> int:
     trainer = training.Trainer(state, ctx, precision=precision, clip=config.clip)
 
     if config.should_test:
-        return _report_evaluations(config, trainer, corpora, say, resume_dir or start_dir)
+        return _report_evaluations(config, trainer, corpora, resume_dir or start_dir)
 
     if ctx.is_main:
         config.model_path.mkdir(parents=True, exist_ok=True)
         state.history.rewrite()
     if state.iteration >= total:
-        say(f"nothing to do: the run is at iteration {state.iteration} of {total}")
+        log.info(f"nothing to do: the run is at iteration {state.iteration} of {total}")
         return 0
-    return _loop(config, ctx, trainer, corpora, total, say)
+    return _loop(config, ctx, trainer, corpora, total)
 
 
 def _evaluate(config, trainer: training.Trainer, corpus: ByteCorpus, split: str) -> training.EvalResult:
@@ -281,7 +289,7 @@ def _evaluate(config, trainer: training.Trainer, corpus: ByteCorpus, split: str)
     return result
 
 
-def _report_evaluations(config, trainer, corpora: Corpora, say, source) -> int:
+def _report_evaluations(config, trainer, corpora: Corpora, source) -> int:
     if source is None:
         raise UserError("-should_test evaluates a trained model: give -load_model, or --resume with a checkpoint")
     if corpora.valid is None and corpora.test is None:
@@ -290,31 +298,11 @@ def _report_evaluations(config, trainer, corpora: Corpora, say, source) -> int:
         corpus = getattr(corpora, split)
         if corpus is not None:
             result = _evaluate(config, trainer, corpus, split)
-            say(f"{source}: {split} {result.bits_per_byte:.4f} bits per byte over {result.bytes} bytes")
+            log.info(f"{source}: {split} {result.bits_per_byte:.4f} bits per byte over {result.bytes} bytes")
     return 0
 
 
-class _Window:
-    """Sums of the updates since the last history row."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.updates = self.skipped = 0
-        self.loss_sum = self.grad_norm_sum = 0.0
-        self.started = time.perf_counter()
-
-    def add(self, result: training.StepResult) -> None:
-        self.updates += 1
-        if result.skipped:
-            self.skipped += 1
-        else:
-            self.loss_sum += result.loss
-            self.grad_norm_sum += result.grad_norm
-
-
-def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int, say) -> int:
+def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int) -> int:
     state = trainer.state
     global_batch_bytes = config.batch_size * config.seq_length * ctx.world_size
     bar = tqdm(
@@ -325,39 +313,40 @@ def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int, 
         disable=not (ctx.is_main and config.verbose >= 1),
         dynamic_ncols=True,
     )
-    window = _Window()
+    window = state.window  # empty: a row ends at every checkpoint
+    window.reset()
     run_started = time.perf_counter() - state.elapsed_s
 
     def log_row(last: training.StepResult) -> None:
         now = time.perf_counter()
         state.elapsed_s = now - run_started
         seconds = max(now - window.started, 1e-9)
-        good = window.updates - window.skipped
-        loss = window.loss_sum / good if good else float("nan")
-        chars_per_s = window.updates * global_batch_bytes / seconds
+        good = window["updates"] - window["skipped"]
+        loss = window["loss"] / good if good else float("nan")
+        chars_per_s = window["updates"] * global_batch_bytes / seconds
         state.history.add_train(
             iteration=state.iteration,
             epoch=state.epoch,
             loss=loss,
             bits_per_byte=training.bits_per_byte(loss),
             learning_rate=last.learning_rate,
-            grad_norm=window.grad_norm_sum / good if good else float("nan"),
+            grad_norm=window["grad_norm"] / good if good else float("nan"),
             chars_per_s=chars_per_s,
-            skipped_updates=window.skipped,
+            skipped_updates=window["skipped"],
             elapsed_s=state.elapsed_s,
         )
         postfix = {
             "loss": f"{loss:.4f}",
             "bpb": f"{training.bits_per_byte(loss):.3f}",
             "lr": f"{last.learning_rate:.3g}",
-            "gnorm": f"{window.grad_norm_sum / max(good, 1):.3g}",
+            "gnorm": f"{window['grad_norm'] / max(good, 1):.3g}",
             "chars/s": f"{chars_per_s:,.0f}",
         }
         bar.set_postfix(ordered_dict=postfix, refresh=False)
         window.reset()
 
     def save(name: str, evaluate: bool, final: bool = False) -> None:
-        if window.updates:
+        if window["updates"]:
             log_row(last)  # a row ends at every checkpoint, so a resumed run writes the same rows
         started = time.perf_counter()
         if evaluate:
@@ -365,7 +354,7 @@ def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int, 
                 corpus = getattr(corpora, split)
                 if corpus is not None:
                     result = _evaluate(config, trainer, corpus, split)
-                    say(f"iteration {state.iteration}: {split} {result.bits_per_byte:.4f} bits per byte")
+                    log.info(f"iteration {state.iteration}: {split} {result.bits_per_byte:.4f} bits per byte")
         state.elapsed_s = time.perf_counter() - run_started
         metadata = dict(state.model.metadata)
         metadata["training"] = {"iterations": state.iteration, "bytes_seen": state.iteration * global_batch_bytes}
@@ -378,20 +367,23 @@ def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int, 
             if not config.no_loss:
                 state.history.plot(config.experiment_path / LOSS_PLOT)
             for removed in training.prune_iteration_checkpoints(config.model_path, config.keep_iters):
-                say(f"removed old checkpoint {removed}")
-        say(f"saved {path}")
+                log.info(f"removed old checkpoint {removed}")
+        log.info(f"saved {path}")
         window.started += time.perf_counter() - started  # chars/s counts training time only
 
     status = 0
     last = None
-    with training.StopRequest(say) as stop_request:
+    with training.StopRequest() as stop_request:
         while True:
             for batch in state.batcher:
                 last = trainer.step(batch.inputs, batch.targets, batch.reset, stop=stop_request.requested)
-                window.add(last)
+                if last.skipped:
+                    window.add(updates=1, skipped=1)
+                else:
+                    window.add(updates=1, loss=last.loss, grad_norm=last.grad_norm)
                 bar.update(1)
                 if last.skipped and not (trainer.precision.name == "fp16" and state.scaler.get_scale() > 1.0):
-                    say(f"warning: iteration {state.iteration}: non-finite loss or gradient; the update was skipped")
+                    log.warning(f"iteration {state.iteration}: non-finite loss or gradient; the update was skipped")
                 if state.iteration % config.log_iters == 0:
                     log_row(last)
                 if last.stop or state.iteration >= total:
@@ -408,7 +400,7 @@ def _loop(config, ctx, trainer: training.Trainer, corpora: Corpora, total: int, 
                 )
                 save(name, evaluate=at_save_point, final=state.iteration >= total)
                 status = stop_request.exit_status if stop_request.requested else 128 + 15
-                say(f"stopped at iteration {state.iteration}; continue with the same command and --resume")
+                log.info(f"stopped at iteration {state.iteration}; continue with the same command and --resume")
                 break
             if epoch_done or state.iteration >= total:
                 save(name, evaluate=True, final=state.iteration >= total)

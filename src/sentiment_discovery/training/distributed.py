@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from . import log
-from .errors import UserError
+from .. import log
+from ..errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,7 @@ def launched_world_size() -> int:
         raise UserError(f"the WORLD_SIZE environment variable is {os.environ['WORLD_SIZE']!r}, not a number") from None
 
 
-def init_distributed(cuda: bool, warn: Callable[[str], None]) -> DistributedContext:
+def init_distributed(cuda: bool) -> DistributedContext:
     """Join the process group described by ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (torchrun's variables).
 
     One process per GPU with NCCL when ``cuda`` and GPUs are there; Gloo on the CPU otherwise.
@@ -79,7 +80,7 @@ def init_distributed(cuda: bool, warn: Callable[[str], None]) -> DistributedCont
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     if cuda and not torch.cuda.is_available():
-        warn("warning: -cuda was given but no GPU is available; running on the CPU")
+        log.warning("-cuda was given but no GPU is available; running on the CPU")
         cuda = False
     if cuda:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -137,8 +138,6 @@ def launch_local_processes(world_size: int, target: Callable, *args) -> int:
     SIGINT and SIGTERM sent to this process are passed on to the workers, which save a
     checkpoint and stop (see :class:`StopRequest`).
     """
-    import torch.multiprocessing as mp  # lazy: only a multi-process launch needs it
-
     status = mp.get_context("spawn").Value("i", 0)
     context = mp.start_processes(
         _local_process,
@@ -176,8 +175,7 @@ class StopRequest:
     pass signals on), so only the third stops at once, without a checkpoint.
     """
 
-    def __init__(self, say: Callable[[str], None]):
-        self.say = say
+    def __init__(self):
         self.signal: int | None = None
         self.count = 0
         self._previous: dict = {}
@@ -197,7 +195,7 @@ class StopRequest:
         if self.signal is None:
             self.signal = signum
             name = signal.Signals(signum).name
-            self.say(f"{name}: stopping after this update and saving a checkpoint (a third signal stops at once)")
+            log.info(f"{name}: stopping after this update and saving a checkpoint (a third signal stops at once)")
 
     def __enter__(self) -> "StopRequest":
         for sig in (signal.SIGINT, signal.SIGTERM):

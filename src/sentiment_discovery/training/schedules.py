@@ -1,13 +1,19 @@
-"""How the weights are updated: the learning-rate schedules of the 2017 flags (closed form,
-so a resumed run lands on the same rate) and the optimizer chosen by name."""
+"""How the weights are updated: the learning-rate schedules (closed form, so a resumed run
+lands on the same rate) and the optimizer chosen by name.
+
+``train`` takes the 2017 flags' :class:`LinearDecay` or :class:`ExponentialDecay`;
+``finetune`` takes :class:`WarmupDecay` with ``base_lr`` 1, a factor that each parameter
+group's ``lr_scale`` multiplies (its per-layer rate, see :meth:`Trainer.step`).
+"""
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import torch
 
-from .choices import SCHEDULES
-from .errors import UserError
+from ..choices import SCHEDULES
+from ..errors import UserError
 
 
 # --------------------------------------------------------------------------- schedules
@@ -41,7 +47,34 @@ class ExponentialDecay:
         return self.base_lr * self.factor**epoch
 
 
-Schedule = LinearDecay | ExponentialDecay
+@dataclasses.dataclass(frozen=True)
+class WarmupDecay:
+    """Linear warm-up over the first ``warmup`` fraction of ``total_steps``, then ``decay`` to 0
+    (``linear`` or ``cosine``) or ``constant``, per update; times ``base_lr``."""
+
+    name: ClassVar[str] = "WarmupDecay"
+    total_steps: int
+    warmup: float = 0.0
+    decay: str = "constant"
+    base_lr: float = 1.0
+
+    def factor(self, step: int) -> float:
+        warmup_steps = int(round(self.warmup * self.total_steps))
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if self.decay == "constant":
+            return 1.0
+        remaining = max(1, self.total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / remaining)
+        if self.decay == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def lr(self, iteration: int, epoch: int) -> float:
+        return self.base_lr * self.factor(iteration)
+
+
+Schedule = LinearDecay | ExponentialDecay | WarmupDecay
 
 
 def make_schedule(name: str, base_lr: float, *, total_iters: int, factor: float) -> Schedule:
