@@ -12,6 +12,7 @@ directory, for the commands that only read them (``transfer``, ``visualize``, ``
 
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,8 +38,6 @@ CHECKPOINT_NAME = re.compile(r"^(e|iter)(\d+)$")
 
 
 def model_config_dict(model: ByteLM, metadata: dict | None = None) -> dict:
-    from dataclasses import asdict
-
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

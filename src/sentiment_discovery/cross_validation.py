@@ -2,7 +2,6 @@
 
 Those datasets have no standard train/test split; the paper (and SentEval after it) report
 10-fold cross-validation with the regularisation chosen inside each fold. Here:
-
 - :func:`assign_folds` deals the rows into K folds, stratified by label and seeded; rows with
   the same text always land in the same fold, so no sentence is ever both trained on and
   tested (MPQA repeats many short phrases: 3,247 of its 10,603 rows share their text);
@@ -23,6 +22,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm.auto import tqdm
 
 from . import transfer
 from .errors import UserError
@@ -34,8 +35,6 @@ MIN_FOLDS = 3  # a test fold, a validation fold and at least one fold to fit on
 
 def assign_folds(texts: Sequence[str], labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """The fold (0..folds-1) of every row: stratified by label, reproducible from ``seed``, equal texts together."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     labels = transfer.check_labels(labels, "the cross-validated set", multiclass=True)
     if folds < MIN_FOLDS:
         raise UserError(f"-cv needs at least {MIN_FOLDS} folds (one to test, one to choose C on, one to fit), not {folds}")
@@ -102,8 +101,6 @@ def cross_validate(
     progress: bool = True,
 ) -> list[FoldFit]:
     """The transfer procedure on every fold (C on the validation fold only), evaluated on the test fold."""
-    from tqdm.auto import tqdm
-
     labels = transfer.check_labels(labels, "the cross-validated set", multiclass=True)
     folds = int(assignment.max()) + 1
     results = []
@@ -252,7 +249,6 @@ def protocol(folds: int, seed: int) -> dict:
 @dataclasses.dataclass(kw_only=True)
 class CrossValidationResults(RunResults):
     """``results.json`` of ``transfer -cv K``: every fold and the summary (no classifier is written)."""
-
     dataset: str
     model: transfer.ModelIdentity
     files: dict[str, str | None]  # train as given; valid and test None

@@ -30,7 +30,17 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import log, storage
+import torch
+
+from . import log, storage, transfer
+from .checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    resolve_model_directory,
+    save_model,
+    update_model_metadata,
+)
 from .errors import UserError
 from .locations import (
     CLASSIFIER_FILE,
@@ -237,11 +247,7 @@ def export_default_model(
     in ``<out>/.export.partial/`` and verified (the staged classifier must find and accept
     the staged model) before it replaces what ``out`` held; ``MODEL_CARD.md`` is left alone.
     """
-    # Lazy imports, for start-up time: the CLI imports this module for --help; these import torch.
-    import torch
 
-    from . import transfer
-    from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, resolve_model_directory, save_model, update_model_metadata
 
     source_dir = resolve_model_directory(model)
     fitted = transfer.SentimentClassifier.load(classifier)

@@ -1,7 +1,6 @@
 """Fine-tuning: the language model and a classifier head trained together on labelled texts.
 
 Components used by the ``finetune`` recipe (and usable from Python):
-
 - :class:`ClassifierHead`: a fixed standardisation, dropout and a linear layer over the
   pooled cell states of the top layer; it can start as a fitted L2 logistic regression
   (:func:`fit_probe_head`), which keeps the first updates from damaging the features;
@@ -19,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from .errors import UserError
@@ -82,7 +82,6 @@ class ClassifierHead(nn.Module):
 
 class SequenceClassifier(nn.Module):
     """The language model read by a head on its top layer's pooled cell states."""
-
     def __init__(self, language_model: ByteLM, classes: int, pooling: str, dropout: float = 0.0):
         super().__init__()
         self.language_model = language_model
@@ -121,8 +120,6 @@ def fit_probe_head(
     c_grid: Sequence[float] = PROBE_C_GRID, seed: int = 0,
 ) -> ProbeFit:
     """L2 logistic regression on standardised features, C chosen on validation accuracy (ties: smaller C)."""
-    from sklearn.linear_model import LogisticRegression
-
     mean = train_features.mean(axis=0, dtype=np.float64)
     scale = train_features.std(axis=0, dtype=np.float64)
     scale[scale == 0] = 1.0

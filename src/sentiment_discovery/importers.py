@@ -1,7 +1,6 @@
 """Published weights -> a :class:`ByteLM`: OpenAI's release and the 2017 PyTorch reproduction.
 
 Every published layout is mapped onto the model here, in one place:
-
 - OpenAI's release, a folder of ``0.npy`` ... ``14.npy`` (TensorFlow, weights [in, out] as
   ours, weight norm kept as the release's direction and gains);
 - the third-party PyTorch port's NumPy export of the same weights (``embd.npy``, ``wx.npy``,
@@ -28,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import CONFIG_FILE, save_model
 from .choices import GATE_LAYOUTS  # how a first-release mLSTM's gate blocks are laid out
@@ -84,10 +84,7 @@ def _shape_of(template: tuple[str, ...], sizes: dict[str, int]) -> tuple[int, ..
 
 class _ModelFiller:
     """Copies source tensors into an uninitialised model and checks that nothing is left unset."""
-
     def __init__(self, config: ModelConfig, text_options: TextOptions, progress: bool, desc: str):
-        from tqdm.auto import tqdm
-
         with torch.device("meta"):
             model = ByteLM(config, text_options)
         # Real memory, never initialised: every parameter is overwritten from the source.
@@ -313,7 +310,6 @@ def _flat_tensors(checkpoint, path: Path) -> dict[str, torch.Tensor]:
 
 class _SavedWeight(NamedTuple):
     """A weight as saved, [out, in]: plain, or as weight norm's direction and gain."""
-
     key: str
     weight: torch.Tensor  # the plain weight, or the direction v
     gain: torch.Tensor | None
@@ -340,7 +336,6 @@ def _regroup_gates(tensor: torch.Tensor, order: tuple[int, ...] | None) -> torch
 
 class _Checkpoint:
     """The checkpoint's tensors by name; each is taken once, and any never taken is an error."""
-
     def __init__(self, tensors: dict[str, torch.Tensor], path: Path):
         self.tensors, self.path = tensors, path
 
@@ -390,7 +385,6 @@ class _Layer(NamedTuple):
 @dataclasses.dataclass
 class _Mapped:
     """A checkpoint read into our terms, before any of its shapes is trusted."""
-
     layout: str
     rnn_type: str
     embedding: torch.Tensor

@@ -3,6 +3,7 @@
 import dataclasses
 import html
 import re
+import sys
 import unicodedata
 
 from unidecode import unidecode
@@ -123,3 +124,10 @@ def escape_control(text: str, keep: str = "") -> str:
         c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) == "Cc" and c not in keep else c
         for c in text
     )
+
+
+def print_result(line: str) -> None:
+    """Print a result line on stdout; a character the terminal's encoding cannot show becomes
+    "?" rather than a crash (classify's rows, visualize's generated text)."""
+    encoding = sys.stdout.encoding or "utf-8"
+    print(line.encode(encoding, errors="replace").decode(encoding))

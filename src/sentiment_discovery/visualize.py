@@ -30,6 +30,7 @@ from . import storage
 from .choices import MAX_HOLD
 from .errors import UserError
 from .features import CHUNK_LENGTH
+from .figures import colormap, new_figure
 from .model import CellOverwrite
 from .precision import products_autocast
 from .text import preprocess_text
@@ -366,10 +367,8 @@ def display_values(values: np.ndarray, negate: bool = False) -> np.ndarray:
 
 def value_colours(values: np.ndarray, negate: bool = False) -> np.ndarray:
     """RGB uint8 [N, 3]: red (-1) through yellow (0) to green (+1)."""
-    from matplotlib import colormaps  # lazy: only drawing needs matplotlib (about 1 s to import)
-
     position = (display_values(values, negate) - VALUE_RANGE[0]) / (VALUE_RANGE[1] - VALUE_RANGE[0])
-    return np.round(colormaps[COLOUR_MAP](position)[:, :3] * 255).astype(np.uint8)
+    return np.round(colormap(COLOUR_MAP)(position)[:, :3] * 255).astype(np.uint8)
 
 
 def _text_colour(rgb: Sequence[int]) -> str:
@@ -454,11 +453,6 @@ def render_png(
     With a sentiment trace, a strip under each character shows P(positive) of the text so far
     (red 0, yellow 0.5, green 1).
     """
-    import matplotlib  # lazy, as in value_colours
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     probabilities = trace.character_probabilities()
     if geometry is None:
         geometry = HeatmapGeometry(strip_height=TRACE_STRIP_HEIGHT if probabilities is not None else 0)
@@ -469,7 +463,7 @@ def render_png(
     # The cells are painted into an image at one array element per pixel, so their colours are exact.
     image = np.empty((height, width, 3), dtype=np.uint8)
     image[:] = BACKGROUND
-    figure = Figure(figsize=(width / geometry.dpi, height / geometry.dpi), dpi=geometry.dpi)
+    figure = new_figure(figsize=(width / geometry.dpi, height / geometry.dpi), dpi=geometry.dpi)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_axis_off()
     font_points = geometry.font_size * 72 / geometry.dpi
@@ -525,7 +519,6 @@ pre span.generated {{ text-decoration: underline; }}
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One character of a heatmap as a page draws it."""
-
     character: str
     glyph: str  # what is shown: the character, or a visible stand-in for a control character
     value: float  # the unit after the character's last byte, before clipping or negating

@@ -1,7 +1,6 @@
 """Fetching the standard labelled sets (SST-2, IMDB, MR, CR, SUBJ, MPQA) into ``<to>/<dataset>/``, verified by sha256.
 
 The layout is the one of the project's shared data folder::
-
     <to>/sst2/train.csv, dev.csv, test.csv        header label,sentence (label 1 = positive)
     <to>/imdb/train.csv.gz, test.csv.gz           header id,rating,label,text (gzipped CSV)
     <to>/mr/mr.csv, cr/cr.csv, subj/subj.csv, mpqa/mpqa.csv
@@ -45,13 +44,16 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import UserError
+from tqdm.auto import tqdm
+
 from .. import log, storage
+from ..errors import UserError
 from ..storage import file_sha256
 
 TIMEOUT_SECONDS = 60
@@ -61,7 +63,6 @@ _CHUNK = 1 << 20
 @dataclasses.dataclass(frozen=True)
 class OutputFile:
     """A file of ``<to>/<dataset>/``; ``sha256`` is of its bytes, or of its decompressed bytes if gzipped."""
-
     name: str
     sha256: str
     source: str | None = None  # the original file's name, when the file is fetched as it is
@@ -70,7 +71,6 @@ class OutputFile:
 @dataclasses.dataclass(frozen=True)
 class Archive:
     """An original archive that ``convert`` turns into the dataset's files."""
-
     name: str
     # None where no checksum of the archive is published: the converted files' sha256 still checks every byte.
     sha256: str | None
@@ -173,7 +173,6 @@ def write_sentence_csv(path: Path, positive: list[str], negative: list[str]) -> 
 
 def sentence_pair_converter(output: str, positive: str, negative: str) -> Callable[[Path, Path], None]:
     """A ``convert`` that writes ``output`` from the archive's ``positive`` and ``negative`` line files."""
-
     def convert(archive: Path, directory: Path) -> None:
         members = _archive_members(archive, (positive, negative))
         write_sentence_csv(
@@ -291,11 +290,8 @@ def _fetch(location: str, destination: Path, progress: bool, hint: str = NO_INTE
             return False
         shutil.copyfile(location, destination)
         return True
-    from tqdm.auto import tqdm
 
     try:
-        import urllib.request  # here, not at the top: the CLI imports this module for its flags
-
         response = urllib.request.urlopen(location, timeout=TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
         if error.code == 404:
@@ -326,8 +322,6 @@ def _fetch(location: str, destination: Path, progress: bool, hint: str = NO_INTE
 
 def _open_url(location: str, offset: int = 0):
     """The response for ``location`` from byte ``offset`` on (a Range request); None for 404 and 416."""
-    import urllib.request  # lazy: the CLI imports this module for its flags
-
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
         return urllib.request.urlopen(urllib.request.Request(location, headers=headers), timeout=TIMEOUT_SECONDS)
@@ -347,7 +341,6 @@ def _fetch_resuming(location: str, destination: Path, progress: bool) -> bool:
     with the whole file instead (200) starts it over. A cut-off download leaves ``destination``
     as far as it got, for the next run to resume.
     """
-    from tqdm.auto import tqdm  # lazy: the CLI imports this module for its flags
 
     offset = destination.stat().st_size if destination.is_file() else 0
     response = _open_url(location, offset)

@@ -11,11 +11,13 @@ local copy or another server. Importing and installing the files is ``recipes/do
 import dataclasses
 import hashlib
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from .. import log, storage
 from ..errors import UserError
-from .download import TIMEOUT_SECONDS, _CHUNK, _fetch, _fetch_resuming, _is_url, _join
+from .download import _CHUNK, TIMEOUT_SECONDS, _fetch, _fetch_resuming, _is_url, _join
 
 
 def git_blob_id(path: str | os.PathLike) -> str:
@@ -31,7 +33,6 @@ def git_blob_id(path: str | os.PathLike) -> str:
 @dataclasses.dataclass(frozen=True)
 class ModelRelease:
     """Published weights that ``download NAME`` fetches, verifies and imports into the model cache."""
-
     name: str
     base_url: str
     files: tuple[tuple[str, str], ...]  # (file name, git blob id) in the release's order
@@ -71,8 +72,6 @@ MODEL_RELEASES = {release.name: release for release in (OPENAI_MLSTM,)}
 def _exists(location: str) -> bool:
     if not _is_url(location):
         return Path(location).is_file()
-    import urllib.error  # lazy: the CLI imports this module for its flags
-    import urllib.request
 
     try:
         with urllib.request.urlopen(urllib.request.Request(location, method="HEAD"), timeout=TIMEOUT_SECONDS):

@@ -22,10 +22,16 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import log, storage
+import numpy as np
+
+from .. import log, storage, transfer
 from ..configs.calibrate import CalibrateConfig
+from ..data.readers import read_labeled
 from ..errors import UserError
 from ..options import check_options
+from ..runtime import configure_threads
+from ..transfer.calibration import fit_temperature, plot_reliability, reliability
+from ..transfer.ngrams import fit_ngram_probe
 
 # What the source classifier's run recorded (transfer's or finetune's), copied beside the calibrated one.
 SOURCE_RECORDS = ("results.json", "learning_curve.png")
@@ -57,13 +63,7 @@ def run(config: CalibrateConfig) -> int:
 def _run(config: CalibrateConfig) -> None:
     # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch, numpy and scikit-learn (docs/performance.md).
-    import numpy as np
 
-    from .. import transfer
-    from ..data.readers import read_labeled
-    from ..runtime import configure_threads
-    from ..transfer.calibration import fit_temperature, plot_reliability, reliability
-    from ..transfer.ngrams import fit_ngram_probe
 
     began = time.perf_counter()
     configure_threads()

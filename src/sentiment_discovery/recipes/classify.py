@@ -15,13 +15,19 @@ predicted class and one ``probability_<class>`` column per class.
 
 import contextlib
 
-from .. import log, storage
+import numpy as np
+
+from .. import log, storage, transfer
+from ..checkpoint import load_model
 from ..choices import LABELS
 from ..configs.classify import ClassifyConfig
+from ..data.readers import ReadStats, iter_numbered_texts
 from ..errors import UserError
 from ..options import check_options
-from ..text import escape_control
-from .common import feature_cache, print_result, resolve_load_model
+from ..runtime import configure_threads, select_device
+from ..text import escape_control, print_result
+from .common import feature_cache, resolve_load_model
+from .sharded import classify_features, sharding
 
 
 def one_line(text: str) -> str:
@@ -54,13 +60,7 @@ def run(config: ClassifyConfig) -> None:
 def _classify(config: ClassifyConfig) -> None:
     # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and numpy (docs/performance.md).
-    import numpy as np
 
-    from .. import transfer
-    from ..checkpoint import load_model
-    from ..data.readers import ReadStats, iter_numbered_texts
-    from ..runtime import configure_threads, select_device
-    from .sharded import classify_features, sharding
 
     configure_threads()
     distributed = sharding.join(config.cuda).distributed  # under torchrun: the process group, each rank's GPU

@@ -1,21 +1,16 @@
-"""What several recipes share: the model that ``-load_model`` names, the feature cache, result lines.
+"""What several recipes share: the model that ``-load_model`` names, and the feature cache.
 
 Their shared flags (``ExperimentConfig``, ``FeatureOptions``, the 2017 no-op tables) are in
 :mod:`sentiment_discovery.configs.common`.
 """
 
 import re
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import log, model_cache
+from .. import log, model_cache, transfer
+from ..checkpoint import list_checkpoints, model_directories, not_a_model_directory, read_state_json
 from ..configs.common import ExperimentConfig, FeatureOptions
 from ..errors import UserError
-
-if TYPE_CHECKING:
-    from .. import transfer
-
 
 # ---------------------------------------------------------------- -load_model
 
@@ -41,8 +36,6 @@ def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
     if named is not None:
         return named
     if path.is_file():
-        from ..checkpoint import not_a_model_directory  # lazy: checkpoint imports torch (start-up time)
-
         raise not_a_model_directory(path)
     epoch = re.fullmatch(r"e(\d+)", stem) if path.name.endswith(".pt") and path.parent == Path(".") else None
     if epoch:
@@ -61,35 +54,20 @@ def resolve_load_model(name: str, config: ExperimentConfig) -> Path:
 
 
 def _checkpoint_names(model_path: Path) -> str:
-    # lazy: checkpoint imports torch, which --help should not wait for
-    from ..checkpoint import model_directories
-
     names = [directory.name for directory in model_directories(model_path)]
     return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
 
 
 def _newest_checkpoint_of_epoch(model_path: Path, epoch: int) -> Path | None:
-    # lazy: checkpoint imports torch, which --help should not wait for
-    from ..checkpoint import list_checkpoints, read_state_json
-
     for _, directory in reversed(list_checkpoints(model_path)):
         if directory.name.startswith("iter") and read_state_json(directory).get("epoch") == epoch:
             return directory
     return None
 
 
-def print_result(line: str) -> None:
-    """Print a result line on stdout; a character the terminal's encoding cannot show becomes
-    "?" rather than a crash (classify's rows, visualize's generated text)."""
-    encoding = sys.stdout.encoding or "utf-8"
-    print(line.encode(encoding, errors="replace").decode(encoding))
-
-
 def feature_cache(options: FeatureOptions, experiment_path: Path) -> "transfer.FeatureCache | None":
     """The feature cache that ``transfer`` and ``classify`` read and write (None with -no_feature_cache)."""
     if options.no_feature_cache:
         return None
-    # lazy: transfer imports torch and scikit-learn, and `models` (run without torch) imports this module
-    from .. import transfer
 
     return transfer.FeatureCache(options.feature_cache or experiment_path / "feature_cache")

@@ -6,21 +6,17 @@ directory ``model/`` with ``classifier.json`` beside it (the head as the logisti
 accuracy lines in the 2017 format, and writes ``results.json``.
 """
 
-from __future__ import annotations  # annotations name classes of modules imported on first use
 
 import dataclasses
 import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import log, storage
+import torch
 
-# Lazy imports: numpy, torch and the training modules are imported where they are used, not here: the CLI
-# imports this module (through recipes/finetune) for the flags, and `--help` should not wait for them.
-if TYPE_CHECKING:
-    from .. import finetune, training, transfer
+from .. import finetune, log, storage, training, transfer
+from ..checkpoint import save_model
 
 # The fine-tuned model directory in the run directory.
 MODEL_SUBDIR = "model"
@@ -29,10 +25,6 @@ MODEL_SUBDIR = "model"
 def finish(config, model, data, splits, state: training.TrainingState, precision, device, run_dir: Path, start_model: Path,
            started: float, total_steps: int, class_labels: list[int] | None = None) -> None:
     """Write the best weights as a model directory with its classifier, the accuracy lines and results.json."""
-    import torch
-    from .. import transfer
-    from ..checkpoint import save_model
-
     probe = head_probe(model.head)
     rnn_size = model.language_model.config.rnn_size
     # The unit the head weighs most (a concat feature's index taken back to its unit), for visualize.
@@ -120,7 +112,6 @@ def head_probe(head: finetune.ClassifierHead) -> "transfer.LinearProbe":
 
     A head of K > 2 classes: its K logits as they are, their softmax the probabilities.
     """
-    from .. import transfer
 
     weight = head.linear.weight.detach().double().cpu().numpy()
     bias = head.linear.bias.detach().double().cpu().numpy()

@@ -2,7 +2,7 @@
 
 from .. import model_cache
 from ..configs.models import ModelsConfig
-from .common import print_result
+from ..text import print_result
 
 
 def _size(size_bytes: int) -> str:

@@ -7,21 +7,17 @@ Every function takes the command's data flags as one :class:`LabelledFiles` (``-
 """
 
 import dataclasses
-from typing import TYPE_CHECKING
 
-from .. import log
+import numpy as np
+
+from .. import log, transfer
+from ..data.readers import parse_split, read_labeled, read_texts, split_indices
 from ..errors import UserError
-
-# Lazy imports: numpy, the readers and the transfer package are imported where they are used, not here: the CLI imports this
-# module (through transfer and finetune) for the flags, and `--help` should not wait for them.
-if TYPE_CHECKING:
-    import numpy as np
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LabelledFiles:
     """The labelled files a command reads and how: the data flags of ``transfer`` and ``finetune``."""
-
     train: str
     valid: str | None
     test: str | None
@@ -51,7 +47,6 @@ class LabelledFiles:
 @dataclasses.dataclass
 class Split:
     """A file's texts and labels (None: an unlabelled test file), and their features once featurized."""
-
     name: str
     texts: list[str]
     labels: "np.ndarray | None"
@@ -66,8 +61,6 @@ class Split:
 
 
 def read_labeled_split(files: LabelledFiles, name: str, path: str, label_hint: str = "") -> Split:
-    from ..data.readers import read_labeled
-
     # Domains are read for validation only: selection is by the mean accuracy over them.
     domain_key = files.domain_key if name == "valid" else None
     try:
@@ -93,8 +86,6 @@ def read_splits(files: LabelledFiles, cross_validating: bool = False) -> dict[st
 
     ``cross_validating`` (``transfer -cv``): no validation file or -split is needed, each fold has its own.
     """
-    from .. import transfer
-    from ..data.readers import parse_split, read_texts
 
     splits = {"train": read_labeled_split(files, "train", files.train)}
     if not files.multiclass:
@@ -123,7 +114,6 @@ def encode_classes(splits: dict[str, Split], files: LabelledFiles) -> "list[int]
 
     None (and the labels left alone) without -multiclass, or when the classes are 0 and 1.
     """
-    from .. import transfer
 
     if not files.multiclass:
         return None
@@ -136,8 +126,6 @@ def encode_classes(splits: dict[str, Split], files: LabelledFiles) -> "list[int]
 
 
 def hold_out_validation(train: Split, files: LabelledFiles) -> tuple[Split, Split]:
-    from ..data.readers import split_indices
-
     kept, held_out = split_indices(len(train.texts), files.split, seed=files.seed)
     if len(kept) == 0 or len(held_out) == 0:
         raise UserError(f"-split {files.split} leaves an empty part of the {len(train.texts)} training texts; pass -valid")

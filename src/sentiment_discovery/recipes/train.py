@@ -21,20 +21,20 @@ corpora, where it starts, the loop, checkpoints and evaluations) is
 import dataclasses
 import os
 
-from .. import log, memory
+import torch
+
+from .. import log, memory, training
 from ..configs.train import MODEL_FLAGS, TrainConfig
 from ..errors import UserError
+from ..fast_mlstm import reuse_freed_memory
 from ..options import check_options
 from ..precision import resolve_precision
-
-# Lazy imports: torch and the components that use it are imported in the functions that need them, not
-# here: the CLI imports this module for its flags, and `--help` should not wait for torch.
+from ..runtime import configure_threads
+from . import train_loop
 
 
 def check_config(config: TrainConfig) -> None:
     """The declared bounds of every flag, then what no single flag's bounds can say."""
-    from .. import training
-
     check_options(config)
     if config.rank >= 0 and config.world_size < 1:
         raise UserError("-rank needs -world_size (the number of processes in all)")
@@ -49,7 +49,6 @@ def check_memory(config: TrainConfig) -> None:
     The architecture is the flags' (a --resume must match them); with -load_model it is that
     model's, read when the run starts, so nothing is estimated here.
     """
-    import torch
 
     if config.load_model is not None:
         return
@@ -70,19 +69,12 @@ def check_memory(config: TrainConfig) -> None:
 
 def processes_to_start(config: TrainConfig) -> int:
     """How many processes ``run`` starts itself: 1 under a launcher or -rank, else -num_gpus."""
-    from .. import training
-
     if training.launched_world_size() > 0 or config.rank >= 0:
         return 1
     return config.num_gpus if (config.distributed or config.num_gpus > 1) else 1
 
 
 def run(config: TrainConfig) -> int:
-    import torch
-
-    from .. import training
-    from . import train_loop
-
     check_config(config)
     check_memory(config)  # before any corpus, lock or experiment folder
     if config.rank >= 0 and training.launched_world_size() == 0:
@@ -108,8 +100,6 @@ def run(config: TrainConfig) -> int:
 
 
 def _quiet_rank(config: TrainConfig) -> bool:
-    from .. import training
-
     return training.launched_world_size() > 1 and int(os.environ.get("RANK", "0")) != 0 and config.verbose < 2
 
 
@@ -127,11 +117,6 @@ def _worker(config: TrainConfig) -> int:
 
 def train_process(config: TrainConfig) -> int:
     """The whole run in this process (one of several under DDP)."""
-    from .. import training
-    from ..fast_mlstm import reuse_freed_memory
-    from ..runtime import configure_threads
-    from . import train_loop
-
     reuse_freed_memory()  # 7-18 % of training speed on CPU (see docs/performance.md)
     if training.launched_world_size() <= 1:  # several processes share the cores (launch_local_processes)
         configure_threads()

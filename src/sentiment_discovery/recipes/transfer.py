@@ -14,23 +14,17 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import log, storage
+import numpy as np
+
+from .. import checkpoint, cross_validation, log, runtime, storage, transfer
+from ..checkpoint import resolve_model_directory
 from ..configs.transfer import TransferConfig
 from ..errors import UserError
+from ..model import ByteLM
 from ..options import check_options
 from .common import feature_cache, resolve_load_model
 from .splits import LabelledFiles, Split, encode_classes, hold_out_validation, read_splits
-
-# Lazy imports: numpy, torch and scikit-learn are imported where they are used, not here: the CLI imports
-# this module (and classify imports it) for the flags, and `--help` should not wait for them.
-if TYPE_CHECKING:
-    import numpy as np
-
-    from .. import transfer
-    from ..model import ByteLM
-
 
 RESULTS_FILE = "results.json"
 
@@ -44,7 +38,6 @@ def dataset_name(train_path: str) -> str:
 @dataclasses.dataclass
 class Labelled:
     """The splits of one fit: train, validation (a file, or held out of train) and the test file if any."""
-
     train: Split
     valid: Split
     test: Split | None
@@ -58,8 +51,6 @@ class Labelled:
 
 def featurize_splits(model, identity, splits: dict[str, Split], config: TransferConfig) -> dict:
     """Fill in every split's features (from the cache when possible); returns the timings."""
-    from .. import transfer
-
     cache = feature_cache(config, config.experiment_path)
     timing = {}
     for split in splits.values():
@@ -90,8 +81,6 @@ def check_flags(config: TransferConfig) -> None:
 
 
 def print_notices(fit: "transfer.TransferFit") -> None:
-    from .. import transfer
-
     probe = fit.classifier.all_neurons
     advice = "" if probe.standardized else " (try -standardize)"
     if probe.features_used == 0:
@@ -105,8 +94,6 @@ def print_notices(fit: "transfer.TransferFit") -> None:
 
 def results_directory(config: TransferConfig, model_path: Path) -> Path:
     """``<experiment>/<dataset>/<model>``, refused up front when it holds the results of another training file."""
-    from ..checkpoint import resolve_model_directory
-
     model_name = resolve_model_directory(model_path).name.removesuffix(".previous")
     directory = config.experiment_path / dataset_name(config.train) / model_name
     results_path = directory / RESULTS_FILE
@@ -127,8 +114,6 @@ def run(config: TransferConfig) -> None:
 
 def _run(config: TransferConfig, locks: contextlib.ExitStack) -> None:
     """Read and featurize the files, fit and print, then write the run's outputs whole: each step a function below."""
-    from .. import cross_validation, runtime
-
     started = time.perf_counter()
     check_flags(config)
     runtime.configure_threads()
@@ -166,8 +151,6 @@ def lock_outputs(config: TransferConfig, model_path: Path, locks: contextlib.Exi
 
 def load_featurizer(config: TransferConfig, model_path: Path) -> "tuple[ByteLM, transfer.ModelIdentity]":
     """The model, and what its features depend on (refused when -num_neurons exceeds its units)."""
-    from .. import checkpoint, runtime, transfer
-
     model = checkpoint.load_model(model_path, device=runtime.select_device(config.cuda))
     identity = transfer.ModelIdentity.of(
         model, model_path, layer=config.layer, preprocess=not config.no_preprocess, precision=config.precision,
@@ -192,8 +175,6 @@ def fit_and_evaluate(
     timing: dict,
 ) -> "tuple[transfer.TransferFit, transfer.Evaluation]":
     """The paper's procedure on train (C chosen on validation), its 2017 lines printed and what they call for."""
-    from .. import transfer
-
     fit_start = time.perf_counter()
     fit = transfer.fit_sentiment_classifier(
         data.train.features, data.train.labels, data.valid.features, data.valid.labels, identity,
@@ -231,9 +212,7 @@ def write_outputs(
 
     Returns the figures and the curve (None with -no_data_efficiency).
     """
-    import numpy as np
 
-    from .. import transfer
 
     classifier = fit.classifier
     classifier.save(staging)
@@ -264,8 +243,6 @@ def transfer_results(
     classes: "list[int] | None",
 ) -> "transfer.TransferResults":
     """What results.json holds of this run."""
-    from .. import transfer
-
     classifier = fit.classifier
     files = {"train": config.train, "valid": config.valid, "test": config.test}
     n_neurons = transfer.probe_report(fit.n_neurons, evaluation.n_neurons)
@@ -326,7 +303,6 @@ def write_figures(
 ) -> list[Path]:
     """A histogram per top unit (test set, or train when the test set is missing or unlabelled) and the weights;
     and of the model's ``recorded`` sentiment unit (unit, sign) when it is not among them (the paper's figure 3)."""
-    from .. import transfer
 
     shown = test if test is not None and test.labels is not None else train
     paths = [transfer.plot_unit_weights(classifier.all_neurons, classifier.top_units, directory / "weights.png")]
@@ -348,7 +324,6 @@ def data_efficiency(config: TransferConfig, classifier: "transfer.SentimentClass
     Its full-size point is the main classifiers' (one run; the single-unit one only when
     -num_neurons is 1, since otherwise the main top classifier is not a single unit).
     """
-    from .. import transfer
 
     train, valid, evaluated = data.train, data.valid, data.evaluated
     rows = transfer.data_efficiency_curve(
@@ -378,7 +353,6 @@ def run_cross_validation(config: TransferConfig, data: Split, assignment: "np.nd
     No classifier.json is written (there are K of them, none fitted on all the data), the
     model's config.json is left alone, and the data-efficiency curve is not drawn.
     """
-    from .. import cross_validation, transfer
 
     jobs = config.jobs or transfer.default_jobs()
     fit_start = time.perf_counter()

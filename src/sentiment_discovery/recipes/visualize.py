@@ -16,20 +16,17 @@ classifier's P(positive) of the text so far, its sentiment trace.
 """
 
 import dataclasses
-
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import defaults, log
+from .. import defaults, log, transfer, visualize
+from ..checkpoint import WEIGHTS_FILE, load_model, resolve_model_directory
 from ..configs.visualize import VisualizeConfig
 from ..errors import UserError
 from ..options import check_options
+from ..runtime import configure_threads, seed_everything, select_device
 from ..storage import file_sha256
-from ..text import escape_control
-from .common import print_result, resolve_load_model
-
-if TYPE_CHECKING:
-    from .. import transfer
+from ..text import escape_control, print_result
+from .common import resolve_load_model
 
 
 def default_model_directory(config: VisualizeConfig) -> Path:
@@ -43,9 +40,6 @@ def default_model_directory(config: VisualizeConfig) -> Path:
 
 def classifier_model(config: VisualizeConfig, fitted: "transfer.SentimentClassifier") -> Path:
     """The model ``-classifier`` was fitted on: its own, or ``-load_model`` checked to be that model."""
-    # lazy, for start-up time: the CLI imports this module for --help; checkpoint imports torch
-    from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
-
     if config.load_model is None:
         return Path(fitted.model.path)
     model_path = resolve_load_model(config.load_model, config)
@@ -92,7 +86,6 @@ def find_classifier(config: VisualizeConfig) -> "transfer.SentimentClassifier | 
     ``-classifier`` when given; else the default classifier goes with the default model, and a
     ``finetune`` run directory holds its classifier beside its ``model/``.
     """
-    from .. import transfer  # lazy, for start-up time: the CLI imports this module for --help; transfer imports numpy
 
     if config.classifier is not None:
         return transfer.SentimentClassifier.load(config.classifier)
@@ -117,9 +110,6 @@ def print_safely(text: str) -> None:
 def run(config: VisualizeConfig) -> None:
     # Lazy imports, not at the top: the CLI imports this module for its flags, and
     # `--help` should not wait for torch and matplotlib (docs/performance.md).
-    from .. import visualize
-    from ..checkpoint import load_model
-    from ..runtime import configure_threads, seed_everything, select_device
 
     check_options(config)
     if config.overwrite is not None and not config.generate:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import storage
+from ..figures import new_figure
 
 LN_2 = math.log(2.0)
 
@@ -40,7 +41,6 @@ EVAL_COLUMNS = ("iteration", "epoch", "split", "loss", "bits_per_byte", "bytes")
 @dataclasses.dataclass(frozen=True)
 class Table:
     """One table of a history: its file (in the history's directory) and its columns."""
-
     file: str
     columns: tuple[str, ...]
 
@@ -75,12 +75,7 @@ class MetricWindow:
 
 
 def _figure(**options):
-    import matplotlib  # lazy: only plotting needs matplotlib (start-up time)
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure  # lazy: as above
-
-    return Figure(figsize=(8, 4.5), dpi=100, **options)
+    return new_figure(figsize=(8, 4.5), dpi=100, **options)
 
 
 def loss_curve(history: "MetricsHistory"):

@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import log, storage
+from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
 from ..choices import POOLINGS
 from ..errors import UserError
+from ..features import pooled_width
+from ..precision import resolve_precision
 from ..text import recorded_text_options
 
 
@@ -37,7 +40,6 @@ def texts_sha256(texts: Sequence[str]) -> str:
 @dataclasses.dataclass(frozen=True)
 class ModelIdentity:
     """What features depend on besides the texts: which weights, which layer, which text preparation."""
-
     name: str
     path: str
     weights_sha256: str
@@ -64,10 +66,6 @@ class ModelIdentity:
         precision: str = "auto",
         pooling: str = "final",
     ) -> "ModelIdentity":
-        # lazy: importing the transfer package (reading a classifier.json) does not import torch
-        from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
-        from ..precision import resolve_precision
-
         resolved = resolve_model_directory(directory)
         layers = model.config.layers
         if not -layers <= layer < layers:
@@ -101,8 +99,6 @@ class ModelIdentity:
     @property
     def feature_width(self) -> int:
         """Length of a text's feature vector (``concat`` pooling joins three states)."""
-        from ..features import pooled_width  # lazy: features imports torch; this package does not
-
         return pooled_width(self.rnn_size, self.pooling)
 
     def to_dict(self) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import storage
 from ..errors import UserError
+from ..figures import new_figure
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice for the expected calibration error
 TEMPERATURE_BOUNDS = (0.05, 50.0)
@@ -43,7 +44,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 @dataclasses.dataclass
 class Reliability:
     """Per confidence bin: texts, mean confidence and accuracy of the predicted label; and the ECE."""
-
     edges: np.ndarray  # [bins + 1]
     counts: np.ndarray  # int [bins]
     confidence: np.ndarray  # [bins], NaN where empty
@@ -85,12 +85,7 @@ def expected_calibration_error(positive: np.ndarray, labels: np.ndarray, bins: i
 
 def plot_reliability(curves: Sequence[tuple[str, Reliability]], path, title: str = "reliability"):
     """Accuracy against confidence per bin for each (name, reliability), the diagonal for reference; PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.5, 5), dpi=100, layout="constrained")
+    figure = new_figure(figsize=(5.5, 5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     axes.plot([0.5, 1.0], [0.5, 1.0], color="grey", linestyle="--", label="perfectly calibrated")
     for name, curve in curves:

@@ -4,7 +4,6 @@
 units, with the identity of the model whose features it reads; it is saved as
 ``classifier.json`` (never a pickle) and checked against the model by hash when it is
 loaded with one. :func:`fit_sentiment_classifier` is the paper's procedure that makes one.
-The language model (torch) is imported on first use, so a classifier loads without it.
 """
 
 import dataclasses
@@ -14,11 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import storage
+from ..checkpoint import load_model
 from ..choices import POOLINGS
 from ..errors import UserError
+from ..features import CHUNK_LENGTH, prefix_pooled
 from ..locations import CLASSIFIER_FILE, classifier_directory
+from ..precision import products_autocast
 from ..text import TextOptions, preprocess_text
 from .cache import ModelIdentity
 from .labels import is_default_classes
@@ -35,7 +38,6 @@ PROBE_NAMES = ("all_neurons", "n_neurons")
 @dataclasses.dataclass
 class SentimentClassifier:
     """The full-feature probe, the top-unit probe and the units found, tied to one model's features."""
-
     all_neurons: LinearProbe
     n_neurons: LinearProbe
     top_units: list[int]
@@ -200,8 +202,6 @@ class SentimentClassifier:
                             "fitted on")
 
     def attach_model(self, directory: str | os.PathLike) -> None:
-        from ..checkpoint import load_model  # lazy: importing the transfer package does not import torch
-
         language_model = load_model(directory, device=self.device)
         self.check_layers(language_model, directory)
         identity = ModelIdentity.of(
@@ -309,11 +309,7 @@ class SentimentClassifier:
         ``predict_proba([text])[0, 1]``. The bytes are those the model reads (padding included);
         ``bytes`` are taken as already prepared, as ``featurize`` takes them.
         """
-        # lazy: importing the transfer package does not import torch
-        import torch
 
-        from ..features import CHUNK_LENGTH, prefix_pooled
-        from ..precision import products_autocast
 
         if not isinstance(text, (str, bytes)):
             raise UserError(f"probability_trace takes one text (a str), not a {type(text).__name__}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.readers import apportion
 from ..errors import UserError
@@ -83,7 +84,6 @@ def data_efficiency_curve(
     top unit alone (its C chosen the same way). Subsets run ``jobs`` at a time. One row
     per (size, seed).
     """
-    from tqdm.auto import tqdm
 
     train_labels = check_labels(train_labels, "the training set", multiclass=True)
     sizes = curve_sizes(len(train_labels)) if sizes is None else [int(s) for s in sizes]

@@ -9,8 +9,8 @@ safetensors file beside ``classifier.json``, with no vocabulary and no pickle.
 
 The TF-IDF weighting and the scores are computed here from the saved arrays (not by a fitted
 scikit-learn transformer), so a part read back from disk gives identical scores whatever
-scikit-learn version reads it. scikit-learn and scipy are imported inside the functions that
-use them, so that a saved classifier loads without them until it predicts.
+scikit-learn version reads it. scikit-learn is imported inside the functions that use it
+(lazy: it takes over a second to import), so that a saved classifier loads without it until it predicts.
 """
 
 import dataclasses
@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+from scipy.sparse import hstack
 
 from .. import storage
 from ..errors import UserError
@@ -64,7 +67,6 @@ def _idf(counts, texts: int) -> np.ndarray:
 @dataclasses.dataclass
 class NgramProbe:
     """``tfidf_word(x) @ word_coef + tfidf_char(x) @ char_coef + intercept``: a binary logistic regression's logit."""
-
     word_idf: np.ndarray  # float32 [n_features]
     char_idf: np.ndarray
     word_coef: np.ndarray
@@ -78,8 +80,6 @@ class NgramProbe:
 
     def matrix(self, texts: Sequence[str]):
         """The [texts, 2 n_features] sparse TF-IDF rows (word block, then character block)."""
-        from scipy.sparse import hstack
-
         if isinstance(texts, str):
             raise UserError("pass a list of texts, not a single string")
         blocks = [_tfidf(_counts(texts, block, self.n_features), getattr(self, f"{block}_idf")) for block in BLOCKS]
@@ -94,8 +94,6 @@ class NgramProbe:
 
     def serialized(self) -> bytes:
         """The safetensors bytes of the four arrays (float32), the same bytes for the same part."""
-        from safetensors.numpy import save
-
         return save({name: np.ascontiguousarray(getattr(self, name), dtype=np.float32)
                      for name in ("word_idf", "char_idf", "word_coef", "char_coef")})
 
@@ -111,9 +109,6 @@ class NgramProbe:
     @classmethod
     def load(cls, directory: str | os.PathLike, values: dict, source: str | os.PathLike) -> "NgramProbe":
         """The part that ``classifier.json`` (``source``) describes by ``values``, its arrays read from ``directory``."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
         if not isinstance(values, dict) or values.get("format") != NGRAM_FORMAT:
             raise UserError(f"{source}: 'ngrams' is not a {NGRAM_FORMAT} n-gram part; refit the classifier")
         path = Path(directory) / str(values.get("file", NGRAM_FILE))
@@ -148,8 +143,6 @@ def fit_ngram_probe(texts: Sequence[str], labels: np.ndarray, select, *, c_grid:
         raise UserError("the n-gram part is binary: labels must be 0 or 1")
     counts = {block: _counts(texts, block, n_features) for block in BLOCKS}
     idf = {block: _idf(counts[block], len(texts)) for block in BLOCKS}
-    from scipy.sparse import hstack
-
     matrix = hstack([_tfidf(counts[block], idf[block]) for block in BLOCKS], format="csr")
     scores, best = {}, None
     for C in c_grid:

@@ -1,6 +1,6 @@
 """The figures of a transfer run: a unit's histogram by label, the probe's weights, the data-efficiency curve.
 
-matplotlib is imported inside :func:`_figure`, so that only a run that draws pays for it.
+matplotlib is imported on the first figure (:mod:`sentiment_discovery.figures`), so that only a run that draws pays for it.
 """
 
 from collections.abc import Sequence
@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import new_figure
 from .probe import LinearProbe
 
 
 def _figure(width: float = 6.4, height: float = 4.0):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return new_figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def plot_unit_histogram(values: np.ndarray, labels: np.ndarray, unit: int, sign: int, path: Path, split: str) -> Path:

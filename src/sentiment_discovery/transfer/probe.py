@@ -106,11 +106,9 @@ class LinearProbe:
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from scores that :meth:`decision_function` gave (or scaled, or blended)."""
-        from scipy.special import expit
+        from scipy.special import expit, softmax  # lazy: as scikit-learn (see the module's docstring)
 
         if self.multiclass and self.softmax:
-            from scipy.special import softmax
-
             return softmax(scores, axis=1)
         probabilities = expit(scores)
         if self.multiclass:
@@ -193,7 +191,6 @@ def _array_or_none(values) -> np.ndarray | None:
 @dataclasses.dataclass
 class PreparedInputs:
     """Training inputs converted once (float64, optionally standardised) and shared by every fit of a sweep."""
-
     train: np.ndarray
     units: np.ndarray | None
     mean: np.ndarray | None

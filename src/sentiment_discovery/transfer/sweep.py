@@ -1,7 +1,7 @@
 """The regularisation sweep: one L1 logistic regression per C, C chosen on validation accuracy.
 
 The grid, 2^-8 ... 2^0, is the paper's code's; the fits run in threads (liblinear releases
-the GIL). tqdm and scikit-learn are imported inside the functions that use them, so that
+the GIL). scikit-learn is imported inside the function that uses it (lazy), so that
 loading a saved classifier does not wait for them.
 """
 
@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..choices import DEFAULT_C_GRID
 from ..errors import UserError
 from .labels import check_labels
 from .probe import LinearProbe, PreparedInputs
 
+
 @dataclasses.dataclass
 class Sweep:
     """The probe at the chosen C and the validation accuracy of every C tried, in grid order."""
-
     probe: LinearProbe
     valid_accuracy: dict[float, float]
     unconverged: int = 0
@@ -78,8 +79,6 @@ def quiet_convergence():
 def run_sweep(train_features, train_labels, valid_features, valid_labels, *, c_grid, units, standardize, seed, jobs,
               patience, progress) -> Sweep:
     """:func:`sweep_regularization` inside a :func:`quiet_convergence` its caller holds (the curve's worker threads)."""
-    from tqdm.auto import tqdm
-
     if not c_grid or any(not np.isfinite(c) or c <= 0 for c in c_grid):
         raise UserError(f"regularization coefficients must be positive numbers, not {list(c_grid)}")
     c_grid = sorted(float(c) for c in c_grid)
