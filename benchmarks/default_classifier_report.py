@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", ROOT.parent / "shared" / "data"))

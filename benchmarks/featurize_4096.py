@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sentiment_discovery import features as features_module
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 from sentiment_discovery.fast_mlstm import StepProduct, reuse_freed_memory
 from sentiment_discovery.features import featurize
 from sentiment_discovery.model import VOCAB_SIZE, ByteLM, ModelConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 from sentiment_discovery.data.readers import read_labeled
 from sentiment_discovery.transfer import SentimentClassifier
 

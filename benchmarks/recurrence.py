@@ -41,7 +41,7 @@ from sentiment_discovery import fast_mlstm
 from sentiment_discovery.model import MLSTM_IMPLEMENTATIONS, VOCAB_SIZE, ByteLM, ModelConfig
 from sentiment_discovery.recipes.benchmark import BenchmarkConfig
 from sentiment_discovery.speed import benchmark, training_step
-from sentiment_discovery.text import TextOptions, preprocess_text
+from sentiment_discovery.foundation.text import TextOptions, preprocess_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", ROOT.parent / "shared" / "data"))

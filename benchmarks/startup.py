@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.5

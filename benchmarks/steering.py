@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentiment_discovery.text import escape_control
+from sentiment_discovery.foundation.text import escape_control
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = (("unsteered", None), ("+1", 1.0), ("-1", -1.0))
@@ -81,7 +81,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     from sentiment_discovery import load_model
-    from sentiment_discovery.errors import UserError
+    from sentiment_discovery.foundation.errors import UserError
     from sentiment_discovery.transfer import SentimentClassifier
     from sentiment_discovery.visualize import check_unit, generate, layer_index, prompt_bytes
 

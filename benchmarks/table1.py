@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="compute nothing: the table of the results already saved under --out (others: 'not run')")
     args = parser.parse_args(argv)
     from sentiment_discovery.checkpoint import resolve_model_directory
-    from sentiment_discovery.errors import UserError
+    from sentiment_discovery.foundation.errors import UserError
 
     if args.imdb_limit < 0:
         parser.error("--imdb-limit must be 0 (all) or a positive number of reviews")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 from sentiment_discovery.model import ByteLM, ModelConfig
 from sentiment_discovery.precision import resolve_precision
 from sentiment_discovery.recipes.benchmark import BenchmarkConfig

@@ -152,7 +152,7 @@ def settings(args) -> dict:
     """Everything besides the weights that a result depends on (the cache key)."""
     from sentiment_discovery.transfer import DEFAULT_C_GRID
 
-    from sentiment_discovery.errors import UserError
+    from sentiment_discovery.foundation.errors import UserError
 
     data = Path(args.data)
     missing = [name for name in ("train.csv", "dev.csv", "test.csv") if not (data / name).is_file()]
@@ -298,7 +298,7 @@ def write_json(path: Path, values: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from sentiment_discovery.errors import UserError
+    from sentiment_discovery.foundation.errors import UserError
     from sentiment_discovery.recipes.splits import LabelledFiles
     from sentiment_discovery.recipes.transfer import read_splits
     from sentiment_discovery.checkpoint import list_checkpoints, model_directories

@@ -52,7 +52,7 @@ import random
 import re
 from pathlib import Path
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 
 DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 FILM, PRODUCT = ("sst2", "imdb_review", "imdb_sentence"), ("amazon_review", "amazon_summary", "amazon_sentence")

@@ -19,7 +19,7 @@ import os
 import random
 from pathlib import Path
 
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 
 DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 IMDB_TRAIN, IMDB_VALID, IMDB_TEST = 10_000, 1_000, 2_000

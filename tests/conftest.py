@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sentiment_discovery import ByteLM, ModelConfig, log, precision
+from sentiment_discovery import ByteLM, ModelConfig, precision
+from sentiment_discovery.foundation import log
 
 SHARED_DATA = Path(os.environ.get("SENTIMENT_DISCOVERY_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -23,7 +24,7 @@ def auto_precision_is_fp32(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def cli_messages():
-    """The CLI's message handler (sentiment_discovery.log), as ``sentiment-discovery`` installs
+    """The CLI's message handler (sentiment_discovery.foundation.log), as ``sentiment-discovery`` installs
     it: tests that call a recipe or a library function in this process see the same
     ``notice:`` / ``warning:`` lines on stderr as the command would print. Removed after each
     test, so that no test inherits another's handler."""

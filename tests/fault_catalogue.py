@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import NEGATIVE, POSITIVE, labelled, make_model, write_csv
-from sentiment_discovery import cli, save_model, storage
+from sentiment_discovery import cli, save_model
+from sentiment_discovery.foundation import storage
 from sentiment_discovery.model import ByteLM
 
 SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "the bird sang a song."]
@@ -742,7 +743,7 @@ import torch
 torch.set_num_threads(1)  # before any operation: a forked child must not inherit a busy thread pool
 import tqdm.std
 tqdm.std.tqdm.monitor_interval = 0  # no monitor thread: a child forked while it holds tqdm's lock would hang
-from sentiment_discovery import storage, training
+from sentiment_discovery.foundation import storage; from sentiment_discovery import training
 from sentiment_discovery.recipes import finetune, train
 
 def plot(self, path):
@@ -906,7 +907,7 @@ def finetune_final_state(experiment: Path) -> dict:
 
 HOLDER = r'''
 import sys, time
-from sentiment_discovery import storage
+from sentiment_discovery.foundation import storage
 with storage.output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)

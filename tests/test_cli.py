@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sentiment_discovery import cli
-from sentiment_discovery.options import flag_name, flag_reference_markdown, spellings
+from sentiment_discovery.foundation.options import flag_name, flag_reference_markdown, spellings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,14 +74,14 @@ def test_help_imports_no_heavy_library():
 
 
 def test_mlstm_implementation_names_match_the_model():
-    from sentiment_discovery.choices import MLSTM_IMPLEMENTATION_NAMES
+    from sentiment_discovery.foundation.choices import MLSTM_IMPLEMENTATION_NAMES
     from sentiment_discovery.model import MLSTM_IMPLEMENTATIONS
 
     assert tuple(MLSTM_IMPLEMENTATIONS) == MLSTM_IMPLEMENTATION_NAMES
 
 
 def test_dataset_names_match_the_downloads():
-    from sentiment_discovery.choices import DATASET_NAMES
+    from sentiment_discovery.foundation.choices import DATASET_NAMES
     from sentiment_discovery.data.download import DATASETS
 
     assert tuple(DATASETS) == DATASET_NAMES
@@ -129,7 +129,7 @@ def test_missing_required_flag_names_it(capsys):
 CHECK_COMMAND = """\
 import sys
 from sentiment_discovery import cli
-from sentiment_discovery.options import config_from_args
+from sentiment_discovery.foundation.options import config_from_args
 
 args = cli.build_parser().parse_args(sys.argv[1:])  # an unknown flag exits 2 with one error line
 config_from_args(cli.config_class(args.command), args, command=args.command)

@@ -6,7 +6,7 @@ import torch
 
 from sentiment_discovery.data.batching import LMBatch, TransposedBatcher
 from sentiment_discovery.data.corpus import ByteCorpus
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 
 # Four texts, 10 bytes: text starts at bytes 0 (a), 3 (d), 5 (f), 9 (j).
 TOY = [b"abc", b"de", b"fghi", b"j"]

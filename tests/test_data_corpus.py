@@ -14,8 +14,8 @@ from sentiment_discovery.data.batching import TransposedBatcher
 from sentiment_discovery.data.corpus import (
     ByteCorpus, CorpusOptions, build_corpus, deal_order, ensure_corpus, shard_starts,
 )
-from sentiment_discovery.errors import UserError
-from sentiment_discovery.text import LATER_SWITCHES, PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
+from sentiment_discovery.foundation.errors import UserError
+from sentiment_discovery.foundation.text import LATER_SWITCHES, PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,7 +13,7 @@ import pytest
 from sentiment_discovery import cli
 from sentiment_discovery.data import download as downloads
 from sentiment_discovery.data.download import Archive, Dataset, OutputFile, content_sha256, convert_aclimdb, download
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 
 
 def sha256(data: bytes) -> str:

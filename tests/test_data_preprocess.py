@@ -6,7 +6,7 @@ import gzip
 import json
 import re
 
-from sentiment_discovery.text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
+from sentiment_discovery.foundation.text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text
 
 
 def test_paper_cleaning_switch_by_switch():

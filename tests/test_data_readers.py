@@ -22,8 +22,8 @@ from sentiment_discovery.data.readers import (
     split_counts,
     split_indices,
 )
-from sentiment_discovery.errors import UserError
-from sentiment_discovery.text import preprocess_text
+from sentiment_discovery.foundation.errors import UserError
+from sentiment_discovery.foundation.text import preprocess_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REVIEWS = [

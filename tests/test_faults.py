@@ -21,7 +21,8 @@ import time
 import numpy as np
 import pytest
 
-from sentiment_discovery import UserError, cli, log
+from sentiment_discovery import UserError, cli
+from sentiment_discovery.foundation import log
 
 import fault_catalogue as faults
 
@@ -141,7 +142,7 @@ def test_featurize_progress_moves_with_the_bytes_of_one_long_text(monkeypatch):
     import tqdm.auto
 
     from sentiment_discovery.features import CHUNK_LENGTH, featurize
-    from sentiment_discovery.text import preprocess_text
+    from sentiment_discovery.foundation.text import preprocess_text
 
     bars = []
 
@@ -371,7 +372,7 @@ def test_heatmaps_of_texts_that_share_a_name_do_not_overwrite_each_other(workspa
 
 
 def test_a_stale_temporary_of_a_dead_writer_is_removed_by_the_next_write(workspace, tmp_path):
-    from sentiment_discovery import storage
+    from sentiment_discovery.foundation import storage
 
     def dead_pid() -> int:
         finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -453,7 +454,7 @@ def test_more_shards_than_texts_make_a_corpus_that_train_opens(tmp_path):
 
 
 def test_featurize_and_finetune_refuse_what_cannot_fit_before_writing(workspace, tmp_path, monkeypatch):
-    from sentiment_discovery import memory
+    from sentiment_discovery.foundation import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 20_000)
     monkeypatch.setattr(memory, "total_bytes", lambda: 1 << 30)

@@ -15,7 +15,7 @@ from torch import nn
 
 from sentiment_discovery import TextOptions, UserError, cli, importers, load_model
 from sentiment_discovery.importers import import_weights, load_openai_weights, load_pytorch_checkpoint
-from sentiment_discovery.text import OPENAI_TEXT_OPTIONS
+from sentiment_discovery.foundation.text import OPENAI_TEXT_OPTIONS
 
 E, H = 6, 12  # embedding and hidden sizes of the test weights (the releases: 64 and 4096)
 TEXTS = [b"\n I loved this film, truly. ", b"\n awful ", b"\n It was fine, I guess; the ending dragged on. "]

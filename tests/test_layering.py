@@ -21,7 +21,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Lowest first. A name that does not exist (yet) is skipped.
 LAYERS: list[list[str]] = [
     # foundation, torch-free: errors, messages, files, text, flags, shared constants
-    ["", "errors", "log", "storage", "text", "locations", "model_cache", "options", "choices", "model_config", "memory", "cores", "figures"],
+    ["", "foundation"],
     # each command's flags (its config dataclass), what the command line reads to build its parser
     ["configs"],
     # the runtime: precision, device, threads

@@ -1,4 +1,4 @@
-"""The CLI's message handler (sentiment_discovery.log): prefixes, ranks, tqdm, and the
+"""The CLI's message handler (sentiment_discovery.foundation.log): prefixes, ranks, tqdm, and the
 package staying silent as a library."""
 
 import logging
@@ -7,8 +7,9 @@ import sys
 import pytest
 from tqdm import tqdm
 
-from sentiment_discovery import cli, log
-from sentiment_discovery.text import escape_control
+from sentiment_discovery import cli
+from sentiment_discovery.foundation import log
+from sentiment_discovery.foundation.text import escape_control
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def test_library_use_adds_no_handler(tmp_path):
 
     script = (
         "import logging, sys\n"
-        "from sentiment_discovery import log\n"
+        "from sentiment_discovery.foundation import log\n"
         "assert not log.logger.handlers\n"
         "log.notice('a notice')\n"
         "log.warning('a warning')\n"

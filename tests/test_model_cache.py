@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from sentiment_discovery import UserError, cli, load_model, model_cache, save_model
+from sentiment_discovery import UserError, cli, load_model, save_model
+from sentiment_discovery.foundation import model_cache
 from sentiment_discovery.data import releases
 from sentiment_discovery.data.releases import OPENAI_MLSTM, ModelRelease, git_blob_id
 from sentiment_discovery.importers import load_openai_weights
 from sentiment_discovery.serve.service import InferenceService
-from sentiment_discovery.text import OPENAI_TEXT_OPTIONS
+from sentiment_discovery.foundation.text import OPENAI_TEXT_OPTIONS
 
 from conftest import make_model
 from test_importers import openai_params, write_release

@@ -14,7 +14,7 @@ import pytest
 from sentiment_discovery import cli, transfer
 from sentiment_discovery.checkpoint import save_model
 from sentiment_discovery.data.readers import read_labeled
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 
 from conftest import labelled, make_model, write_csv
 

@@ -13,17 +13,9 @@ from pathlib import Path
 import pytest
 
 from sentiment_discovery import cli
-from sentiment_discovery.errors import UserError
-from sentiment_discovery.model_config import ModelConfig
-from sentiment_discovery.options import (
-    bounds_text,
-    check_options,
-    config_from_args,
-    flag_name,
-    no_op_flags,
-    option,
-    spellings,
-)
+from sentiment_discovery.foundation.errors import UserError
+from sentiment_discovery.foundation.model_config import ModelConfig
+from sentiment_discovery.foundation.options import bounds_text, check_options, config_from_args, flag_name, no_op_flags, option, spellings
 from sentiment_discovery.recipes import benchmark as benchmark_recipe
 from sentiment_discovery.recipes import train as train_recipe
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_discovery import cores
+from sentiment_discovery.foundation import cores
 from sentiment_discovery.data import cleaning
 from sentiment_discovery.data.corpus import CorpusOptions, build_corpus
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 
 # Markup, entities, runs of whitespace, quoted newlines and delimiters, a text that is empty once
 # its markup is gone, non-ASCII, and an invalid UTF-8 byte: every path of the cleaning.

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import labelled, make_model, write_csv
-from sentiment_discovery import cli, cross_validation, save_model, storage
+from sentiment_discovery import cli, cross_validation, save_model
+from sentiment_discovery.foundation import storage
 from sentiment_discovery.transfer import (
     ClassifierScores,
     FinetuneResults,

@@ -36,7 +36,7 @@ import torch
 
 from conftest import SHARED_DATA
 from sentiment_discovery import cli, load_model, training
-from sentiment_discovery.options import config_from_args, flag_name, no_op_flags, spellings
+from sentiment_discovery.foundation.options import config_from_args, flag_name, no_op_flags, spellings
 from sentiment_discovery.recipes import train as train_recipe
 from sentiment_discovery.recipes import transfer as transfer_recipe
 from sentiment_discovery.recipes import visualize as visualize_recipe

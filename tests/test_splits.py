@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sentiment_discovery.data.readers import split_indices
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 from sentiment_discovery.recipes.finetune import FinetuneConfig
 from sentiment_discovery.recipes.splits import LabelledFiles, encode_classes, hold_out_validation, read_splits
 from sentiment_discovery.recipes.transfer import TransferConfig

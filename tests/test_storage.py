@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from sentiment_discovery import storage
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation import storage
+from sentiment_discovery.foundation.errors import UserError
 
 
 def test_atomic_file_replaces_whole_or_leaves_the_old_file(tmp_path):
@@ -90,7 +90,7 @@ def test_output_lock_refuses_a_second_writer_and_goes_away(tmp_path):
 def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
     target = tmp_path / "out.csv"
     code = (
-        "import sys, time; from sentiment_discovery import storage\n"
+        "import sys, time; from sentiment_discovery.foundation import storage\n"
         f"with storage.output_lock({str(target)!r}):\n    print('held', flush=True); time.sleep(60)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ from unidecode import unidecode
 
 from sentiment_discovery import TextOptions, UserError, cli, load_model
 from sentiment_discovery.importers import load_openai_weights, load_pytorch_checkpoint
-from sentiment_discovery.text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, preprocess_text
+from sentiment_discovery.foundation.text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, preprocess_text
 
 from test_importers import first_release_state, openai_params, write_release
 
@@ -107,7 +107,7 @@ def test_the_importers_record_their_authors_text_options(tmp_path):
 def test_records_made_before_the_new_switches_still_match():
     """Classifiers, feature caches and corpora record text options; at their old meaning the
     switches added for the imported models are left out, so those records stay valid."""
-    from sentiment_discovery.text import recorded_text_options
+    from sentiment_discovery.foundation.text import recorded_text_options
 
     before = {"strip_tags": False, "unescape_html": True, "to_ascii": False, "newlines_to_spaces": True,
               "collapse_whitespace": False, "front_pad": "\n ", "end_pad": " ", "max_length": None}

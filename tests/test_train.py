@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sentiment_discovery import cli, load_model, log, training
+from sentiment_discovery import cli, load_model, training
+from sentiment_discovery.foundation import log
 from sentiment_discovery.data.batching import TransposedBatcher
 from sentiment_discovery.data.corpus import ByteCorpus
-from sentiment_discovery.errors import UserError
+from sentiment_discovery.foundation.errors import UserError
 from sentiment_discovery.model import ByteLM, ModelConfig
-from sentiment_discovery.options import config_from_args
+from sentiment_discovery.foundation.options import config_from_args
 from sentiment_discovery.recipes import train
 
 # A small, very regular corpus: a model of 32 units learns most of it in a few dozen updates.

@@ -9,7 +9,7 @@ starts up lands inside its handler (one line, exit status 130), never in an impo
 
 import importlib
 
-from .errors import UserError
+from .foundation.errors import UserError
 
 __version__ = "0.1.0"
 
@@ -22,8 +22,8 @@ _LAZY = {
     "CellOverwrite": ".model",
     "ModelConfig": ".model",
     "RNNState": ".model",
-    "TextOptions": ".text",
-    "preprocess_text": ".text",
+    "TextOptions": ".foundation.text",
+    "preprocess_text": ".foundation.text",
 }
 
 __all__ = sorted([*_LAZY, "UserError"])

@@ -19,11 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import log, model_cache, storage
-from .errors import UserError
-from .locations import model_directory
+from .foundation import log, model_cache, storage
+from .foundation.errors import UserError
+from .foundation.locations import model_directory
 from .model import ByteLM, ModelConfig
-from .text import TextOptions
+from .foundation.text import TextOptions
 
 FORMAT_NAME = "sentiment-discovery-model"
 FORMAT_VERSION = 1

@@ -19,9 +19,10 @@ import threading
 import warnings
 from typing import NamedTuple
 
-from . import __version__, log, storage
-from .errors import UserError
-from .options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
+from . import __version__
+from .foundation import log, storage
+from .foundation.errors import UserError
+from .foundation.options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
 
 class Command(NamedTuple):
     config: str  # the module of its flags (COMMAND_CONFIG): torch-free, read to build the parser
@@ -104,7 +105,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a Ctrl-C at any point, start-up included, is one line and exit status 130.
 
-    Messages go through :mod:`sentiment_discovery.log`, whose one-line stderr handler is
+    Messages go through :mod:`sentiment_discovery.foundation.log`, whose one-line stderr handler is
     installed here, for this command only."""
     with log.cli_output():
         try:

@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
 from . import transfer
-from .errors import UserError
+from .foundation.errors import UserError
 from .transfer.results import RunResults, absent_when_none
 
 SPLITS = ("train", "valid", "test")

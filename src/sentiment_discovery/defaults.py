@@ -32,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-from . import log, storage, transfer
+from .foundation import log, storage
+from . import transfer
 from .checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -41,24 +42,8 @@ from .checkpoint import (
     save_model,
     update_model_metadata,
 )
-from .errors import UserError
-from .locations import (
-    CLASSIFIER_FILE,
-    CLASSIFIER_PART,
-    CLASSIFIER_SUBDIR,
-    ENV_VAR,
-    FROZEN_SUBDIR,
-    GET_A_MODEL,
-    INSTALL,
-    MODEL_PART,
-    MODEL_SUBDIR,
-    PACKAGE_DIRECTORY,
-    classifier_directory,
-    default_directory,
-    frozen_classifier_directory,
-    model_directory,
-    require,
-)
+from .foundation.errors import UserError
+from .foundation.locations import CLASSIFIER_FILE, CLASSIFIER_PART, CLASSIFIER_SUBDIR, ENV_VAR, FROZEN_SUBDIR, GET_A_MODEL, INSTALL, MODEL_PART, MODEL_SUBDIR, PACKAGE_DIRECTORY, classifier_directory, default_directory, frozen_classifier_directory, model_directory, require
 
 # The names of ``locations`` are part of this module's API (``defaults.ENV_VAR``, ``defaults.model_directory()``).
 __all__ = [

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 import tqdm.auto  # read at each call: tests and applications may swap the bar class
 
-from .choices import POOLINGS
+from .foundation.choices import POOLINGS
 from .data.batching import length_sorted_batches
-from .errors import UserError
+from .foundation.errors import UserError
 from .prepared_weights import prepared_weights
 from .precision import products_autocast, resolve_precision
-from .text import preprocess_text
+from .foundation.text import preprocess_text
 
 # Long reviews are run in time chunks so memory does not grow with text length.
 CHUNK_LENGTH = 256
@@ -23,7 +23,7 @@ def pooled_width(rnn_size: int, pooling: str) -> int:
 
 
 def check_pooling(pooling: str) -> None:
-    """One of :data:`~sentiment_discovery.choices.POOLINGS`, or an error naming them."""
+    """One of :data:`~sentiment_discovery.foundation.choices.POOLINGS`, or an error naming them."""
     if pooling not in POOLINGS:
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 

@@ -21,7 +21,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from .errors import UserError
+from .foundation.errors import UserError
 from .features import left_padded_batch, pool_sequence, pooled_width
 from .model import ByteLM
 

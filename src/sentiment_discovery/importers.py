@@ -30,10 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CONFIG_FILE, save_model
-from .choices import GATE_LAYOUTS  # how a first-release mLSTM's gate blocks are laid out
-from .errors import UserError
+from .foundation.choices import GATE_LAYOUTS  # how a first-release mLSTM's gate blocks are laid out
+from .foundation.errors import UserError
 from .model import VOCAB_SIZE, ByteLM, ModelConfig
-from .text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, TextOptions
+from .foundation.text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, TextOptions
 
 OPENAI_SENTIMENT_UNIT = 2388
 

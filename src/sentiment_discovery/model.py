@@ -15,11 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .errors import UserError
+from .foundation.errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
-from .model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
+from .foundation.model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
 from .features import featurize
-from .text import TextOptions
+from .foundation.text import TextOptions
 
 VOCAB_SIZE = 256
 

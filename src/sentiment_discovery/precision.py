@@ -15,7 +15,7 @@ The decision is made once per process and device and printed once as a notice. A
 names the measured slowdown. Only the products run in the low precision (autocast); the
 recurrent state, the features, the loss and the weights stay float32.
 
-:data:`PRECISIONS` itself lives in :mod:`sentiment_discovery.choices`, which the command line
+:data:`PRECISIONS` itself lives in :mod:`sentiment_discovery.foundation.choices`, which the command line
 reads to build its flags without importing torch.
 """
 
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from . import log
-from .choices import PRECISIONS
-from .errors import UserError
+from .foundation import log
+from .foundation.choices import PRECISIONS
+from .foundation.errors import UserError
 
 # The product timed to confirm a CPU's native bf16: ~0.1-0.4 ms per run on one core.
 PROBE_SHAPE = (64, 256, 1024)  # [rows, inner] x [inner, columns]

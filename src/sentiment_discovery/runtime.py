@@ -6,8 +6,8 @@ import random
 import numpy as np
 import torch
 
-from . import log
-from .cores import IDLE_WINDOW_S, idle_cores, usable_cores  # noqa: F401 (re-exported)
+from .foundation import log
+from .foundation.cores import IDLE_WINDOW_S, idle_cores, usable_cores  # noqa: F401 (re-exported)
 
 
 def select_device(cuda: bool) -> torch.device:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import log, storage
+from .foundation import log, storage
 from .data.batching import length_sorted_batches
 from .training.distributed import DistributedContext, init_distributed, launched_world_size, shutdown_distributed
-from .errors import UserError
+from .foundation.errors import UserError
 from .features import encode_texts, iter_pooled_cells, pooled_width
 
 PARTS_FORMAT = "sentiment-discovery-feature-parts"

@@ -2,9 +2,9 @@
 
 import dataclasses
 
-from ..choices import MLSTM_IMPLEMENTATION_NAMES, PRECISIONS
-from ..model_config import ModelConfig
-from ..options import option, option_like
+from ..foundation.choices import MLSTM_IMPLEMENTATION_NAMES, PRECISIONS
+from ..foundation.model_config import ModelConfig
+from ..foundation.options import option, option_like
 from .common import ExperimentConfig
 
 MODES = ("both", "train", "featurize")

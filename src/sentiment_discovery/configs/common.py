@@ -12,8 +12,8 @@ no-ops, so that every 2017 command line still runs (docs/seed.md).
 import dataclasses
 from pathlib import Path
 
-from ..choices import FORMATS, PRECISIONS
-from ..options import option
+from ..foundation.choices import FORMATS, PRECISIONS
+from ..foundation.options import option
 
 
 @dataclasses.dataclass(kw_only=True)

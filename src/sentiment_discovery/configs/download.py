@@ -2,9 +2,9 @@
 
 import dataclasses
 
-from .. import model_cache
-from ..choices import DATASET_NAMES
-from ..options import option
+from ..foundation import model_cache
+from ..foundation.choices import DATASET_NAMES
+from ..foundation.options import option
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..locations import ENV_VAR
-from ..options import option
+from ..foundation.locations import ENV_VAR
+from ..foundation.options import option
 
 
 @dataclasses.dataclass(kw_only=True)

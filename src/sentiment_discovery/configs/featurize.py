@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import POOLINGS, PRECISIONS
-from ..options import option, option_like
+from ..foundation.choices import POOLINGS, PRECISIONS
+from ..foundation.options import option, option_like
 from .common import ExperimentConfig, FeatureOptions
 from .transfer import TransferConfig
 

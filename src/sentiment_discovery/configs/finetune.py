@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import DECAYS, HEAD_INITS, POOLINGS, PRECISIONS
-from ..options import option, option_like
+from ..foundation.choices import DECAYS, HEAD_INITS, POOLINGS, PRECISIONS
+from ..foundation.options import option, option_like
 from .common import ExperimentConfig
 from .transfer import TransferConfig
 

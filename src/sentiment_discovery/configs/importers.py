@@ -3,8 +3,8 @@
 
 import dataclasses
 
-from ..choices import GATE_LAYOUTS
-from ..options import option
+from ..foundation.choices import GATE_LAYOUTS
+from ..foundation.options import option
 
 # --text: how the imported model prepares text (docs/importing.md).
 TEXT_STYLES = ("authors", "openai", "nvidia-2017", "paper", "project")

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from ..options import option
+from ..foundation.options import option
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import DEFAULT_NUM_SHARDS, FORMATS
-from ..options import option
+from ..foundation.choices import DEFAULT_NUM_SHARDS, FORMATS
+from ..foundation.options import option
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import PRECISIONS
-from ..options import option, option_like
+from ..foundation.choices import PRECISIONS
+from ..foundation.options import option, option_like
 from .common import ExperimentConfig
 
 

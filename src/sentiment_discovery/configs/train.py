@@ -2,9 +2,9 @@
 
 import dataclasses
 
-from ..choices import PERSIST_STATE_CHOICES, PRECISIONS, SCHEDULES
-from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
-from ..options import option, option_like
+from ..foundation.choices import PERSIST_STATE_CHOICES, PRECISIONS, SCHEDULES
+from ..foundation.model_config import ARCHITECTURE_SETTINGS, ModelConfig
+from ..foundation.options import option, option_like
 from .common import SEED_MODEL_NO_OPS, ExperimentConfig
 
 MODEL_FLAGS = ARCHITECTURE_SETTINGS  # train takes a flag for each

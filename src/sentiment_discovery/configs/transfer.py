@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import DEFAULT_C_GRID, POOLINGS
-from ..options import option
+from ..foundation.choices import DEFAULT_C_GRID, POOLINGS
+from ..foundation.options import option
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig, FeatureOptions
 
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from ..choices import MAX_GENERATE_BYTES, MAX_HOLD, PRECISIONS
-from ..options import option
+from ..foundation.choices import MAX_GENERATE_BYTES, MAX_HOLD, PRECISIONS
+from ..foundation.options import option
 from .common import SEED_MODEL_NO_OPS, SEED_PROCESS_NO_OPS, ExperimentConfig
 
 ONLY_TEXT = "visualize reads only -text, prepared as the model read text in training."

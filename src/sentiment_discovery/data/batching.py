@@ -39,8 +39,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..choices import NEVER_RESET, PERSIST_STATE_CHOICES, RESET_AT_SHARD, RESET_AT_TEXT
-from ..errors import UserError
+from ..foundation.choices import NEVER_RESET, PERSIST_STATE_CHOICES, RESET_AT_SHARD, RESET_AT_TEXT
+from ..foundation.errors import UserError
 from .corpus import ByteCorpus
 
 __all__ = ["LMBatch", "TransposedBatcher", "length_sorted_batches", "PERSIST_STATE_CHOICES"]

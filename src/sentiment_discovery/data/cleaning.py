@@ -2,7 +2,7 @@
 
 ``preprocess -workers N``: the reading process (the one that parses the input, hashes it and
 writes the corpus) sends the texts in chunks to ``N`` processes of a
-:class:`concurrent.futures.ProcessPoolExecutor`, which run :func:`~sentiment_discovery.text.preprocess_text`
+:class:`concurrent.futures.ProcessPoolExecutor`, which run :func:`~sentiment_discovery.foundation.text.preprocess_text`
 on them, and takes the results back in the order it sent them, so the corpus is byte for byte
 the one a single process writes. At most :data:`IN_FLIGHT_PER_WORKER` chunks per worker are
 out at any time: memory stays constant however large the input.
@@ -20,8 +20,8 @@ import multiprocessing
 import signal
 from collections.abc import Iterable, Iterator
 
-from ..errors import UserError
-from ..text import TextOptions, preprocess_text
+from ..foundation.errors import UserError
+from ..foundation.text import TextOptions, preprocess_text
 
 # A chunk holds about this many characters of text (or CHUNK_TEXTS texts, whichever comes first).
 CHUNK_CHARS = 1 << 18

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import log, storage
-from ..choices import DEFAULT_NUM_SHARDS
-from ..errors import UserError
-from ..text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
+from ..foundation import log, storage
+from ..foundation.choices import DEFAULT_NUM_SHARDS
+from ..foundation.errors import UserError
+from ..foundation.text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
 from .cleaning import Cleaners
 from .readers import (
     EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,

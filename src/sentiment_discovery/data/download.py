@@ -52,9 +52,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import log, storage
-from ..errors import UserError
-from ..storage import file_sha256
+from ..foundation import log, storage
+from ..foundation.errors import UserError
+from ..foundation.storage import file_sha256
 
 TIMEOUT_SECONDS = 60
 _CHUNK = 1 << 20

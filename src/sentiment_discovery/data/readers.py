@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..choices import FORMATS
-from ..errors import UserError
+from ..foundation.choices import FORMATS
+from ..foundation.errors import UserError
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
 _GZIP_MAGIC = b"\x1f\x8b"

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .. import log, storage
-from ..errors import UserError
+from ..foundation import log, storage
+from ..foundation.errors import UserError
 from .download import _CHUNK, TIMEOUT_SECONDS, _fetch, _fetch_resuming, _is_url, _join
 
 

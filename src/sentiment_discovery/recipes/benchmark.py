@@ -9,7 +9,7 @@ implementation is timed in the same process, runs interleaved, and the ratios pr
 The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
-from .. import log, storage
+from ..foundation import log, storage
 from ..configs.benchmark import BenchmarkConfig
 from ..speed import benchmark, format_report
 

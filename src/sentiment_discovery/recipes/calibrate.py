@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import log, storage, transfer
+from ..foundation import log, storage
+from .. import transfer
 from ..configs.calibrate import CalibrateConfig
 from ..data.readers import read_labeled
-from ..errors import UserError
-from ..options import check_options
+from ..foundation.errors import UserError
+from ..foundation.options import check_options
 from ..runtime import configure_threads
 from ..transfer.calibration import fit_temperature, plot_reliability, reliability
 from ..transfer.ngrams import fit_ngram_probe

@@ -5,11 +5,11 @@ fetched into the model cache's downloads (resumable), verified by git blob ids, 
 installed under its name (docs/models.md), after which the downloaded files are removed.
 """
 
-from .. import log, model_cache, storage
+from ..foundation import log, model_cache, storage
 from ..configs.download import DownloadConfig
 from ..data import releases
 from ..data.download import download
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def install_model(name: str, mirror: str | None = None, progress: bool = True) -> None:

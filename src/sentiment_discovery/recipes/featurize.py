@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import log, memory, sharding, storage
+from ..foundation import log, memory, storage
+from .. import sharding
 from ..checkpoint import load_model
 from ..configs.featurize import FeaturizeConfig
 from ..data.readers import read_texts
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..features import CHUNK_LENGTH, pooled_width
-from ..options import check_options
+from ..foundation.options import check_options
 from ..runtime import configure_threads, select_device
 from .sharded import featurize_shares
 

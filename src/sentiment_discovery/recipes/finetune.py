@@ -21,10 +21,10 @@ written at the end are ``finetune_outputs``'s.
 
 import time
 
-from .. import storage
+from ..foundation import storage
 from ..configs.finetune import FinetuneConfig
-from ..errors import UserError
-from ..options import check_options
+from ..foundation.errors import UserError
+from ..foundation.options import check_options
 from . import finetune_loop
 
 RUN_DIR = "finetune"

@@ -26,9 +26,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .. import defaults, finetune, log, memory, storage, training
+from .. import defaults, finetune, training
+from ..foundation import log, memory, storage
 from ..checkpoint import STATE_JSON, load_model, save_model
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..fast_mlstm import reuse_freed_memory
 from ..features import encode_texts, length_sorted_batches
 from ..precision import products_autocast, resolve_precision

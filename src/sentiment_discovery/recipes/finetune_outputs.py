@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .. import finetune, log, storage, training, transfer
+from .. import finetune, training, transfer
+from ..foundation import log, storage
 from ..checkpoint import save_model
 
 # The fine-tuned model directory in the run directory.

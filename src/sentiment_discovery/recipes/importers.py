@@ -6,9 +6,9 @@ either name imports any supported source; the two names are what users look for.
 installs the model in the model cache instead of DEST (docs/models.md).
 """
 
-from .. import log, model_cache, storage, text
+from ..foundation import log, model_cache, storage, text
 from ..configs.importers import ImportConfig
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..importers import import_weights
 
 

@@ -1,8 +1,8 @@
 """``sentiment-discovery models``: the models installed in the model cache, and those ``download`` fetches."""
 
-from .. import model_cache
+from ..foundation import model_cache
 from ..configs.models import ModelsConfig
-from ..text import print_result
+from ..foundation.text import print_result
 
 
 def _size(size_bytes: int) -> str:

@@ -9,10 +9,10 @@ on N processes while one reads the input and writes the corpus (``data/cleaning.
 import dataclasses
 
 from ..configs.preprocess import PreprocessConfig
-from ..cores import default_workers
+from ..foundation.cores import default_workers
 from ..data.corpus import CorpusOptions, build_corpus
-from ..options import check_options
-from ..text import PAPER_TEXT_OPTIONS
+from ..foundation.options import check_options
+from ..foundation.text import PAPER_TEXT_OPTIONS
 
 
 def run(config: PreprocessConfig) -> None:

@@ -10,10 +10,10 @@ import signal
 import socket
 import time
 
-from .. import log
+from ..foundation import log
 from ..configs.serve import ServeConfig
-from ..errors import UserError
-from ..options import check_options
+from ..foundation.errors import UserError
+from ..foundation.options import check_options
 from ..runtime import select_device
 from ..serve.service import InferenceService, Limits
 

@@ -10,10 +10,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from .. import sharding, storage
+from .. import sharding
+from ..foundation import storage
 from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
-from ..errors import UserError
-from ..locations import model_directory
+from ..foundation.errors import UserError
+from ..foundation.locations import model_directory
 from ..precision import resolve_precision
 from ..transfer.cache import texts_sha256
 

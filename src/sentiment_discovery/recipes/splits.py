@@ -10,9 +10,10 @@ import dataclasses
 
 import numpy as np
 
-from .. import log, transfer
+from ..foundation import log
+from .. import transfer
 from ..data.readers import parse_split, read_labeled, read_texts, split_indices
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

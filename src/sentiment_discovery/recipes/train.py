@@ -23,11 +23,12 @@ import os
 
 import torch
 
-from .. import log, memory, training
+from ..foundation import log, memory
+from .. import training
 from ..configs.train import MODEL_FLAGS, TrainConfig
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..fast_mlstm import reuse_freed_memory
-from ..options import check_options
+from ..foundation.options import check_options
 from ..precision import resolve_precision
 from ..runtime import configure_threads
 from . import train_loop

@@ -5,7 +5,7 @@ afresh; an earlier run is never overwritten), the model and its training state, 
 with its metric rows, evaluations and checkpoints, and ``-should_test``'s evaluations.
 
 ``config`` is always a :class:`~sentiment_discovery.recipes.train.TrainConfig`; messages go
-through :mod:`~sentiment_discovery.log`, which ``-verbose`` quiets (``recipes/train.py``).
+through :mod:`~sentiment_discovery.foundation.log`, which ``-verbose`` quiets (``recipes/train.py``).
 """
 
 import contextlib
@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import log, storage, training
+from ..foundation import log, storage
+from .. import training
 from ..checkpoint import (
     CHECKPOINT_NAME,
     STATE_JSON,
@@ -28,12 +29,12 @@ from ..checkpoint import (
 )
 from ..data.batching import TransposedBatcher
 from ..data.corpus import ByteCorpus, CorpusOptions, ensure_corpus, read_manifest
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..model import ByteLM
-from ..model_config import ARCHITECTURE_SETTINGS, ModelConfig
+from ..foundation.model_config import ARCHITECTURE_SETTINGS, ModelConfig
 from ..precision import resolve_precision
 from ..runtime import seed_everything
-from ..text import PAPER_TEXT_OPTIONS, TextOptions
+from ..foundation.text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import resolve_load_model
 
 CORPUS_CACHE = "corpora"

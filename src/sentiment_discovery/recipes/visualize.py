@@ -18,14 +18,15 @@ classifier's P(positive) of the text so far, its sentiment trace.
 import dataclasses
 from pathlib import Path
 
-from .. import defaults, log, transfer, visualize
+from .. import defaults, transfer, visualize
+from ..foundation import log
 from ..checkpoint import WEIGHTS_FILE, load_model, resolve_model_directory
 from ..configs.visualize import VisualizeConfig
-from ..errors import UserError
-from ..options import check_options
+from ..foundation.errors import UserError
+from ..foundation.options import check_options
 from ..runtime import configure_threads, seed_everything, select_device
-from ..storage import file_sha256
-from ..text import escape_control, print_result
+from ..foundation.storage import file_sha256
+from ..foundation.text import escape_control, print_result
 from .common import resolve_load_model
 
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, visualize
-from ..choices import LABELS
-from ..errors import UserError
+from ..foundation.choices import LABELS
+from ..foundation.errors import UserError
 from .service import InferenceService, LimitExceeded
 
 PAGE_FILE = "page.html"

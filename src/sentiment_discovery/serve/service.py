@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import defaults, transfer, visualize
 from ..checkpoint import load_model, resolve_model_directory
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..features import check_pooling, encode_texts
 from ..precision import PRECISIONS, resolve_precision
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import log, storage
+from ..foundation import log, storage
 from ..checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_FILE,
@@ -39,7 +39,7 @@ from ..checkpoint import (
     read_state_json,
     write_model_files,
 )
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..model import RNNState
 from .distributed import DistributedContext
 from .metrics import MetricsHistory, MetricWindow

@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .. import log
-from ..errors import UserError
+from ..foundation import log
+from ..foundation.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

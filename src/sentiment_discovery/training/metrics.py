@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import storage
-from ..figures import new_figure
+from ..foundation import storage
+from ..foundation.figures import new_figure
 
 LN_2 = math.log(2.0)
 

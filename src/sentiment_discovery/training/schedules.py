@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import torch
 
-from ..choices import SCHEDULES
-from ..errors import UserError
+from ..foundation.choices import SCHEDULES
+from ..foundation.errors import UserError
 
 
 # --------------------------------------------------------------------------- schedules

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data.batching import TransposedBatcher
 from ..data.corpus import ByteCorpus
-from ..errors import UserError
+from ..foundation.errors import UserError
 from ..model import VOCAB_SIZE
 from ..precision import autocast_dtype, products_autocast, resolve_precision
 from .checkpoints import TrainingState

@@ -24,9 +24,9 @@ SentimentClassifier``). Probabilities are always computed here (``LinearProbe.de
 never by scikit-learn, so a classifier loaded from disk gives bit-identical probabilities.
 """
 
-from ..errors import UserError
-from ..locations import CLASSIFIER_FILE
-from ..storage import file_sha256
+from ..foundation.errors import UserError
+from ..foundation.locations import CLASSIFIER_FILE
+from ..foundation.storage import file_sha256
 from .cache import FeatureCache, FeatureRun, ModelIdentity, featurize_cached, texts_sha256
 from .classifier import (
     CLASSIFIER_FORMAT,

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import log, storage
+from ..foundation import log, storage
 from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
-from ..choices import POOLINGS
-from ..errors import UserError
+from ..foundation.choices import POOLINGS
+from ..foundation.errors import UserError
 from ..features import pooled_width
 from ..precision import resolve_precision
-from ..text import recorded_text_options
+from ..foundation.text import recorded_text_options
 
 
 def texts_sha256(texts: Sequence[str]) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import storage
-from ..errors import UserError
-from ..figures import new_figure
+from ..foundation import storage
+from ..foundation.errors import UserError
+from ..foundation.figures import new_figure
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice for the expected calibration error
 TEMPERATURE_BOUNDS = (0.05, 50.0)

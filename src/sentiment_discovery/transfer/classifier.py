@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import storage
+from ..foundation import storage
 from ..checkpoint import load_model
-from ..choices import POOLINGS
-from ..errors import UserError
+from ..foundation.choices import POOLINGS
+from ..foundation.errors import UserError
 from ..features import CHUNK_LENGTH, prefix_pooled
-from ..locations import CLASSIFIER_FILE, classifier_directory
+from ..foundation.locations import CLASSIFIER_FILE, classifier_directory
 from ..precision import products_autocast
-from ..text import TextOptions, preprocess_text
+from ..foundation.text import TextOptions, preprocess_text
 from .cache import ModelIdentity
 from .labels import is_default_classes
 from .ngrams import NgramProbe

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.readers import apportion
-from ..errors import UserError
+from ..foundation.errors import UserError
 from .labels import check_labels
 from .probe import rank_units
 from .sweep import DEFAULT_C_GRID, quiet_convergence, run_sweep

@@ -8,7 +8,7 @@ classes so that predictions are given back as the labels themselves.
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 
 def check_labels(labels: np.ndarray, what: str, *, multiclass: bool = False) -> np.ndarray:

@@ -24,8 +24,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 from scipy.sparse import hstack
 
-from .. import storage
-from ..errors import UserError
+from ..foundation import storage
+from ..foundation.errors import UserError
 
 NGRAM_FILE = "ngrams.safetensors"
 NGRAM_FORMAT = "tfidf-hashed-word1-2-charwb2-5"

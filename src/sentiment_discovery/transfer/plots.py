@@ -1,6 +1,6 @@
 """The figures of a transfer run: a unit's histogram by label, the probe's weights, the data-efficiency curve.
 
-matplotlib is imported on the first figure (:mod:`sentiment_discovery.figures`), so that only a run that draws pays for it.
+matplotlib is imported on the first figure (:mod:`sentiment_discovery.foundation.figures`), so that only a run that draws pays for it.
 """
 
 from collections.abc import Sequence
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import new_figure
+from ..foundation.figures import new_figure
 from .probe import LinearProbe
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..foundation.errors import UserError
 
 # Rows scored at a time by decision_function (bounds its temporary to a few MB at 4,096 units).
 ROWS_PER_BLOCK = 256

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .. import storage
-from ..errors import UserError
+from ..foundation import storage
+from ..foundation.errors import UserError
 from .classifier import SentimentClassifier
 from .probe import LinearProbe, threshold_accuracy
 from .sweep import Sweep

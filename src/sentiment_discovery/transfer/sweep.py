@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..choices import DEFAULT_C_GRID
-from ..errors import UserError
+from ..foundation.choices import DEFAULT_C_GRID
+from ..foundation.errors import UserError
 from .labels import check_labels
 from .probe import LinearProbe, PreparedInputs
 

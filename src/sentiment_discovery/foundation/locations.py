@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import UserError
 
 ENV_VAR = "SENTIMENT_DISCOVERY_DEFAULT_MODEL"
-PACKAGE_DIRECTORY = Path(__file__).resolve().parent / "default_model"
+PACKAGE_DIRECTORY = Path(__file__).resolve().parents[1] / "default_model"  # the package's, beside foundation/
 MODEL_SUBDIR = "model"
 CLASSIFIER_SUBDIR = "classifier"
 # The pre-trained model and its frozen-feature classifier, shipped beside a fine-tuned default.
