@@ -1,6 +1,6 @@
 """The one featurize loop: texts -> the (final or mean) cell state of a layer, used by every job."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,13 +28,21 @@ def check_pooling(pooling: str) -> None:
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 
 
-def pool(pooling: str, final: torch.Tensor, maximum: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+def pool(pooling: str, final: torch.Tensor, maximum: Callable[[], torch.Tensor], mean: Callable[[], torch.Tensor]) -> torch.Tensor:
     """A text's feature from its cell states' final value, maximum and mean [..., H]: one of them,
-    or ``concat``, the three joined as [final, max, mean] (:func:`pooled_width` wide)."""
+    or ``concat``, the three joined as [final, max, mean] (:func:`pooled_width` wide).
+
+    ``maximum`` and ``mean`` are called only when the pooling reads them: a fine-tuning step or
+    a trace with ``final`` pooling computes neither.
+    """
     check_pooling(pooling)
-    if pooling == "concat":
-        return torch.cat([final, maximum, mean], dim=-1)
-    return {"final": final, "max": maximum, "mean": mean}[pooling]
+    if pooling == "final":
+        return final
+    if pooling == "max":
+        return maximum()
+    if pooling == "mean":
+        return mean()
+    return torch.cat([final, maximum(), mean()], dim=-1)
 
 
 def pool_sequence(cells: torch.Tensor, is_text: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -44,15 +52,18 @@ def pool_sequence(cells: torch.Tensor, is_text: torch.Tensor, pooling: str) -> t
     fine-tuning trains through it.
     """
     mask = is_text[:, :, None]
-    mean = (cells * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
-    maximum = cells.masked_fill(~mask, float("-inf")).amax(dim=1)
-    return pool(pooling, cells[:, -1], maximum, mean)
+    return pool(
+        pooling,
+        cells[:, -1],
+        lambda: cells.masked_fill(~mask, float("-inf")).amax(dim=1),
+        lambda: (cells * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1),
+    )
 
 
 def prefix_pooled(cells: torch.Tensor, pooling: str) -> torch.Tensor:
     """Row t: the pooled feature of the text's first t + 1 bytes, from one text's states [T, H]."""
     counts = torch.arange(1, cells.shape[0] + 1, device=cells.device, dtype=cells.dtype)[:, None]
-    return pool(pooling, cells, cells.cummax(dim=0).values, cells.cumsum(dim=0) / counts)
+    return pool(pooling, cells, lambda: cells.cummax(dim=0).values, lambda: cells.cumsum(dim=0) / counts)
 
 
 def encode_texts(model, texts: Sequence[str | bytes], preprocess: bool = True) -> list[bytes]:
@@ -139,7 +150,7 @@ def iter_pooled_cells(
                     cell_max = torch.maximum(cell_max, cells.masked_fill(~chunk_mask, float("-inf")).amax(dim=1))
                 bar.update(int(np.clip(min(stop, width) - np.maximum(first_byte, start), 0, None).sum()))
             final, mean = state.cell[layer].float(), cell_sum / lengths[:, None]
-            yield indices, {pooling: pool(pooling, final, cell_max, mean) for pooling in poolings}
+            yield indices, {pooling: pool(pooling, final, lambda: cell_max, lambda: mean) for pooling in poolings}
     bar.close()
 
 
