@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from .foundation import log, model_cache, storage
 from .foundation.errors import UserError
 from .foundation.locations import model_directory
-from .model import ByteLM, ModelConfig
 from .foundation.text import TextOptions
+from .model import ByteLM, ModelConfig
 
 FORMAT_NAME = "sentiment-discovery-model"
 FORMAT_VERSION = 1

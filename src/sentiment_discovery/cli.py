@@ -22,7 +22,14 @@ from typing import NamedTuple
 from . import __version__
 from .foundation import log, storage
 from .foundation.errors import UserError
-from .foundation.options import add_config_arguments, check_options, config_from_args, flag_reference_markdown, spelled_flags
+from .foundation.options import (
+    add_config_arguments,
+    check_options,
+    config_from_args,
+    flag_reference_markdown,
+    spelled_flags,
+)
+
 
 class Command(NamedTuple):
     config: str  # the module of its flags (COMMAND_CONFIG): torch-free, read to build the parser

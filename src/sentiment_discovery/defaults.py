@@ -17,10 +17,6 @@ Where the parts live is ``locations`` (re-exported here), which the loaders read
 :func:`resolve_sentiment_unit` is the one rule for the unit that ``visualize`` and ``serve``
 draw: a unit named, a classifier's top unit, this directory's ``sentiment_unit.json``, or the
 one a model's metadata records.
-
-torch, the checkpoint module and ``transfer`` (numpy) are imported inside
-:func:`export_default_model`, so that ``--help`` of the commands that import this module
-starts without them.
 """
 
 import contextlib
@@ -32,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-from .foundation import log, storage
 from . import transfer
 from .checkpoint import (
     CONFIG_FILE,
@@ -42,8 +37,25 @@ from .checkpoint import (
     save_model,
     update_model_metadata,
 )
+from .foundation import log, storage
 from .foundation.errors import UserError
-from .foundation.locations import CLASSIFIER_FILE, CLASSIFIER_PART, CLASSIFIER_SUBDIR, ENV_VAR, FROZEN_SUBDIR, GET_A_MODEL, INSTALL, MODEL_PART, MODEL_SUBDIR, PACKAGE_DIRECTORY, classifier_directory, default_directory, frozen_classifier_directory, model_directory, require
+from .foundation.locations import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_PART,
+    CLASSIFIER_SUBDIR,
+    ENV_VAR,
+    FROZEN_SUBDIR,
+    GET_A_MODEL,
+    INSTALL,
+    MODEL_PART,
+    MODEL_SUBDIR,
+    PACKAGE_DIRECTORY,
+    classifier_directory,
+    default_directory,
+    frozen_classifier_directory,
+    model_directory,
+    require,
+)
 
 # The names of ``locations`` are part of this module's API (``defaults.ENV_VAR``, ``defaults.model_directory()``).
 __all__ = [

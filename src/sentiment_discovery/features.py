@@ -6,12 +6,12 @@ import numpy as np
 import torch
 import tqdm.auto  # read at each call: tests and applications may swap the bar class
 
-from .foundation.choices import POOLINGS
 from .data.batching import length_sorted_batches
+from .foundation.choices import POOLINGS
 from .foundation.errors import UserError
-from .prepared_weights import prepared_weights
-from .precision import products_autocast, resolve_precision
 from .foundation.text import preprocess_text
+from .precision import products_autocast, resolve_precision
+from .prepared_weights import prepared_weights
 
 # Long reviews are run in time chunks so memory does not grow with text length.
 CHUNK_LENGTH = 256

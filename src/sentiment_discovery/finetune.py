@@ -21,8 +21,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from .foundation.errors import UserError
 from .features import left_padded_batch, pool_sequence, pooled_width
+from .foundation.errors import UserError
 from .model import ByteLM
 
 # L2 strengths tried for the probe the head starts from (standardised features), chosen on validation.

@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from .checkpoint import CONFIG_FILE, save_model
 from .foundation.choices import GATE_LAYOUTS  # how a first-release mLSTM's gate blocks are laid out
 from .foundation.errors import UserError
-from .model import VOCAB_SIZE, ByteLM, ModelConfig
 from .foundation.text import NVIDIA_2017_TEXT_OPTIONS, OPENAI_TEXT_OPTIONS, TextOptions
+from .model import VOCAB_SIZE, ByteLM, ModelConfig
 
 OPENAI_SENTIMENT_UNIT = 2388
 

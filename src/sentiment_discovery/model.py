@@ -15,10 +15,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .foundation.errors import UserError
 from .fast_mlstm import ByteInput, mlstm_layer_forward
-from .foundation.model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
 from .features import featurize
+from .foundation.errors import UserError
+from .foundation.model_config import ModelConfig  # declared there, torch-free; model.ModelConfig stays public
 from .foundation.text import TextOptions
 
 VOCAB_SIZE = 256

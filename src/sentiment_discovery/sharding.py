@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .foundation import log, storage
 from .data.batching import length_sorted_batches
-from .training.distributed import DistributedContext, init_distributed, launched_world_size, shutdown_distributed
-from .foundation.errors import UserError
 from .features import encode_texts, iter_pooled_cells, pooled_width
+from .foundation import log, storage
+from .foundation.errors import UserError
+from .training.distributed import DistributedContext, init_distributed, launched_world_size, shutdown_distributed
 
 PARTS_FORMAT = "sentiment-discovery-feature-parts"
 PARTS_VERSION = 1

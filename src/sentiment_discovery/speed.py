@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .foundation import log
 from .fast_mlstm import StepProduct, reuse_freed_memory
 from .features import featurize
-from .model import VOCAB_SIZE, ByteLM, ModelConfig
+from .foundation import log
 from .foundation.options import check_options
+from .model import VOCAB_SIZE, ByteLM, ModelConfig
 from .precision import autocast_dtype, products_autocast, resolve_precision
 from .runtime import configure_threads, seed_everything, select_device
 

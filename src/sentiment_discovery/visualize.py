@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .features import CHUNK_LENGTH
 from .foundation import storage
 from .foundation.choices import MAX_HOLD
 from .foundation.errors import UserError
-from .features import CHUNK_LENGTH
 from .foundation.figures import colormap, new_figure
+from .foundation.text import preprocess_text
 from .model import CellOverwrite
 from .precision import products_autocast
-from .foundation.text import preprocess_text
 
 # The 2017 heatmaps used this diverging colour map on [-1, 1] and rows of 74 characters.
 COLOUR_MAP = "RdYlGn"

@@ -39,7 +39,14 @@ from ..foundation.errors import UserError
 from ..foundation.text import PAPER_TEXT_OPTIONS, TextOptions, preprocess_text, recorded_text_options
 from .cleaning import Cleaners
 from .readers import (
-    EMPTY_TEXT, SPLIT_NAMES, ReadStats, apportion, check_input_file, detect_format, iter_numbered_texts, split_counts,
+    EMPTY_TEXT,
+    SPLIT_NAMES,
+    ReadStats,
+    apportion,
+    check_input_file,
+    detect_format,
+    iter_numbered_texts,
+    split_counts,
 )
 
 FORMAT_NAME = "sentiment-discovery-corpus"

@@ -9,8 +9,8 @@ implementation is timed in the same process, runs interleaved, and the ratios pr
 The measuring itself is in :mod:`sentiment_discovery.speed`.
 """
 
-from ..foundation import log, storage
 from ..configs.benchmark import BenchmarkConfig
+from ..foundation import log, storage
 from ..speed import benchmark, format_report
 
 

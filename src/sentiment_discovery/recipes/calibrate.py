@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..foundation import log, storage
 from .. import transfer
 from ..configs.calibrate import CalibrateConfig
 from ..data.readers import read_labeled
+from ..foundation import log, storage
 from ..foundation.errors import UserError
 from ..foundation.options import check_options
 from ..runtime import configure_threads

@@ -17,16 +17,16 @@ import contextlib
 
 import numpy as np
 
-from ..foundation import log, storage
 from .. import transfer
 from ..checkpoint import load_model
-from ..foundation.choices import LABELS
 from ..configs.classify import ClassifyConfig
 from ..data.readers import ReadStats, iter_numbered_texts
+from ..foundation import log, storage
+from ..foundation.choices import LABELS
 from ..foundation.errors import UserError
 from ..foundation.options import check_options
-from ..runtime import configure_threads, select_device
 from ..foundation.text import escape_control, print_result
+from ..runtime import configure_threads, select_device
 from .common import feature_cache, resolve_load_model
 from .sharded import classify_features, sharding
 

@@ -7,10 +7,10 @@ Their shared flags (``ExperimentConfig``, ``FeatureOptions``, the 2017 no-op tab
 import re
 from pathlib import Path
 
-from ..foundation import log, model_cache
 from .. import transfer
 from ..checkpoint import list_checkpoints, model_directories, not_a_model_directory, read_state_json
 from ..configs.common import ExperimentConfig, FeatureOptions
+from ..foundation import log, model_cache
 from ..foundation.errors import UserError
 
 # ---------------------------------------------------------------- -load_model

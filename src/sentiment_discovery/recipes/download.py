@@ -5,10 +5,10 @@ fetched into the model cache's downloads (resumable), verified by git blob ids, 
 installed under its name (docs/models.md), after which the downloaded files are removed.
 """
 
-from ..foundation import log, model_cache, storage
 from ..configs.download import DownloadConfig
 from ..data import releases
 from ..data.download import download
+from ..foundation import log, model_cache, storage
 from ..foundation.errors import UserError
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..foundation import log, memory, storage
 from .. import sharding
 from ..checkpoint import load_model
 from ..configs.featurize import FeaturizeConfig
 from ..data.readers import read_texts
-from ..foundation.errors import UserError
 from ..features import CHUNK_LENGTH, pooled_width
+from ..foundation import log, memory, storage
+from ..foundation.errors import UserError
 from ..foundation.options import check_options
 from ..runtime import configure_threads, select_device
 from .sharded import featurize_shares

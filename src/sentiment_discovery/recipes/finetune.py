@@ -21,8 +21,8 @@ written at the end are ``finetune_outputs``'s.
 
 import time
 
-from ..foundation import storage
 from ..configs.finetune import FinetuneConfig
+from ..foundation import storage
 from ..foundation.errors import UserError
 from ..foundation.options import check_options
 from . import finetune_loop

@@ -27,11 +27,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import defaults, finetune, training
-from ..foundation import log, memory, storage
 from ..checkpoint import STATE_JSON, load_model, save_model
-from ..foundation.errors import UserError
 from ..fast_mlstm import reuse_freed_memory
 from ..features import encode_texts, length_sorted_batches
+from ..foundation import log, memory, storage
+from ..foundation.errors import UserError
 from ..precision import products_autocast, resolve_precision
 from ..runtime import seed_everything, select_device
 from ..transfer import domain_accuracies

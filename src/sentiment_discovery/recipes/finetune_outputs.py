@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from .. import finetune, training, transfer
-from ..foundation import log, storage
 from ..checkpoint import save_model
+from ..foundation import log, storage
 
 # The fine-tuned model directory in the run directory.
 MODEL_SUBDIR = "model"

@@ -6,8 +6,8 @@ either name imports any supported source; the two names are what users look for.
 installs the model in the model cache instead of DEST (docs/models.md).
 """
 
-from ..foundation import log, model_cache, storage, text
 from ..configs.importers import ImportConfig
+from ..foundation import log, model_cache, storage, text
 from ..foundation.errors import UserError
 from ..importers import import_weights
 

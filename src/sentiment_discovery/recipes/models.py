@@ -1,7 +1,7 @@
 """``sentiment-discovery models``: the models installed in the model cache, and those ``download`` fetches."""
 
-from ..foundation import model_cache
 from ..configs.models import ModelsConfig
+from ..foundation import model_cache
 from ..foundation.text import print_result
 
 

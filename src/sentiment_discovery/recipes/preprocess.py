@@ -9,8 +9,8 @@ on N processes while one reads the input and writes the corpus (``data/cleaning.
 import dataclasses
 
 from ..configs.preprocess import PreprocessConfig
-from ..foundation.cores import default_workers
 from ..data.corpus import CorpusOptions, build_corpus
+from ..foundation.cores import default_workers
 from ..foundation.options import check_options
 from ..foundation.text import PAPER_TEXT_OPTIONS
 

@@ -10,8 +10,8 @@ import signal
 import socket
 import time
 
-from ..foundation import log
 from ..configs.serve import ServeConfig
+from ..foundation import log
 from ..foundation.errors import UserError
 from ..foundation.options import check_options
 from ..runtime import select_device

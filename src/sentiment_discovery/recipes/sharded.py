@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from .. import sharding
-from ..foundation import storage
 from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
+from ..foundation import storage
 from ..foundation.errors import UserError
 from ..foundation.locations import model_directory
 from ..precision import resolve_precision

@@ -10,9 +10,9 @@ import dataclasses
 
 import numpy as np
 
-from ..foundation import log
 from .. import transfer
 from ..data.readers import parse_split, read_labeled, read_texts, split_indices
+from ..foundation import log
 from ..foundation.errors import UserError
 
 

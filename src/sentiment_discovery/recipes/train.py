@@ -23,11 +23,11 @@ import os
 
 import torch
 
-from ..foundation import log, memory
 from .. import training
 from ..configs.train import MODEL_FLAGS, TrainConfig
-from ..foundation.errors import UserError
 from ..fast_mlstm import reuse_freed_memory
+from ..foundation import log, memory
+from ..foundation.errors import UserError
 from ..foundation.options import check_options
 from ..precision import resolve_precision
 from ..runtime import configure_threads

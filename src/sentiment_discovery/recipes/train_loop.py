@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..foundation import log, storage
 from .. import training
 from ..checkpoint import (
     CHECKPOINT_NAME,
@@ -29,12 +28,13 @@ from ..checkpoint import (
 )
 from ..data.batching import TransposedBatcher
 from ..data.corpus import ByteCorpus, CorpusOptions, ensure_corpus, read_manifest
+from ..foundation import log, storage
 from ..foundation.errors import UserError
-from ..model import ByteLM
 from ..foundation.model_config import ARCHITECTURE_SETTINGS, ModelConfig
+from ..foundation.text import PAPER_TEXT_OPTIONS, TextOptions
+from ..model import ByteLM
 from ..precision import resolve_precision
 from ..runtime import seed_everything
-from ..foundation.text import PAPER_TEXT_OPTIONS, TextOptions
 from .common import resolve_load_model
 
 CORPUS_CACHE = "corpora"

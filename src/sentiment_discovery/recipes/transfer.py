@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import checkpoint, cross_validation, runtime, transfer
-from ..foundation import log, storage
 from ..checkpoint import resolve_model_directory
 from ..configs.transfer import TransferConfig
+from ..foundation import log, storage
 from ..foundation.errors import UserError
-from ..model import ByteLM
 from ..foundation.options import check_options
+from ..model import ByteLM
 from .common import feature_cache, resolve_load_model
 from .splits import LabelledFiles, Split, encode_classes, hold_out_validation, read_splits
 

@@ -19,14 +19,14 @@ import dataclasses
 from pathlib import Path
 
 from .. import defaults, transfer, visualize
-from ..foundation import log
 from ..checkpoint import WEIGHTS_FILE, load_model, resolve_model_directory
 from ..configs.visualize import VisualizeConfig
+from ..foundation import log
 from ..foundation.errors import UserError
 from ..foundation.options import check_options
-from ..runtime import configure_threads, seed_everything, select_device
 from ..foundation.storage import file_sha256
 from ..foundation.text import escape_control, print_result
+from ..runtime import configure_threads, seed_everything, select_device
 from .common import resolve_load_model
 
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from .. import defaults, transfer, visualize
 from ..checkpoint import load_model, resolve_model_directory
-from ..foundation.errors import UserError
 from ..features import check_pooling, encode_texts
+from ..foundation.errors import UserError
 from ..precision import PRECISIONS, resolve_precision
 
 

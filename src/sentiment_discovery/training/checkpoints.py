@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..foundation import log, storage
 from ..checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_FILE,
@@ -39,6 +38,7 @@ from ..checkpoint import (
     read_state_json,
     write_model_files,
 )
+from ..foundation import log, storage
 from ..foundation.errors import UserError
 from ..model import RNNState
 from .distributed import DistributedContext

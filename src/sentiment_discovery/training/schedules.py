@@ -15,7 +15,6 @@ import torch
 from ..foundation.choices import SCHEDULES
 from ..foundation.errors import UserError
 
-
 # --------------------------------------------------------------------------- schedules
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..foundation import log, storage
 from ..checkpoint import WEIGHTS_FILE, resolve_model_directory
+from ..features import pooled_width
+from ..foundation import log, storage
 from ..foundation.choices import POOLINGS
 from ..foundation.errors import UserError
-from ..features import pooled_width
-from ..precision import resolve_precision
 from ..foundation.text import recorded_text_options
+from ..precision import resolve_precision
 
 
 def texts_sha256(texts: Sequence[str]) -> str:

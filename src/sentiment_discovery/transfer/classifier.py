@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..foundation import storage
 from ..checkpoint import load_model
+from ..features import CHUNK_LENGTH, prefix_pooled
+from ..foundation import storage
 from ..foundation.choices import POOLINGS
 from ..foundation.errors import UserError
-from ..features import CHUNK_LENGTH, prefix_pooled
 from ..foundation.locations import CLASSIFIER_FILE, classifier_directory
-from ..precision import products_autocast
 from ..foundation.text import TextOptions, preprocess_text
+from ..precision import products_autocast
 from .cache import ModelIdentity
 from .labels import is_default_classes
 from .ngrams import NgramProbe
